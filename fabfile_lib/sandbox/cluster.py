@@ -1,0 +1,206 @@
+"""The cluster inside the sandbox: its user, keys, sshd per host, munge and Slurm.
+
+Everything is configured from files under the sandbox directory. Nothing is written under /etc except
+the cluster user's passwd entry (Slurm and sshd look users up there); its home lives in the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+from pathlib import Path
+
+from . import daemons
+from .config import HOSTS, SandboxConfig
+from .system import run
+
+
+def _write(path: Path, text: str, mode: int = 0o644, owner: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    if owner:
+        shutil.chown(path, owner, owner)
+
+
+# -- the cluster user -------------------------------------------------------------------------------
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def ensure_user(cfg: SandboxConfig) -> bool:
+    """Create the cluster user (home in the sandbox) unless it exists; return True if we made it."""
+    made = False
+    if not user_exists(cfg.username):
+        cfg.home.parent.mkdir(parents=True, exist_ok=True)
+        run(["useradd", "--create-home", "--home-dir", str(cfg.home), "--shell", "/bin/bash",
+             "--comment", f"fabfile-lab sandbox {cfg.name}", cfg.username])
+        made = True
+    # useradd leaves the account locked ("!"); sshd without PAM refuses locked accounts, "*" allows keys.
+    run(["usermod", "-p", "*", cfg.username])
+    return made
+
+
+def remove_user(cfg: SandboxConfig) -> None:
+    if user_exists(cfg.username):
+        run(["userdel", cfg.username], check=False)
+
+
+# -- keys -------------------------------------------------------------------------------------------
+
+def _keygen(path: Path, comment: str) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def host_key(cfg: SandboxConfig, host: str) -> Path:
+    return cfg.path / "hosts" / host / "ssh_host_ed25519_key"
+
+
+def ensure_keys(cfg: SandboxConfig) -> None:
+    """Host keys, the laptop's key, the user's cluster-internal key, and the files that trust them."""
+    public = {h: _keygen(host_key(cfg, h), f"{cfg.hostname(h)}") for h in HOSTS}
+    laptop_pub = _keygen(cfg.identity, f"laptop@{cfg.name}")
+    cfg.identity.parent.chmod(0o700)
+    known = [f"{cfg.address(h)} {' '.join(public[h].split()[:2])}" for h in HOSTS]
+    _write(cfg.known_hosts, "\n".join(known) + "\n", 0o600)
+
+    ssh_dir = cfg.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    user_pub = _keygen(ssh_dir / "id_ed25519", f"{cfg.username}@{cfg.name}-cluster")
+    user = cfg.username
+    _write(ssh_dir / "authorized_keys", f"{laptop_pub}\n{user_pub}\n", 0o600, user)
+    # The reverse hop: a job on compute reaches login by its hostname ($SLURM_SUBMIT_HOST).
+    login_key = " ".join(public["login"].split()[:2])
+    _write(ssh_dir / "known_hosts",
+           f"{cfg.hostname('login')},{cfg.login_from_compute} {login_key}\n", 0o600, user)
+    _write(ssh_dir / "config",
+           f"Host {cfg.hostname('login')} login\n"
+           f"    HostName {cfg.login_from_compute}\n"
+           f"    HostKeyAlias {cfg.hostname('login')}\n"
+           "    IdentityFile ~/.ssh/id_ed25519\n"
+           "    StrictHostKeyChecking yes\n"
+           "    BatchMode yes\n", 0o600, user)
+    for path in (ssh_dir, ssh_dir / "id_ed25519", ssh_dir / "id_ed25519.pub"):
+        shutil.chown(path, user, user)
+    cfg.home.chmod(0o700)
+
+
+# -- sshd -------------------------------------------------------------------------------------------
+
+def sshd_config(cfg: SandboxConfig, host: str) -> str:
+    lines = [
+        "Port 22",
+        "ListenAddress 0.0.0.0",
+        f"HostKey {host_key(cfg, host)}",
+        f"PidFile {cfg.run_dir / f'sshd-{host}.sshd.pid'}",
+        "UsePAM no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin no",
+        "PubkeyAuthentication yes",
+        "AuthorizedKeysFile .ssh/authorized_keys",
+        f"AllowUsers {cfg.username}",
+        "AllowTcpForwarding yes",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "MaxStartups 64:30:128",
+        "MaxSessions 64",
+        "Subsystem sftp internal-sftp",
+    ]
+    if host != "jump":
+        lines.append(f"SetEnv SLURM_CONF={cfg.slurm_conf}")
+    return "\n".join(lines) + "\n"
+
+
+def start_sshd(cfg: SandboxConfig, host: str) -> None:
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
+    conf = cfg.path / "hosts" / host / "sshd_config"
+    _write(conf, sshd_config(cfg, host), 0o600)
+    argv = ["/usr/sbin/sshd", "-D", "-f", str(conf), "-E", str(cfg.log_dir / f"sshd-{host}.log")]
+    run(["/usr/sbin/sshd", "-t", "-f", str(conf)])
+    daemons.start(daemons.in_host(cfg.netns(host), cfg.hostname(host), argv),
+                  pidfile=cfg.run_dir / f"sshd-{host}.pid", logfile=cfg.log_dir / f"sshd-{host}.out")
+
+
+# -- munge and Slurm --------------------------------------------------------------------------------
+
+def start_munge(cfg: SandboxConfig) -> None:
+    """One munged serves every host: its socket is a file, and the hosts share the filesystem."""
+    mdir = cfg.munge_socket.parent
+    mdir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    key = mdir / "munge.key"
+    if not key.exists():
+        key.write_bytes(secrets.token_bytes(1024))
+    key.chmod(0o400)
+    argv = ["munged", "--foreground", "--force", f"--socket={cfg.munge_socket}", f"--key-file={key}",
+            f"--log-file={cfg.log_dir / 'munged.log'}", f"--pid-file={mdir / 'munged.pid'}",
+            f"--seed-file={mdir / 'munged.seed'}"]
+    daemons.start(argv, pidfile=cfg.run_dir / "munged.pid", logfile=cfg.log_dir / "munged.out")
+
+
+def slurm_conf(cfg: SandboxConfig) -> str:
+    sdir = cfg.slurm_conf.parent
+    node = cfg.hostname("compute")
+    return "\n".join([
+        f"ClusterName={cfg.name}",
+        f"SlurmctldHost={cfg.hostname('login')}({cfg.login_from_compute})",
+        "AuthType=auth/munge",
+        "CredType=cred/munge",
+        f"AuthInfo=socket={cfg.munge_socket}",
+        "SlurmUser=root",
+        "SlurmdUser=root",
+        f"StateSaveLocation={sdir / 'state'}",
+        f"SlurmdSpoolDir={sdir / 'spool'}",
+        f"SlurmctldPidFile={cfg.run_dir / 'slurmctld.slurm.pid'}",
+        f"SlurmdPidFile={cfg.run_dir / 'slurmd.slurm.pid'}",
+        f"SlurmctldLogFile={cfg.log_dir / 'slurmctld.log'}",
+        f"SlurmdLogFile={cfg.log_dir / 'slurmd.log'}",
+        f"PlugStackConfig={sdir / 'plugstack.conf'}",
+        # No cgroups inside the namespaces: track processes by /proc, bind no tasks.
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none",
+        "SchedulerType=sched/backfill",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core",
+        "MpiDefault=none",
+        "ReturnToService=2",
+        "SlurmdTimeout=60",
+        "KillWait=5",
+        "MinJobAge=60",
+        "MailProg=/bin/true",
+        f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={os.cpu_count() or 1} "
+        "RealMemory=1024 State=UNKNOWN",
+        f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+        f"PartitionName=long Nodes={node} Default=NO MaxTime=INFINITE State=UP",
+    ]) + "\n"
+
+
+def start_slurm(cfg: SandboxConfig) -> None:
+    sdir = cfg.slurm_conf.parent
+    for sub in ("state", "spool"):
+        (sdir / sub).mkdir(parents=True, exist_ok=True)
+    _write(cfg.slurm_conf, slurm_conf(cfg))
+    _write(sdir / "plugstack.conf", "")
+    _write(sdir / "cgroup.conf", "CgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
+    env = {**os.environ, "SLURM_CONF": str(cfg.slurm_conf)}
+    ctld = ["slurmctld", "-D", "-f", str(cfg.slurm_conf)]
+    daemons.start(daemons.in_host(cfg.netns("login"), cfg.hostname("login"), ctld), env=env,
+                  pidfile=cfg.run_dir / "slurmctld.pid", logfile=cfg.log_dir / "slurmctld.out")
+    slurmd = ["slurmd", "-D", "-f", str(cfg.slurm_conf), "-N", cfg.hostname("compute")]
+    daemons.start(daemons.in_host(cfg.netns("compute"), cfg.hostname("compute"), slurmd), env=env,
+                  pidfile=cfg.run_dir / "slurmd.pid", logfile=cfg.log_dir / "slurmd.out")
+
+
+DAEMON_PIDFILES = ("slurmd", "slurmctld", *(f"sshd-{h}" for h in HOSTS), "munged")

@@ -1,0 +1,151 @@
+"""What one sandbox is called, where it lives and which addresses it uses.
+
+Everything a sandbox creates on the machine is derived from three settings -- ``name``, ``subnet`` and
+``dir`` -- so that two sandboxes with different settings never touch each other's namespaces, links,
+routes, processes or files, and so that ``down`` can find everything ``up`` made even when ``up`` was
+interrupted half way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+
+HOSTS = ("jump", "login", "compute")
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A veth pair: ``left`` side (``None`` = the root namespace, the laptop) and ``right`` side."""
+
+    left: str | None
+    right: str
+    left_addr: str
+    right_addr: str
+    prefix: int = 30
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    name: str = "sbx"
+    subnet: str = "10.250.0.0/24"
+    dir: str = "/var/tmp/fabfile-lab/sbx"
+    user: str = ""
+    venv: str = "/var/tmp/fabfile-lab/jupyter-venv"
+    jupyter_packages: tuple[str, ...] = ("jupyterlab",)
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> SandboxConfig:
+        """Build from the ``sandbox`` section of an Invoke config, validating every field."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and data[k] is not None}
+        if "jupyter_packages" in known:
+            known["jupyter_packages"] = tuple(known["jupyter_packages"])
+        cfg = cls(**{k: (str(v) if k != "jupyter_packages" else v) for k, v in known.items()})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not _NAME.match(self.name):
+            raise LabError(
+                f"sandbox.name {self.name!r} is invalid: use 1-10 lower-case letters or digits, "
+                "starting with a letter (it prefixes namespace and interface names)."
+            )
+        net = self.network
+        if not net.is_private or net.prefixlen > 28:
+            raise LabError(
+                f"sandbox.subnet {self.subnet!r} must be a private IPv4 range of /28 or larger, "
+                "e.g. 10.250.0.0/24."
+            )
+        if not Path(self.dir).is_absolute():
+            raise LabError(f"sandbox.dir {self.dir!r} must be an absolute path.")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        try:
+            return ipaddress.IPv4Network(self.subnet, strict=True)
+        except ValueError as exc:
+            raise LabError(f"sandbox.subnet {self.subnet!r} is not an IPv4 network: {exc}.") from None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dir)
+
+    @property
+    def username(self) -> str:
+        """The cluster user; one per sandbox by default, so each sandbox has its own home."""
+        return self.user or f"{self.name}-user"
+
+    def netns(self, host: str) -> str:
+        return f"{self.name}-{host}"
+
+    def hostname(self, host: str) -> str:
+        return f"{self.name}-{host}"
+
+    @property
+    def root_ifname(self) -> str:
+        """The laptop's end of the laptop--jump link; the only interface made in the root namespace."""
+        return f"{self.name}-lap"
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        base = self.network.network_address
+        return (
+            Link(None, "jump", str(base + 1), str(base + 2)),
+            Link("jump", "login", str(base + 5), str(base + 6)),
+            Link("login", "compute", str(base + 9), str(base + 10)),
+        )
+
+    def address(self, host: str) -> str:
+        """The address by which a host is reached from the host before it in the chain."""
+        return next(link.right_addr for link in self.links if link.right == host)
+
+    @property
+    def login_from_compute(self) -> str:
+        """The login node's address on the login--compute link: the target of the reverse hop."""
+        return self.links[2].left_addr
+
+    # Files the sandbox writes; every path lives under ``dir``.
+    @property
+    def ssh_config(self) -> Path:
+        return self.path / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.path / "laptop" / "known_hosts"
+
+    @property
+    def identity(self) -> Path:
+        return self.path / "laptop" / "id_ed25519"
+
+    @property
+    def lab_config(self) -> Path:
+        return self.path / "lab.yaml"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.path / "slurm" / "slurm.conf"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.path / "munge" / "munge.socket"
+
+    @property
+    def home(self) -> Path:
+        return self.path / "home" / self.username
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / "log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "sandbox.json"

@@ -1,0 +1,206 @@
+"""Bringing a sandbox up, taking it down, and telling whether it is up.
+
+``up`` is idempotent: every step checks what already exists. ``down`` derives everything to remove from
+the configuration alone (names, range, directory), so it also cleans up after an ``up`` that failed half
+way, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LabError
+from . import cluster, daemons, network
+from .config import HOSTS, SandboxConfig
+from .system import ensure_packages, require_root, run
+
+READY_MARK = ".fabfile-lab-ready"
+Echo = Callable[[str], None]
+
+
+@dataclass
+class HostStatus:
+    address: str
+    hostname: str
+    netns: str
+
+
+@dataclass
+class SandboxStatus:
+    up: bool
+    name: str
+    user: str
+    dir: str
+    ssh_config: str
+    lab_config: str
+    hosts: dict[str, HostStatus]
+    daemons: dict[str, int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def status(cfg: SandboxConfig) -> SandboxStatus:
+    alive = {name: daemons.read_pidfile(cfg.run_dir / f"{name}.pid") for name in cluster.DAEMON_PIDFILES}
+    is_up = cfg.state_file.exists() and network.is_up(cfg) and all(alive.values())
+    hosts = {h: HostStatus(cfg.address(h), cfg.hostname(h), cfg.netns(h)) for h in HOSTS}
+    return SandboxStatus(is_up, cfg.name, cfg.username, cfg.dir, str(cfg.ssh_config), str(cfg.lab_config),
+                         hosts, alive)
+
+
+def up(cfg: SandboxConfig, echo: Echo = print) -> SandboxStatus:
+    require_root()
+    ensure_packages(echo)
+    _check_no_clash(cfg)
+    cfg.path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    cfg.path.chmod(0o755)  # the cluster user must traverse it to reach its home
+    for sub in (cfg.run_dir, cfg.log_dir):
+        sub.mkdir(mode=0o700, exist_ok=True)
+    echo(f"network: namespaces {', '.join(cfg.netns(h) for h in HOSTS)} in {cfg.subnet}")
+    network.up(cfg)
+    cluster.ensure_user(cfg)
+    cluster.ensure_keys(cfg)
+    echo("daemons: munged, slurmctld (login), slurmd (compute), sshd (jump, login, compute)")
+    cluster.start_munge(cfg)
+    cluster.start_slurm(cfg)
+    for host in HOSTS:
+        cluster.start_sshd(cfg, host)
+    ensure_venv(cfg, echo)
+    write_client_configs(cfg)
+    _wait_for_chain(cfg)
+    _wait_for_node(cfg)
+    cfg.state_file.write_text('{"up": true}\n')
+    return status(cfg)
+
+
+def _check_no_clash(cfg: SandboxConfig) -> None:
+    """Refuse a range that overlaps a route the machine already has (another sandbox, a real LAN)."""
+    if cfg.state_file.exists() or network.is_up(cfg):
+        return
+    for line in run(["ip", "-4", "route", "show"]).splitlines():
+        dest = line.split()[0]
+        if dest == "default" or line.startswith(("broadcast", "local")):
+            continue
+        if dest.startswith("blackhole"):
+            dest = line.split()[1]
+        try:
+            other = ipaddress.IPv4Network(dest if "/" in dest else f"{dest}/32", strict=False)
+        except ValueError:
+            continue
+        if other.overlaps(cfg.network):
+            raise LabError(f"sandbox.subnet {cfg.subnet} overlaps the existing route `{line.strip()}`: "
+                           "choose another range (inv sandbox.up --subnet ...) or another sandbox name.")
+
+
+def ensure_venv(cfg: SandboxConfig, echo: Echo = print) -> None:
+    """The compute node's JupyterLab environment, made once and shared by every sandbox (a cache kept
+    by ``down``). It is built with /usr/bin/python3 so the cluster user can run it."""
+    venv = Path(cfg.venv)
+    if (venv / READY_MARK).exists():
+        return
+    echo(f"python env: creating {venv} with {' '.join(cfg.jupyter_packages)} (once; about a minute)...")
+    if venv.exists():
+        shutil.rmtree(venv)
+    venv.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    run(["/usr/bin/python3", "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "pip"), "install", "-q", *cfg.jupyter_packages], timeout=900)
+    (venv / READY_MARK).touch()
+
+
+def ssh_config_text(cfg: SandboxConfig) -> str:
+    hops = {"jump": None, "login": "jump", "compute": "login"}
+    blocks = []
+    for host, via in hops.items():
+        block = f"Host {host}\n    HostName {cfg.address(host)}\n"
+        if via:
+            block += f"    ProxyJump {via}\n"
+        blocks.append(block)
+    blocks.append(
+        "Host *\n"
+        f"    User {cfg.username}\n"
+        f"    IdentityFile {cfg.identity}\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {cfg.known_hosts}\n"
+        "    StrictHostKeyChecking yes\n"
+        "    BatchMode yes\n"
+        "    ConnectTimeout 10\n"
+        "    ServerAliveInterval 15\n"
+    )
+    return "# Written by `inv sandbox.up`; removed by `inv sandbox.down`.\n" + "\n".join(blocks)
+
+
+def lab_config_text(cfg: SandboxConfig) -> str:
+    return (
+        "# Points the lab tasks at this sandbox: inv -f THIS_FILE lab.start\n"
+        "lab:\n"
+        f"  ssh_config: {cfg.ssh_config}\n"
+        "  login: login\n"
+        "  sbatch:\n"
+        "    partition: debug\n"
+        "    time: '02:00:00'\n"
+        "  setup:\n"
+        f"    - source {cfg.venv}/bin/activate\n"
+    )
+
+
+def write_client_configs(cfg: SandboxConfig) -> None:
+    cfg.ssh_config.write_text(ssh_config_text(cfg))
+    cfg.ssh_config.chmod(0o644)
+    cfg.lab_config.write_text(lab_config_text(cfg))
+
+
+def _wait_for_chain(cfg: SandboxConfig, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    argv = ["ssh", "-F", str(cfg.ssh_config), "compute", "true"]
+    while True:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"the ssh chain to compute did not come up: {proc.stderr.strip()} "
+                           f"(logs in {cfg.log_dir}).")
+        time.sleep(0.3)
+
+
+def slurm_env(cfg: SandboxConfig) -> dict[str, str]:
+    return {**os.environ, "SLURM_CONF": str(cfg.slurm_conf)}
+
+
+def on_login(cfg: SandboxConfig, argv: list[str]) -> list[str]:
+    return daemons.in_host(cfg.netns("login"), None, argv)
+
+
+def _wait_for_node(cfg: SandboxConfig, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    argv = on_login(cfg, ["sinfo", "-h", "-N", "-o", "%t"])
+    state = ""
+    while time.monotonic() < deadline:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=slurm_env(cfg), check=False)
+        states = set(proc.stdout.split())
+        state = " ".join(sorted(states)) or proc.stderr.strip()
+        if states and states <= {"idle", "mix", "alloc"}:
+            return
+        time.sleep(0.5)
+    raise LabError(f"the compute node did not become idle in Slurm (last state: {state or 'none'}); "
+                   f"see {cfg.log_dir}/slurmd.log and slurmctld.log.")
+
+
+def down(cfg: SandboxConfig, echo: Echo = print) -> None:
+    require_root()
+    for name in cluster.DAEMON_PIDFILES:
+        daemons.stop(cfg.run_dir / f"{name}.pid")
+    # Whatever still lives in our namespaces (jobs, sessions, forwards) was started by the sandbox.
+    for pid in network.pids(cfg):
+        daemons.terminate(pid, grace=2)
+    network.down(cfg)
+    cluster.remove_user(cfg)
+    if cfg.path.exists():
+        shutil.rmtree(cfg.path)
+    echo(f"sandbox {cfg.name} is down")

@@ -1,0 +1,69 @@
+"""``inv sandbox.*``: bring the cluster in miniature up, take it down, show its state."""
+
+from __future__ import annotations
+
+import json
+
+from invoke import Collection, task
+
+from .. import sandbox
+from ..sandbox import SandboxConfig
+from ._errors import user_errors
+
+HELP = {
+    "name": "sandbox name: prefixes namespaces, hostnames and the cluster user (default: sbx)",
+    "subnet": "private IPv4 range for the sandbox hosts (default: 10.250.0.0/24)",
+    "dir": "directory holding everything the sandbox makes (default: /var/tmp/fabfile-lab/sbx)",
+}
+
+
+def _config(c, name: str | None, subnet: str | None, dir: str | None) -> SandboxConfig:
+    data = dict(c.config.get("sandbox", {}))
+    if name and not dir and not data.get("dir_explicit"):
+        data["dir"] = f"/var/tmp/fabfile-lab/{name}"
+    overrides = {"name": name, "subnet": subnet, "dir": dir}
+    data.update({k: v for k, v in overrides.items() if v})
+    return SandboxConfig.from_mapping(data)
+
+
+@task(help=HELP)
+@user_errors
+def up(c, name=None, subnet=None, dir=None):
+    """Bring the sandbox up (idempotent): namespaces, sshd, munge, Slurm, JupyterLab env."""
+    st = sandbox.up(_config(c, name, subnet, dir))
+    print(f"sandbox {st.name} is up: jump {st.hosts['jump'].address}, login {st.hosts['login'].address}, "
+          f"compute {st.hosts['compute'].address}, user {st.user}")
+    print(f"  ssh -F {st.ssh_config} compute hostname")
+    print(f"  inv -f {st.lab_config} lab.start")
+
+
+@task(help=HELP)
+@user_errors
+def down(c, name=None, subnet=None, dir=None):
+    """Take the sandbox down: processes, namespaces, links, route, user and directory."""
+    sandbox.down(_config(c, name, subnet, dir))
+
+
+@task(help={**HELP, "json": "print the status as a JSON object"})
+@user_errors
+def status(c, name=None, subnet=None, dir=None, json_=False):
+    """Show whether the sandbox is up, its hosts' addresses and its ssh config."""
+    st = sandbox.status(_config(c, name, subnet, dir))
+    if json_:
+        print(json.dumps(st.to_dict(), indent=2))
+        return
+    print(f"sandbox {st.name}: {'up' if st.up else 'down'} (dir {st.dir}, user {st.user})")
+    for host, info in st.hosts.items():
+        print(f"  {host:8} {info.address:15} {info.hostname}")
+    print(f"  ssh config: {st.ssh_config}")
+
+
+ns = Collection("sandbox", up, down, status)
+ns.configure({"sandbox": {
+    "name": "sbx",
+    "subnet": "10.250.0.0/24",
+    "dir": "/var/tmp/fabfile-lab/sbx",
+    "user": "",
+    "venv": "/var/tmp/fabfile-lab/jupyter-venv",
+    "jupyter_packages": ["jupyterlab"],
+}})
