@@ -2,7 +2,8 @@
 
 from invoke import Collection
 
-from . import sandbox
+from . import lab, sandbox
 
 namespace = Collection()
+namespace.add_collection(lab.ns)
 namespace.add_collection(sandbox.ns)

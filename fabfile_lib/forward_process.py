@@ -1,0 +1,48 @@
+"""The background forward of ``lab.tunnel --detach``: ``python -m fabfile_lib.forward_process NAME DIR``.
+
+Its command line carries only the lab's name and state directory; the token stays in the 0600 record.
+It records its own pid, start time and bound port in the lab's record once the port is bound, and holds
+the forwards until SIGTERM (``lab.tunnel --stop``, ``lab.cancel``) or until the job ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from . import state
+from .errors import LabError
+from .forwards import Forward
+from .lab import hold, settings_for
+from .procs import start_time
+
+
+def main(name: str, state_dir: str) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    record = state.load(Path(state_dir), name)
+    settings = settings_for(record, state_dir=state_dir)
+    me = os.getpid()
+
+    def on_ready(fwd: Forward) -> None:
+        current = state.load(Path(state_dir), name)
+        current.forward_pid, current.forward_started, current.forward_port = me, start_time(me) or "", fwd.port
+        record.forward_port = fwd.port
+        state.save(Path(state_dir), current)
+        print(f"forwarding 127.0.0.1:{fwd.port} to {record.remote_host}:{record.remote_port} via {record.via}",
+              flush=True)
+
+    try:
+        hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True))
+    except LabError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,154 @@
+"""Local port forwarding over a Paramiko transport: ``forward_local``, shaped like Fabric's.
+
+Fabric's stock ``Connection.forward_local`` binds inside its thread (a busy port does not fail the
+``with``), dies for good on the first failed channel open, listens on IPv4 only, and copies 1 KiB at a
+time without half-close. This one binds before the body runs, keeps serving when one client's channel
+cannot be opened, listens on 127.0.0.1 and ::1 only (never on other interfaces), copies in 32 KiB reads,
+and passes EOF on in each direction separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import paramiko
+
+from .errors import LabError
+
+CHUNK = 32 * 1024
+Log = Callable[[str], None]
+
+
+def _listen(family: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_loopback(port: int) -> list[socket.socket]:
+    """Listening sockets on 127.0.0.1 and, where the machine has IPv6, ::1 -- the same port on both."""
+    try:
+        v4 = _listen(socket.AF_INET, "127.0.0.1", port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise LabError(f"local port {port} is already in use: choose another lab.local_port, "
+                           "or 0 for any free port.") from None
+        raise LabError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    socks = [v4]
+    with contextlib.suppress(OSError):
+        socks.append(_listen(socket.AF_INET6, "::1", v4.getsockname()[1]))
+    return socks
+
+
+def check_port_free(port: int) -> None:
+    """Fail early, before anything is submitted, if a fixed local port is taken."""
+    if port:
+        for sock in bind_loopback(port):
+            sock.close()
+
+
+def _pump(client: socket.socket, chan: paramiko.Channel, stop: threading.Event) -> None:
+    """Copy both ways until both sides have sent EOF; pass each EOF on as a half-close."""
+    open_in = {client: True, chan: True}
+    try:
+        while any(open_in.values()) and not stop.is_set():
+            readable, _, _ = select.select([s for s, o in open_in.items() if o], [], [], 1.0)
+            for src in readable:
+                dst = chan if src is client else client
+                data = src.recv(CHUNK)
+                if data:
+                    dst.sendall(data)
+                    continue
+                open_in[src] = False
+                if dst is chan:
+                    chan.shutdown_write()
+                else:
+                    with contextlib.suppress(OSError):
+                        client.shutdown(socket.SHUT_WR)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        chan.close()
+        client.close()
+
+
+@dataclass
+class Forward:
+    """A running forward: ``port`` is the local port (useful when 0 was asked for)."""
+
+    port: int
+    remote: tuple[str, int]
+    errors: list[str] = field(default_factory=list)
+    connections: int = 0
+
+
+@contextlib.contextmanager
+def forward_local(
+    transport: paramiko.Transport,
+    remote_host: str,
+    remote_port: int,
+    local_port: int = 0,
+    *,
+    open_timeout: float = 15,
+    log: Log | None = None,
+) -> Iterator[Forward]:
+    """Forward 127.0.0.1/::1 ``local_port`` to ``remote_host:remote_port`` as seen from ``transport``'s
+    server, for the duration of the ``with`` body."""
+    listeners = bind_loopback(local_port)
+    fwd = Forward(listeners[0].getsockname()[1], (remote_host, remote_port))
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+
+    def serve(client: socket.socket) -> None:
+        try:
+            chan = transport.open_channel("direct-tcpip", (remote_host, remote_port),
+                                          client.getpeername()[:2], timeout=open_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            msg = f"could not open a channel to {remote_host}:{remote_port}: {exc}"
+            fwd.errors.append(msg)
+            if log:
+                log(msg)
+            client.close()
+            return
+        _pump(client, chan, stop)
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select(listeners, [], [], 0.2)
+            for sock in ready:
+                try:
+                    client, _ = sock.accept()
+                except (BlockingIOError, OSError):
+                    continue
+                client.setblocking(True)
+                fwd.connections += 1
+                worker = threading.Thread(target=serve, args=(client,), daemon=True)
+                worker.start()
+                workers.append(worker)
+
+    acceptor = threading.Thread(target=accept_loop, name=f"forward-{fwd.port}", daemon=True)
+    acceptor.start()
+    try:
+        yield fwd
+    finally:
+        stop.set()
+        acceptor.join(timeout=2)
+        for sock in listeners:
+            sock.close()
+        for worker in workers:
+            worker.join(timeout=2)

@@ -1,0 +1,386 @@
+"""The lab's life: submit, wait, reach, hold the forwards, report, cancel.
+
+Plain functions over :class:`~fabfile_lib.hops.Hops` and :class:`~fabfile_lib.state.LabRecord`; the
+Invoke tasks in ``fabfile_lib.tasks.lab`` only parse options and print. A team's own ``tasks.py`` can
+chain these directly::
+
+    with Hops(settings) as hops:
+        record = submit(settings, hops)
+        record = wait(settings, record, hops)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import secrets
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import paramiko
+
+from . import launch, slurm, state
+from .errors import LabError
+from .forwards import Forward, check_port_free, forward_local
+from .hops import Hops, run
+from .procs import start_time, terminate
+from .settings import MODES, LabSettings
+from .state import LabRecord
+
+Progress = Callable[[slurm.JobInfo], None]
+_ALLOCATED = re.compile(r"Allocated port (\d+) for remote forward")
+
+
+def settings_for(record: LabRecord, **overrides) -> LabSettings:
+    """The settings a lab was started with: its cluster does not change with the current config."""
+    return LabSettings.from_config(record.settings, name=record.name, **overrides)
+
+
+# -- submit ------------------------------------------------------------------------------------------
+
+def _remote_base(hops: Hops, settings: LabSettings) -> str:
+    sftp = hops.login().sftp()
+    home = sftp.normalize(".")
+    base = settings.remote_dir
+    if base == "~" or base.startswith("~/"):
+        base = posixpath.join(home, base[2:])
+    elif not base.startswith("/"):
+        base = posixpath.join(home, base)
+    return base
+
+
+def _mkdir_private(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.mkdir(path, 0o700)
+    except OSError:
+        if not _is_dir(sftp, path):
+            raise LabError(f"cannot create {path} on the login node.") from None
+    sftp.chmod(path, 0o700)
+
+
+def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+    except OSError:
+        return False
+
+
+def _write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
+    with sftp.open(path, "w") as fh:
+        fh.chmod(0o600)  # before any byte is written
+        fh.write(text)
+
+
+def submit(settings: LabSettings, hops: Hops) -> LabRecord:
+    """Upload the launch script and token into a new private directory and ``sbatch`` it.
+
+    The directory name carries random bytes, so it is unique even when Slurm restarts job ids at 1.
+    On any failure the directory is removed and nothing is recorded.
+    """
+    if state.exists(settings.state_path, settings.name):
+        raise LabError(f"a lab named {settings.name!r} is already recorded: `inv lab.status --name "
+                       f"{settings.name}`, or `inv lab.cancel --name {settings.name}` first.")
+    check_port_free(settings.local_port)
+    login = hops.login()
+    sftp = login.sftp()
+    base = _remote_base(hops, settings)
+    _mkdir_private(sftp, base)
+    lab_dir = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
+    _mkdir_private(sftp, lab_dir)
+    token = secrets.token_urlsafe(32)
+    try:
+        _write_private(sftp, posixpath.join(lab_dir, launch.TOKEN_FILE), token)
+        script = posixpath.join(lab_dir, launch.SCRIPT)
+        _write_private(sftp, script, launch.render(settings, lab_dir))
+        job_id = slurm.submit(login, script, lab_dir)
+    except BaseException:
+        run(login, ["rm", "-rf", "--", lab_dir], check=False)
+        raise
+    path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
+    record = LabRecord(name=settings.name, settings=_settings_dict(settings), job_id=job_id,
+                       remote_dir=lab_dir, token=token, via=settings.via, local_port=settings.local_port,
+                       url_path=path, created=time.time())
+    state.save(settings.state_path, record)
+    return record
+
+
+def _settings_dict(settings: LabSettings) -> dict:
+    data = asdict(settings)
+    data["setup"] = list(settings.setup)
+    data["sbatch"] = dict(settings.sbatch)
+    return data
+
+
+# -- wait --------------------------------------------------------------------------------------------
+
+def log_tail(hops: Hops, record: LabRecord, lines: int = 20) -> str:
+    try:
+        with hops.login().sftp().open(posixpath.join(record.remote_dir, launch.JOB_LOG)) as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
+    sftp = hops.login().sftp()
+    runtime = posixpath.join(record.remote_dir, launch.RUNTIME_DIR)
+    try:
+        files = [f for f in sftp.listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
+    except OSError:
+        return None
+    for name in files:
+        try:
+            with sftp.open(posixpath.join(runtime, name)) as fh:
+                return json.loads(fh.read())
+        except (OSError, ValueError):
+            continue  # being written
+    return None
+
+
+def _reverse_port(hops: Hops, record: LabRecord) -> int:
+    try:
+        with hops.login().sftp().open(posixpath.join(record.remote_dir, launch.REVERSE_LOG)) as fh:
+            match = _ALLOCATED.search(fh.read().decode(errors="replace"))
+    except OSError:
+        return 0
+    return int(match.group(1)) if match else 0
+
+
+def endpoint(hops: Hops, record: LabRecord) -> tuple[paramiko.Transport, str, int]:
+    """The transport to forward over and the address Jupyter answers at, as seen from its far end."""
+    if record.via == "compute":
+        try:
+            conn = hops.node(record.node_addr)
+        except LabError as exc:
+            others = ", ".join(m for m in MODES if m != "compute")
+            raise LabError(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
+                           f"set lab.via to one of: {others}.") from None
+        return conn.transport, record.remote_host, record.remote_port
+    return hops.login().transport, record.remote_host, record.remote_port
+
+
+def http_status(transport: paramiko.Transport, host: str, port: int, token: str | None) -> int:
+    """GET /api/status over one channel; 0 if nothing answers. The token goes in a header, not a URL."""
+    try:
+        chan = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
+    except (paramiko.SSHException, OSError, EOFError):
+        return 0
+    try:
+        chan.settimeout(10)
+        auth = f"Authorization: token {token}\r\n" if token else ""
+        chan.sendall(f"GET /api/status HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n".encode())
+        head = chan.recv(64).decode(errors="replace")
+    except (TimeoutError, OSError, paramiko.SSHException):
+        return 0
+    finally:
+        chan.close()
+    match = re.match(r"HTTP/1\.\d (\d{3})", head)
+    return int(match.group(1)) if match else 0
+
+
+def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
+         timeout: float | None = None) -> LabRecord:
+    """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first."""
+    deadline = time.monotonic() + (timeout if timeout is not None else settings.wait_timeout)
+    login = hops.login()
+    last: tuple[str, str] | None = None
+    while True:
+        info = slurm.query(login, record.job_id)
+        if (info.state, info.reason) != last and progress:
+            progress(info)
+        last = (info.state, info.reason)
+        if not info.active:
+            tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
+            raise LabError(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
+                           f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
+        if info.running and _ready(hops, record, info):
+            state.save(settings.state_path, record)
+            return record
+        if time.monotonic() > deadline:
+            why = f"pending: {info.reason}" if info.state == "PENDING" else info.state.lower()
+            raise LabError(f"Jupyter did not answer within {settings.wait_timeout:.0f} s (job {record.job_id} "
+                           f"{why}); raise lab.wait_timeout or check `inv lab.logs --name {record.name}`.")
+        time.sleep(1.0)
+
+
+def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> bool:
+    runtime = _runtime_info(hops, record)
+    if not runtime:
+        return False
+    record.node = info.node
+    record.jupyter_port = int(runtime["port"])
+    if not record.node_addr:
+        record.node_addr = slurm.node_address(hops.login(), info.node)
+    if record.via == "reverse":
+        port = _reverse_port(hops, record)
+        if not port:
+            return False
+        record.remote_host, record.remote_port = "127.0.0.1", port
+    elif record.via == "login":
+        record.remote_host, record.remote_port = runtime.get("hostname") or record.node_addr, record.jupyter_port
+    else:
+        record.remote_host, record.remote_port = "127.0.0.1", record.jupyter_port
+    transport, host, port = endpoint(hops, record)
+    return http_status(transport, host, port, record.token) == 200
+
+
+# -- forwards ----------------------------------------------------------------------------------------
+
+@contextmanager
+def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iterator[Forward]:
+    """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body."""
+    if not record.remote_port:
+        raise LabError(f"lab {record.name!r} has not answered yet: `inv lab.wait --name {record.name}`.")
+    transport, host, port = endpoint(hops, record)
+    port_wanted = record.local_port if local_port is None else local_port
+    with forward_local(transport, host, port, port_wanted) as fwd:
+        yield fwd
+
+
+def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
+         stop: threading.Event, log: Callable[[str], None] = print, max_retries: int = 10) -> None:
+    """Hold the forwards until ``stop`` is set; reopen the chain when it drops (bounded retries), and
+    stop when the job has ended."""
+    port = record.forward_port or record.local_port
+    failures = 0
+    while not stop.is_set():
+        try:
+            with Hops(settings) as hops, tunnel(record, hops, port) as fwd:
+                port = fwd.port
+                failures = 0
+                on_ready(fwd)
+                transport = hops.login().transport
+                checked = time.monotonic()
+                while not stop.wait(1.0):
+                    if not transport.is_active():
+                        log("connection to the cluster dropped; reconnecting")
+                        break
+                    if time.monotonic() - checked > 30:
+                        checked = time.monotonic()
+                        if not slurm.query(hops.login(), record.job_id).active:
+                            log(f"job {record.job_id} has ended; stopping the forwards")
+                            return
+        except LabError as exc:
+            failures += 1
+            if failures > max_retries:
+                raise
+            log(f"{exc}; retrying ({failures}/{max_retries})")
+            stop.wait(min(30, 2 ** failures))
+
+
+def check_url(record: LabRecord, port: int, token: bool = True, timeout: float = 10) -> int:
+    """HTTP status of /api/status through the local forward (0 if nothing answers)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            auth = f"Authorization: token {record.token}\r\n" if token else ""
+            sock.sendall(f"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
+            head = sock.recv(64).decode(errors="replace")
+    except OSError:
+        return 0
+    match = re.match(r"HTTP/1\.\d (\d{3})", head)
+    return int(match.group(1)) if match else 0
+
+
+def forward_alive(record: LabRecord) -> bool:
+    return bool(record.forward_pid) and start_time(record.forward_pid) == record.forward_started
+
+
+def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60) -> LabRecord:
+    """Hold the forwards in a background process recorded with the lab; return once the URL answers."""
+    if forward_alive(record):
+        return record
+    log = state.log_path(settings.state_path, record.name)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fabfile_lib.forward_process", record.name, str(settings.state_path)],
+        stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = state.load(settings.state_path, record.name)
+        if current.forward_pid == proc.pid and current.forward_port and check_url(current, current.forward_port) == 200:
+            return current
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(5)
+    tail = " | ".join(log.read_text().strip().splitlines()[-3:]) if log.exists() else ""
+    raise LabError(f"the background forward did not come up: {tail or 'no output'} (log: {log}).")
+
+
+def stop_detached(settings: LabSettings, record: LabRecord) -> bool:
+    stopped = False
+    if forward_alive(record):
+        terminate(record.forward_pid, started=record.forward_started)
+        stopped = True
+    if state.exists(settings.state_path, record.name):
+        current = state.load(settings.state_path, record.name)
+        current.forward_pid, current.forward_started, current.forward_port = 0, "", 0
+        state.save(settings.state_path, current)
+    return stopped
+
+
+# -- status, logs, cancel ----------------------------------------------------------------------------
+
+@dataclass
+class LabStatus:
+    name: str
+    job_id: str
+    state: str
+    reason: str
+    node: str
+    time_left: str
+    via: str
+    remote_port: int
+    jupyter_port: int
+    local_port: int
+    url: str
+    forwarding: bool
+    remote_dir: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def status(record: LabRecord, hops: Hops) -> LabStatus:
+    info = slurm.query(hops.login(), record.job_id)
+    forwarding = forward_alive(record)
+    port = record.forward_port if forwarding else record.local_port
+    return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
+                     info.time_left, record.via, record.remote_port, record.jupyter_port, port,
+                     record.url(port) if port else "", forwarding, record.remote_dir)
+
+
+def logs(record: LabRecord, hops: Hops) -> str:
+    return log_tail(hops, record, lines=10_000)
+
+
+_LAB_DIR = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
+
+
+def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
+    """End the job, the background forward, the lab's directory on the cluster and the local record."""
+    stop_detached(settings, record)
+    login = hops.login()
+    slurm.cancel(login, record.job_id)
+    deadline = time.monotonic() + 20
+    while slurm.query(login, record.job_id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _LAB_DIR.match(record.remote_dir):  # never rm -rf anything the tool did not make
+        run(login, ["rm", "-rf", "--", record.remote_dir])
+    state.remove(settings.state_path, record.name)
+
+
+__all__ = ["LabRecord", "LabStatus", "cancel", "hold", "logs", "start_detached", "status", "stop_detached",
+           "submit", "tunnel", "wait"]

@@ -1,0 +1,96 @@
+"""The batch script that starts Jupyter on the compute node.
+
+Slurm keeps a copy of every batch script (``scontrol write batch_script``), so the script holds no
+secret: Jupyter reads its token from a 0600 file in the lab's 0700 directory (``JUPYTER_TOKEN_FILE``).
+Jupyter picks its own free port on the node (``--port=0``), atomically, and writes it to its runtime file
+in the lab directory, where the tool reads it; nothing guesses a port on the wrong host.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .settings import LabSettings
+
+TOKEN_FILE = "token"
+JOB_LOG = "job.log"
+RUNTIME_DIR = "runtime"
+REVERSE_LOG = "reverse.log"
+SCRIPT = "launch.sh"
+
+_BODY = r"""
+set -u
+umask 077
+export JUPYTER_RUNTIME_DIR="$LAB_DIR/runtime"
+export JUPYTER_TOKEN_FILE="$LAB_DIR/token"
+mkdir -p "$JUPYTER_RUNTIME_DIR"
+echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA"
+
+# --- setup (from lab.setup) ---
+__SETUP__
+# --- end of setup ---
+
+if [ "$LAB_VIA" = login ]; then
+    BIND=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
+           | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
+    [ -n "$BIND" ] || BIND=$(hostname -I | cut -d' ' -f1)
+else
+    BIND=127.0.0.1
+fi
+
+cd __NOTEBOOK_DIR__ || exit 1
+__COMMAND__ --no-browser --ip="$BIND" --port=0 --ServerApp.port_retries=0 &
+JUPYTER_PID=$!
+trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT EXIT
+
+if [ "$LAB_VIA" = reverse ]; then
+    PORT=
+    for _ in $(seq 600); do
+        kill -0 $JUPYTER_PID 2>/dev/null || break
+        PORT=$(sed -n 's/^ *"port": *\([0-9]*\).*/\1/p' "$JUPYTER_RUNTIME_DIR"/jpserver-$JUPYTER_PID.json \
+               2>/dev/null)
+        [ -n "$PORT" ] && break
+        sleep 0.2
+    done
+    if [ -n "$PORT" ]; then
+        # Remote port 0: the login node's sshd picks a free port and ssh reports it in reverse.log.
+        ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
+            -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>"$LAB_DIR/reverse.log" &
+        REVERSE_PID=$!
+    fi
+fi
+wait $JUPYTER_PID
+STATUS=$?
+echo "fabfile-lab: jupyter exited with status $STATUS"
+exit $STATUS
+"""
+
+
+def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
+    options = {"job-name": f"lab-{settings.name}", **{str(k): v for k, v in settings.sbatch.items()}}
+    options["output"] = f"{lab_dir}/{JOB_LOG}"
+    lines = []
+    for key, value in options.items():
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+        elif value not in (False, None, ""):
+            lines.append(f"#SBATCH --{key}={value}")
+    return lines
+
+
+def render(settings: LabSettings, lab_dir: str) -> str:
+    """The batch script for one lab whose private directory on the cluster is ``lab_dir``."""
+    target = shlex.quote(settings.reverse_target) if settings.reverse_target else '"${SLURM_SUBMIT_HOST}"'
+    head = [
+        "#!/bin/bash",
+        *sbatch_lines(settings, lab_dir),
+        "# Written by fabfile-lab. Holds no secret: the token is in a private file beside it.",
+        f"LAB_DIR={shlex.quote(lab_dir)}",
+        f"LAB_VIA={shlex.quote(settings.via)}",
+        f"LAB_REVERSE_TARGET={target}",
+    ]
+    notebook_dir = shlex.quote(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
+    body = (_BODY.replace("__SETUP__", "\n".join(settings.setup) or ":")
+            .replace("__NOTEBOOK_DIR__", notebook_dir)
+            .replace("__COMMAND__", settings.command))
+    return "\n".join(head) + "\n" + body

@@ -1,0 +1,80 @@
+"""Slurm on the login node: submit, query, cancel. Every command's words are quoted by ``hops.run``.
+
+``squeue`` failing is not "the job finished" (that is how orphaned servers happen): a query that fails
+raises, and only a job that squeue no longer lists, or lists in a final state, counts as ended.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from fabric import Connection
+
+from .errors import LabError
+from .hops import run
+
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED"}
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str  # squeue's %T, or "ENDED" once squeue no longer lists it
+    reason: str = ""
+    node: str = ""
+    time_left: str = ""
+    start: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+def submit(login: Connection, script_path: str, workdir: str) -> str:
+    """``sbatch --parsable`` the script; return the job id. umask 077 keeps the job log private."""
+    cmd = f"cd {_q(workdir)} && umask 077 && sbatch --parsable {_q(script_path)}"
+    result = login.run(cmd, hide=True, warn=True, in_stream=False, timeout=60)
+    if result.exited != 0:
+        lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
+        raise LabError(f"sbatch refused the job: {lines[-1] if lines else f'exit {result.exited}'}")
+    job_id = result.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise LabError(f"sbatch printed no job id: {result.stdout.strip()!r}")
+    return job_id
+
+
+def _q(word: str) -> str:
+    return shlex.quote(word)
+
+
+def query(login: Connection, job_id: str) -> JobInfo:
+    out = run(login, ["squeue", "-h", "-j", job_id, "-o", "%T|%r|%N|%L|%S"], check=False)
+    line = next((ln for ln in out.splitlines() if "|" in ln), "")
+    if not line:
+        # Not listed: either it ended, or squeue itself failed. Ask in a way that tells them apart.
+        probe = login.run(f"squeue -h -j {_q(job_id)} -o %T", hide=True, warn=True, in_stream=False,
+                          timeout=60)
+        text = (probe.stderr + probe.stdout).strip()
+        if probe.exited != 0 and "Invalid job id" not in text:
+            raise LabError(f"squeue failed on the login node: {text.splitlines()[-1] if text else probe.exited}")
+        return JobInfo(job_id, "ENDED")
+    state, reason, node, left, start = (line.split("|") + [""] * 5)[:5]
+    return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start)
+
+
+def node_address(login: Connection, node: str) -> str:
+    """The address Slurm itself uses for ``node`` (NodeAddr), which need not be resolvable by name."""
+    out = run(login, ["scontrol", "show", "node", node, "-o"], check=False)
+    for word in out.split():
+        if word.startswith("NodeAddr="):
+            return word.split("=", 1)[1]
+    return node
+
+
+def cancel(login: Connection, job_id: str) -> None:
+    run(login, ["scancel", job_id], check=False)

@@ -1,0 +1,192 @@
+"""``inv lab.*``: JupyterLab on a compute node, in the local browser, across the jump host."""
+
+from __future__ import annotations
+
+import json
+import threading
+import webbrowser
+
+from invoke import Collection, task
+
+from .. import lab, state
+from ..errors import LabError
+from ..hops import Hops
+from ..settings import DEFAULTS, LabSettings
+from ..slurm import JobInfo
+from ._errors import user_errors
+
+NAME = "lab name, so several labs can run at once (default: lab.name from config)"
+
+
+def _settings(c, name: str | None = None, **overrides) -> LabSettings:
+    return LabSettings.from_config(c.config.get("lab", {}), name=name, **overrides)
+
+
+def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
+    current = _settings(c, name)
+    record = state.load(current.state_path, current.name)
+    return lab.settings_for(record, state_dir=str(current.state_path)), record
+
+
+def _progress(info: JobInfo) -> None:
+    why = f" ({info.reason})" if info.reason else ""
+    where = f" on {info.node}" if info.node and info.state == "RUNNING" else ""
+    extra = f", expected start {info.start}" if info.state == "PENDING" and info.start not in ("", "N/A") else ""
+    print(f"job {info.job_id}: {info.state.lower()}{why}{where}{extra}", flush=True)
+
+
+def _hints(record: state.LabRecord) -> None:
+    print(f"the job keeps running. Re-attach: inv lab.tunnel --name {record.name}   "
+          f"End it: inv lab.cancel --name {record.name}")
+
+
+def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool) -> None:
+    stop = threading.Event()
+
+    def ready(fwd) -> None:
+        print(f"JupyterLab: {record.url(fwd.port)}", flush=True)
+        print("forwarding; Ctrl-C stops the forwards (the job keeps running)", flush=True)
+        if browser:
+            webbrowser.open(record.url(fwd.port))
+
+    try:
+        lab.hold(settings, record, ready, stop)
+    except KeyboardInterrupt:
+        stop.set()
+        print()
+        _hints(record)
+
+
+@task(help={"name": NAME})
+@user_errors
+def submit(c, name=None):
+    """Upload the launch script into a private directory on the cluster and sbatch it."""
+    settings = _settings(c, name)
+    with Hops(settings) as hops:
+        record = lab.submit(settings, hops)
+    print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
+
+
+@task(help={"name": NAME, "timeout": "seconds to wait (default: lab.wait_timeout)"})
+@user_errors
+def wait(c, name=None, timeout=None):
+    """Wait until the job runs and Jupyter answers, showing state and pending reason meanwhile."""
+    settings, record = _record(c, name)
+    with Hops(settings) as hops:
+        record = lab.wait(settings, record, hops, _progress, float(timeout) if timeout else None)
+    print(f"Jupyter answers on {record.node}:{record.jupyter_port} (job {record.job_id})")
+
+
+@task(help={"name": NAME, "detach": "hold the forwards in a background process and return",
+            "stop": "stop the background forwards of this lab (the job keeps running)",
+            "no_browser": "do not open the browser"})
+@user_errors
+def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
+    """Open the forwards to a running lab; hold them until Ctrl-C (or --detach / --stop)."""
+    settings, record = _record(c, name)
+    if stop:
+        stopped = lab.stop_detached(settings, record)
+        print(f"stopped the forwards of lab {record.name}" if stopped else f"lab {record.name} had no forwards")
+        return
+    if detach:
+        record = lab.start_detached(settings, record)
+        print(f"JupyterLab: {record.url()}")
+        if not no_browser:
+            webbrowser.open(record.url())
+        return
+    _foreground(settings, record, browser=not no_browser)
+
+
+@task(help={"name": NAME})
+@user_errors
+def open(c, name=None):  # noqa: A001 - the task is named for what it does
+    """Open the lab's URL in the browser."""
+    _, record = _record(c, name)
+    if not lab.forward_alive(record):
+        raise LabError(f"lab {record.name} has no open forwards: `inv lab.tunnel --name {record.name} --detach`.")
+    print(record.url())
+    webbrowser.open(record.url())
+
+
+@task(help={"name": NAME, "no_browser": "print the URL only", "detach": "return once the URL answers, "
+            "holding the forwards in a background process", "via": "compute | login | reverse (default: lab.via)",
+            "local_port": "local port (0 = any free one; default: lab.local_port)"})
+@user_errors
+def start(c, name=None, no_browser=False, detach=False, via=None, local_port=None):
+    """Submit, wait for Jupyter, open the forwards and the browser: JupyterLab in one command."""
+    settings = _settings(c, name, via=via, local_port=local_port)
+    with Hops(settings) as hops:
+        record = lab.submit(settings, hops)
+        print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})", flush=True)
+        try:
+            record = lab.wait(settings, record, hops, _progress)
+        except (LabError, KeyboardInterrupt) as exc:
+            # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
+            lab.cancel(settings, record, hops)
+            if isinstance(exc, KeyboardInterrupt):
+                raise LabError(f"interrupted: job {record.job_id} cancelled, nothing left behind.") from None
+            raise
+    if detach:
+        record = lab.start_detached(settings, record)
+        print(f"JupyterLab: {record.url()}")
+        if not no_browser:
+            webbrowser.open(record.url())
+        return
+    _foreground(settings, record, browser=not no_browser)
+
+
+@task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
+@user_errors
+def status(c, name=None, json_=False):
+    """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
+    current = _settings(c, name)
+    names = [current.name] if name else state.names(current.state_path)
+    results = []
+    for lab_name in names:
+        settings, record = _record(c, lab_name)
+        with Hops(settings) as hops:
+            results.append(lab.status(record, hops))
+    if json_:
+        print(json.dumps(results[0].to_dict() if name else [r.to_dict() for r in results], indent=2))
+        return
+    for st in results:
+        print(f"{st.name}: job {st.job_id} {st.state.lower()}{f' ({st.reason})' if st.reason else ''} "
+              f"node {st.node or '-'} left {st.time_left or '-'} via {st.via}")
+        print(f"  {st.url or 'no forwards open: inv lab.tunnel --name ' + st.name}")
+
+
+@task
+@user_errors
+def list(c):  # noqa: A001
+    """The labs recorded on this machine, one per line."""
+    current = _settings(c)
+    names = state.names(current.state_path)
+    if not names:
+        print("no labs recorded; start one with `inv lab.start`")
+    for lab_name in names:
+        record = state.load(current.state_path, lab_name)
+        fwd = f"forwarding on {record.forward_port}" if lab.forward_alive(record) else "no forwards"
+        print(f"{lab_name:16} job {record.job_id:8} via {record.via:8} {record.node or '-':16} {fwd}")
+
+
+@task(help={"name": NAME})
+@user_errors
+def logs(c, name=None):
+    """Print the job's log."""
+    settings, record = _record(c, name)
+    with Hops(settings) as hops:
+        print(lab.logs(record, hops))
+
+
+@task(help={"name": NAME})
+@user_errors
+def cancel(c, name=None):
+    """scancel the job, stop the forwards, remove the lab's remote directory and local record."""
+    settings, record = _record(c, name)
+    with Hops(settings) as hops:
+        lab.cancel(settings, record, hops)
+    print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
+
+
+ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel)
+ns.configure({"lab": dict(DEFAULTS)})
