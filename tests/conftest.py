@@ -53,3 +53,65 @@ def sbx() -> SandboxConfig:
 def ssh(cfg: SandboxConfig, host: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["ssh", "-F", str(cfg.ssh_config), host, command],
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class LabCli:
+    """Runs ``inv -f CONFIG lab.*`` as a user would, with a config and state directory of its own."""
+
+    def __init__(self, cfg: SandboxConfig, tmp_path, **lab):
+        import yaml
+
+        self.sbx = cfg
+        self.state_dir = tmp_path / "state"
+        self.lab = {
+            "ssh_config": str(cfg.ssh_config),
+            "login": "login",
+            "sbatch": {"partition": "debug", "time": "00:30:00"},
+            "setup": [f"source {cfg.venv}/bin/activate"],
+            "state_dir": str(self.state_dir),
+            "wait_timeout": 60,
+            **lab,
+        }
+        self.path = tmp_path / f"lab-{id(self)}.yaml"
+        self.path.write_text(yaml.safe_dump({"lab": self.lab}))
+
+    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(["python3", "-m", "invoke", "-f", str(self.path), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+
+    def record(self, name: str) -> dict:
+        import json
+
+        return json.loads((self.state_dir / "labs" / f"{name}.json").read_text())
+
+    def cleanup(self) -> None:
+        from fabfile_lib import lab, state
+        from fabfile_lib.hops import Hops
+
+        if not (self.state_dir / "labs").exists():
+            return
+        for name in state.names(self.state_dir):
+            record = state.load(self.state_dir, name)
+            settings = lab.settings_for(record, state_dir=str(self.state_dir))
+            with Hops(settings) as hops:
+                lab.cancel(settings, record, hops)
+
+
+@pytest.fixture
+def lab_cli(sbx, tmp_path):
+    """A factory of LabCli objects; every lab they leave is cancelled after the test."""
+    made: list[LabCli] = []
+
+    def make(**lab) -> LabCli:
+        cli = LabCli(sbx, tmp_path, **lab)
+        made.append(cli)
+        return cli
+
+    yield make
+    for cli in made:
+        cli.cleanup()
+    ssh(sbx, "login", f"scancel -u {sbx.username}")

@@ -1,0 +1,234 @@
+"""The lab tasks end to end against the sandbox: three modes, config shapes, secrets, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import websocket
+
+from .conftest import ssh
+
+pytestmark = pytest.mark.sandbox
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _url(proc: subprocess.CompletedProcess) -> str:
+    match = re.search(r"JupyterLab: (http://127\.0\.0\.1:\d+/lab\?token=\S+)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    return match.group(1)
+
+
+def _execute(base: str, token: str, code: str) -> str:
+    """Start a kernel over REST and run ``code`` over its websocket; return what it printed."""
+    auth = {"Authorization": f"token {token}"}
+    kernel = requests.post(f"{base}/api/kernels", headers=auth, json={}, timeout=30).json()["id"]
+    ws = websocket.create_connection(f"{base.replace('http', 'ws')}/api/kernels/{kernel}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=60)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False},
+        }))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                return msg["content"]["text"]
+        raise AssertionError("no output from the kernel")
+    finally:
+        ws.close()
+        requests.delete(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
+
+
+def _listening(sbx, host: str, port: int) -> list[str]:
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns(host)}", "ss", "-Hltn"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.split()[3].endswith(f":{port}")]
+
+
+@pytest.mark.parametrize("via", ["compute", "login", "reverse"])
+def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via):
+    cli = lab_cli(via=via)
+    proc = cli("lab.start", "--name", f"m{via}", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    url = _url(proc)
+    status = json.loads(cli("lab.status", "--json", "--name", f"m{via}").stdout)
+    assert status["via"] == via and status["state"] == "RUNNING" and status["url"] == url
+    assert status["node"] == sbx.hostname("compute") and status["job_id"] and status["remote_port"]
+    port = status["local_port"]
+    base = f"http://127.0.0.1:{port}"
+    token = url.split("token=")[1]
+
+    auth = {"Authorization": f"token {token}"}
+    assert requests.get(f"{base}/api/status", headers=auth, timeout=10).status_code == 200
+    assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+    assert requests.get(f"http://[::1]:{port}/api/status", timeout=10).status_code == 403  # IPv6 loopback too
+    assert _execute(base, token, "print(6 * 7)").strip() == "42"
+
+    # Jupyter on 127.0.0.1 on the node, except in login mode where the login node must reach it.
+    rec = cli.record(f"m{via}")
+    bound = _listening(sbx, "compute", rec["jupyter_port"])
+    assert bound == ([f"{sbx.address('compute')}:{rec['jupyter_port']}"] if via == "login"
+                     else [f"127.0.0.1:{rec['jupyter_port']}"])
+
+    assert cli("lab.tunnel", "--name", f"m{via}", "--stop").returncode == 0
+    assert not _port_open(port)
+    proc = cli("lab.tunnel", "--name", f"m{via}", "--detach", "--no-browser")
+    assert proc.returncode == 0, proc.stderr
+    assert requests.get(_url(proc).replace("/lab?token=", "/api/status?token="), timeout=10).status_code == 200
+
+    remote_dir = Path(rec["remote_dir"])
+    assert remote_dir.is_dir()
+    assert cli("lab.cancel", "--name", f"m{via}").returncode == 0
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not remote_dir.exists()
+    assert not (cli.state_dir / "labs" / f"m{via}.json").exists()
+    assert not _port_open(int(_url(proc).split(":")[2].split("/")[0]))
+
+
+def test_secrets_stay_out_of_argv_scripts_and_logs(lab_cli, sbx):
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", "sec", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    rec = cli.record("sec")
+    token = rec["token"]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert token.encode() not in cmdline.read_bytes(), cmdline
+        except OSError:
+            continue
+    script = ssh(sbx, "login", f"scontrol write batch_script {rec['job_id']} -")
+    assert script.returncode == 0 and "#SBATCH" in script.stdout and token not in script.stdout
+    log = Path(rec["remote_dir"]) / "job.log"
+    assert token not in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert Path(rec["remote_dir"]).stat().st_mode & 0o777 == 0o700
+    assert (Path(rec["remote_dir"]) / "token").stat().st_mode & 0o777 == 0o600
+    record_file = cli.state_dir / "labs" / "sec.json"
+    assert record_file.stat().st_mode & 0o777 == 0o600
+    assert record_file.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_two_labs_at_once_by_name(lab_cli, sbx):
+    cli = lab_cli()
+    for name in ("one", "two"):
+        proc = cli("lab.start", "--name", name, "--no-browser", "--detach")
+        assert proc.returncode == 0, proc.stderr
+    labs = json.loads(cli("lab.status", "--json").stdout)
+    assert sorted(lab["name"] for lab in labs) == ["one", "two"]
+    assert len({lab["job_id"] for lab in labs}) == 2 and len({lab["local_port"] for lab in labs}) == 2
+    for lab in labs:
+        assert requests.get(lab["url"].replace("/lab?", "/api/status?"), timeout=10).status_code == 200
+    assert cli("lab.cancel", "--name", "one").returncode == 0
+    assert [lab["name"] for lab in json.loads(cli("lab.status", "--json").stdout)] == ["two"]
+
+
+def _blog_ssh_config(sbx, tmp_path: Path) -> Path:
+    """The blog's shape: a login alias whose ProxyCommand is `ssh <jump alias> -W %h:%p`."""
+    path = tmp_path / "blog_ssh_config"
+    common = (f"    User {sbx.username}\n    IdentityFile {sbx.identity}\n"
+              f"    UserKnownHostsFile {sbx.known_hosts}\n    StrictHostKeyChecking yes\n")
+    path.write_text(
+        f"Host work-via-jump\n    Hostname {sbx.address('login')}\n{common}"
+        f"    ProxyCommand ssh -F {path} jump-server -W %h:%p\n    ServeraliveInterval 60\n\n"
+        f"Host jump-server\n    Hostname {sbx.address('jump')}\n{common}    ServeraliveInterval 60\n")
+    return path
+
+
+@pytest.mark.parametrize("shape", ["blog-proxycommand", "explicit-jump"])
+def test_ssh_config_shapes(lab_cli, sbx, tmp_path, shape):
+    if shape == "blog-proxycommand":
+        cli = lab_cli(ssh_config=str(_blog_ssh_config(sbx, tmp_path)), login="work-via-jump")
+    else:  # the login host given as user@address, the jump host named separately
+        cli = lab_cli(login=f"{sbx.username}@{sbx.address('login')}", jump="jump")
+    proc = cli("lab.start", "--name", "shape", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    assert requests.get(_url(proc).replace("/lab?", "/api/status?"), timeout=10).status_code == 200
+
+
+def _tampered_config(sbx, tmp_path: Path, known_hosts: str) -> Path:
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(sbx.ssh_config.read_text().replace(str(sbx.known_hosts), str(kh)))
+    return cfg
+
+
+def test_a_host_key_that_does_not_match_is_refused(lab_cli, sbx, tmp_path):
+    lines = sbx.known_hosts.read_text().splitlines()
+    jump_key = lines[0].split(None, 1)[1]
+    forged = [lines[0], f"{sbx.address('login')} {jump_key}", lines[2]]  # login "presents" another key
+    cli = lab_cli(ssh_config=str(_tampered_config(sbx, tmp_path, "\n".join(forged) + "\n")))
+    err = _one_line_error(cli("lab.start", "--name", "mitm", "--no-browser", "--detach"))
+    assert "does not match" in err and sbx.address("login") in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not (cli.state_dir / "labs" / "mitm.json").exists()
+
+
+def test_an_unknown_host_is_refused_unless_accept_new(lab_cli, sbx, tmp_path):
+    lines = sbx.known_hosts.read_text().splitlines()
+    cfg = _tampered_config(sbx, tmp_path, lines[0] + "\n")  # jump known; login and compute not
+    err = _one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "new", "--no-browser"))
+    assert "not in the known hosts" in err and "accept_new_host_keys" in err
+    proc = lab_cli(ssh_config=str(cfg), accept_new_host_keys=True)("lab.start", "--name", "new", "--no-browser",
+                                                                   "--detach")
+    assert proc.returncode == 0, proc.stderr
+    assert sbx.address("login") in (tmp_path / "known_hosts").read_text()
+
+
+def test_unknown_partition_is_one_line_and_leaves_nothing(lab_cli, sbx):
+    cli = lab_cli(sbatch={"partition": "nope"})
+    err = _one_line_error(cli("lab.start", "--name", "bad", "--no-browser"))
+    assert "partition" in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not list((sbx.home / ".fabfile-lab").glob("bad-*"))
+    assert not (cli.state_dir / "labs" / "bad.json").exists()
+
+
+def test_jupyter_missing_is_reported_with_the_log_tail_quickly(lab_cli, sbx):
+    cli = lab_cli(setup=["echo setting up without jupyter"])
+    started = time.monotonic()
+    err = _one_line_error(cli("lab.start", "--name", "nojup", "--no-browser"))
+    assert time.monotonic() - started < 30
+    assert "jupyter: command not found" in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not list((sbx.home / ".fabfile-lab").glob("nojup-*"))
+    assert not (cli.state_dir / "labs" / "nojup.json").exists()
+
+
+def test_a_busy_local_port_fails_before_submission(lab_cli, sbx):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        cli = lab_cli(local_port=port)
+        err = _one_line_error(cli("lab.start", "--name", "busy", "--no-browser", "--detach"))
+    assert f"local port {port} is already in use" in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not (cli.state_dir / "labs" / "busy.json").exists()
