@@ -232,3 +232,49 @@ def test_a_busy_local_port_fails_before_submission(lab_cli, sbx):
     assert f"local port {port} is already in use" in err
     assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
     assert not (cli.state_dir / "labs" / "busy.json").exists()
+
+
+def _start_foreground(cli, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--no-browser", *args],
+                            cwd=Path(__file__).parent.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_until(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if re.search(pattern, line):
+            return seen
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"never saw {pattern!r}: {seen} {proc.stderr.read()}")
+
+
+def test_ctrl_c_while_pending_cancels_the_job(lab_cli, sbx):
+    cli = lab_cli(sbatch={"partition": "debug", "begin": "now+3600"})
+    proc = _start_foreground(cli, "--name", "pend")
+    _read_until(proc, r"pending \(BeginTime\)")
+    proc.send_signal(subprocess.signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "cancelled" in err and "Traceback" not in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not list((sbx.home / ".fabfile-lab").glob("pend-*"))
+    assert not (cli.state_dir / "labs" / "pend.json").exists()
+
+
+def test_ctrl_c_once_running_keeps_the_job_and_says_how_to_reattach(lab_cli, sbx):
+    cli = lab_cli()
+    proc = _start_foreground(cli, "--name", "fg")
+    seen = _read_until(proc, r"JupyterLab: http")
+    port = int(re.search(r"127\.0\.0\.1:(\d+)/", seen).group(1))
+    assert _port_open(port)
+    proc.send_signal(subprocess.signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "inv lab.tunnel --name fg" in out and "inv lab.cancel --name fg" in out, out + err
+    assert "Traceback" not in err
+    assert not _port_open(port)
+    assert json.loads(cli("lab.status", "--json", "--name", "fg").stdout)["state"] == "RUNNING"

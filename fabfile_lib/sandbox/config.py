@@ -34,10 +34,14 @@ class Link:
 class SandboxConfig:
     name: str = "sbx"
     subnet: str = "10.250.0.0/24"
-    dir: str = "/var/tmp/fabfile-lab/sbx"
+    dir: str = ""  # empty: /var/tmp/fabfile-lab/<name>
     user: str = ""
     venv: str = "/var/tmp/fabfile-lab/jupyter-venv"
     jupyter_packages: tuple[str, ...] = ("jupyterlab",)
+
+    def __post_init__(self) -> None:
+        if not self.dir:
+            object.__setattr__(self, "dir", f"/var/tmp/fabfile-lab/{self.name}")
 
     @classmethod
     def from_mapping(cls, data: dict) -> SandboxConfig:

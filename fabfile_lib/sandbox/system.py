@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..errors import LabError
 
@@ -53,7 +54,12 @@ def require_root() -> None:
 
 
 def missing_packages() -> list[str]:
-    return sorted({pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None})
+    missing = {pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None}
+    # The compute node's Jupyter env is built by the system Python, which the cluster user can read.
+    probe = ["/usr/bin/python3", "-c", "import ensurepip, venv"]
+    if not Path(probe[0]).exists() or subprocess.run(probe, capture_output=True, check=False).returncode:
+        missing.add("python3-venv")
+    return sorted(missing)
 
 
 def ensure_packages(echo=print) -> None:

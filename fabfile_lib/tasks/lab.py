@@ -82,7 +82,11 @@ def wait(c, name=None, timeout=None):
             "no_browser": "do not open the browser"})
 @user_errors
 def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
-    """Open the forwards to a running lab; hold them until Ctrl-C (or --detach / --stop)."""
+    """Open the forwards to a running lab; hold them until Ctrl-C (or --detach / --stop).
+
+    The forwards listen on 127.0.0.1 and ::1 only. A dropped connection is reopened (bounded retries);
+    the forwards stop by themselves when the job ends.
+    """
     settings, record = _record(c, name)
     if stop:
         stopped = lab.stop_detached(settings, record)
@@ -113,7 +117,13 @@ def open(c, name=None):  # noqa: A001 - the task is named for what it does
             "local_port": "local port (0 = any free one; default: lab.local_port)"})
 @user_errors
 def start(c, name=None, no_browser=False, detach=False, via=None, local_port=None):
-    """Submit, wait for Jupyter, open the forwards and the browser: JupyterLab in one command."""
+    """Submit, wait for Jupyter, open the forwards and the browser: JupyterLab in one command.
+
+    Prints the job's state and pending reason while it waits, then the URL (with its token). In the
+    foreground, Ctrl-C while the job is pending cancels it (nothing is lost); once Jupyter answers, Ctrl-C
+    stops only the forwards and prints how to re-attach (lab.tunnel) or end the lab (lab.cancel).
+    Cluster, sbatch options, setup lines and command come from the `lab` config (invoke.yaml, inv -f).
+    """
     settings = _settings(c, name, via=via, local_port=local_port)
     with Hops(settings) as hops:
         record = lab.submit(settings, hops)
@@ -135,38 +145,42 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
     _foreground(settings, record, browser=not no_browser)
 
 
-@task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
-@user_errors
-def status(c, name=None, json_=False):
-    """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
-    current = _settings(c, name)
-    names = [current.name] if name else state.names(current.state_path)
+def _statuses(c, names) -> list[lab.LabStatus]:
     results = []
     for lab_name in names:
         settings, record = _record(c, lab_name)
         with Hops(settings) as hops:
             results.append(lab.status(record, hops))
+    return results
+
+
+def _print_statuses(results: list[lab.LabStatus]) -> None:
+    if not results:
+        print("no labs recorded; start one with `inv lab.start`")
+    for st in results:
+        reason = f" ({st.reason})" if st.reason else ""
+        print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}, "
+              f"time left {st.time_left or '-'}, via {st.via}")
+        print(f"  {st.url if st.forwarding else 'no forwards open: inv lab.tunnel --name ' + st.name}")
+
+
+@task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
+@user_errors
+def status(c, name=None, json_=False):
+    """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
+    current = _settings(c, name)
+    results = _statuses(c, [current.name] if name else state.names(current.state_path))
     if json_:
         print(json.dumps(results[0].to_dict() if name else [r.to_dict() for r in results], indent=2))
-        return
-    for st in results:
-        print(f"{st.name}: job {st.job_id} {st.state.lower()}{f' ({st.reason})' if st.reason else ''} "
-              f"node {st.node or '-'} left {st.time_left or '-'} via {st.via}")
-        print(f"  {st.url or 'no forwards open: inv lab.tunnel --name ' + st.name}")
+    else:
+        _print_statuses(results)
 
 
 @task
 @user_errors
 def list(c):  # noqa: A001
-    """The labs recorded on this machine, one per line."""
-    current = _settings(c)
-    names = state.names(current.state_path)
-    if not names:
-        print("no labs recorded; start one with `inv lab.start`")
-    for lab_name in names:
-        record = state.load(current.state_path, lab_name)
-        fwd = f"forwarding on {record.forward_port}" if lab.forward_alive(record) else "no forwards"
-        print(f"{lab_name:16} job {record.job_id:8} via {record.via:8} {record.node or '-':16} {fwd}")
+    """Every lab recorded on this machine, with its job's state from squeue."""
+    _print_statuses(_statuses(c, state.names(_settings(c).state_path)))
 
 
 @task(help={"name": NAME})

@@ -13,14 +13,12 @@ from ._errors import user_errors
 HELP = {
     "name": "sandbox name: prefixes namespaces, hostnames and the cluster user (default: sbx)",
     "subnet": "private IPv4 range for the sandbox hosts (default: 10.250.0.0/24)",
-    "dir": "directory holding everything the sandbox makes (default: /var/tmp/fabfile-lab/sbx)",
+    "dir": "directory holding everything the sandbox makes (default: /var/tmp/fabfile-lab/NAME)",
 }
 
 
 def _config(c, name: str | None, subnet: str | None, dir: str | None) -> SandboxConfig:
     data = dict(c.config.get("sandbox", {}))
-    if name and not dir and not data.get("dir_explicit"):
-        data["dir"] = f"/var/tmp/fabfile-lab/{name}"
     overrides = {"name": name, "subnet": subnet, "dir": dir}
     data.update({k: v for k, v in overrides.items() if v})
     return SandboxConfig.from_mapping(data)
@@ -62,7 +60,7 @@ ns = Collection("sandbox", up, down, status)
 ns.configure({"sandbox": {
     "name": "sbx",
     "subnet": "10.250.0.0/24",
-    "dir": "/var/tmp/fabfile-lab/sbx",
+    "dir": "",
     "user": "",
     "venv": "/var/tmp/fabfile-lab/jupyter-venv",
     "jupyter_packages": ["jupyterlab"],
