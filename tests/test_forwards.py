@@ -1,0 +1,116 @@
+"""Our forward_local against a fake transport: the defects of Fabric's stock one must not recur."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import paramiko
+import pytest
+
+from fabfile_lib import LabError
+from fabfile_lib.forwards import forward_local
+
+
+class FakeChannel:
+    """A socket standing in for a Paramiko channel (select(), recv, sendall, shutdown_write, close)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, n: int) -> bytes:
+        return self.sock.recv(n)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FakeTransport:
+    """Fails the first ``failures`` channel opens, then connects each channel to an upper-casing echo."""
+
+    def __init__(self, failures: int = 0):
+        self.failures = failures
+        self.opened: list[tuple] = []
+
+    def open_channel(self, kind, dest, src, timeout=None):
+        self.opened.append((kind, dest))
+        if self.failures:
+            self.failures -= 1
+            raise paramiko.ChannelException(2, "Connect failed")
+        ours, theirs = socket.socketpair()
+
+        def echo() -> None:
+            chunks = []
+            while data := theirs.recv(65536):
+                chunks.append(data)
+            theirs.sendall(b"".join(chunks).upper())  # answers only after EOF: needs half-close
+            theirs.close()
+
+        threading.Thread(target=echo, daemon=True).start()
+        return FakeChannel(ours)
+
+
+def _roundtrip(port: int, payload: bytes, family=socket.AF_INET, host="127.0.0.1") -> bytes:
+    with socket.socket(family) as sock:
+        sock.settimeout(5)
+        sock.connect((host, port))
+        out = b""
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            while data := sock.recv(65536):
+                out += data
+        except (ConnectionResetError, BrokenPipeError, OSError) as exc:
+            if out or exc.errno not in (104, 107, 32):  # reset / not connected / broken pipe: closed
+                raise
+        return out
+
+
+def test_busy_port_fails_the_with_statement_itself():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(LabError, match=f"local port {port} is already in use"), \
+                forward_local(FakeTransport(), "127.0.0.1", 8888, port):
+            pytest.fail("the body must not run without a listener")
+
+
+def test_a_failed_channel_open_does_not_stop_the_forward():
+    transport = FakeTransport(failures=1)
+    with forward_local(transport, "127.0.0.1", 8888) as fwd:
+        assert _roundtrip(fwd.port, b"first") == b""  # closed: Jupyter was not listening yet
+        assert _roundtrip(fwd.port, b"second") == b"SECOND"
+    assert len(fwd.errors) == 1 and transport.opened[0] == ("direct-tcpip", ("127.0.0.1", 8888))
+
+
+def test_large_transfers_and_half_close():
+    payload = bytes(range(256)) * 8192  # 2 MiB
+    with forward_local(FakeTransport(), "127.0.0.1", 8888) as fwd:
+        assert _roundtrip(fwd.port, payload) == payload.upper()
+
+
+def test_ipv6_loopback_is_served_on_the_same_port():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with forward_local(FakeTransport(), "127.0.0.1", 8888) as fwd:
+        try:
+            assert _roundtrip(fwd.port, b"six", socket.AF_INET6, "::1") == b"SIX"
+        except OSError as exc:
+            pytest.skip(f"::1 unavailable here: {exc}")
+
+
+def test_listens_on_loopback_only_and_closes_on_exit():
+    with forward_local(FakeTransport(), "127.0.0.1", 8888) as fwd:
+        port = fwd.port
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
