@@ -148,12 +148,20 @@ def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
 
 
 def _reverse_port(hops: Hops, record: LabRecord) -> int:
+    """The login-side port of the job's ``ssh -R``; 0 while it is not up yet."""
     try:
         with hops.login().sftp().open(posixpath.join(record.remote_dir, launch.REVERSE_LOG)) as fh:
-            match = _ALLOCATED.search(fh.read().decode(errors="replace"))
+            text = fh.read().decode(errors="replace")
     except OSError:
         return 0
-    return int(match.group(1)) if match else 0
+    match = _ALLOCATED.search(text)
+    if match:
+        return int(match.group(1))
+    if "fabfile-lab: reverse ssh exited" in text:
+        first = next((ln for ln in text.splitlines() if ln.strip()), "")
+        raise LabError(f"the job's reverse ssh to the login node failed ({first.strip()}); "
+                       f"set lab.via to compute or login, or fix lab.reverse_target and the node's ssh key.")
+    return 0
 
 
 def endpoint(hops: Hops, record: LabRecord) -> tuple[paramiko.Transport, str, int]:
@@ -169,23 +177,24 @@ def endpoint(hops: Hops, record: LabRecord) -> tuple[paramiko.Transport, str, in
     return hops.login().transport, record.remote_host, record.remote_port
 
 
-def http_status(transport: paramiko.Transport, host: str, port: int, token: str | None) -> int:
-    """GET /api/status over one channel; 0 if nothing answers. The token goes in a header, not a URL."""
+def http_status(transport: paramiko.Transport, host: str, port: int, token: str | None) -> tuple[int, str]:
+    """GET /api/status over one channel: (HTTP status, "") or (0, why the channel did not open).
+    The token goes in a header, not a URL."""
     try:
         chan = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
-    except (paramiko.SSHException, OSError, EOFError):
-        return 0
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        return 0, str(exc) or type(exc).__name__
     try:
         chan.settimeout(10)
         auth = f"Authorization: token {token}\r\n" if token else ""
         chan.sendall(f"GET /api/status HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n".encode())
         head = chan.recv(64).decode(errors="replace")
     except (TimeoutError, OSError, paramiko.SSHException):
-        return 0
+        return 0, ""
     finally:
         chan.close()
     match = re.match(r"HTTP/1\.\d (\d{3})", head)
-    return int(match.group(1)) if match else 0
+    return (int(match.group(1)) if match else 0), ""
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
@@ -194,6 +203,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     deadline = time.monotonic() + (timeout if timeout is not None else settings.wait_timeout)
     login = hops.login()
     last: tuple[str, str] | None = None
+    unreachable_since: float | None = None
     while True:
         info = slurm.query(login, record.job_id)
         if (info.state, info.reason) != last and progress:
@@ -203,9 +213,19 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
             raise LabError(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
                            f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
-        if info.running and _ready(hops, record, info):
-            state.save(settings.state_path, record)
-            return record
+        if info.running:
+            ready, unreachable = _ready(hops, record, info)
+            if ready:
+                state.save(settings.state_path, record)
+                return record
+            # Jupyter has written its runtime file, so it listens: a refused channel means this mode's
+            # path to it is closed on this site, which waiting will not fix.
+            unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
+            if unreachable_since and time.monotonic() - unreachable_since > 15:
+                others = ", ".join(m for m in MODES if m != record.via)
+                raise LabError(f"Jupyter runs on {record.node} but {record.remote_host}:{record.remote_port} "
+                               f"cannot be reached via {record.via} ({unreachable}); set lab.via to one of: "
+                               f"{others}.")
         if time.monotonic() > deadline:
             why = f"pending: {info.reason}" if info.state == "PENDING" else info.state.lower()
             raise LabError(f"Jupyter did not answer within {settings.wait_timeout:.0f} s (job {record.job_id} "
@@ -213,10 +233,11 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
         time.sleep(1.0)
 
 
-def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> bool:
+def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[bool, str]:
+    """(Jupyter answers with 200, why its address could not be reached -- "" if it could)."""
     runtime = _runtime_info(hops, record)
     if not runtime:
-        return False
+        return False, ""
     record.node = info.node
     record.jupyter_port = int(runtime["port"])
     if not record.node_addr:
@@ -224,14 +245,15 @@ def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> bool:
     if record.via == "reverse":
         port = _reverse_port(hops, record)
         if not port:
-            return False
+            return False, ""
         record.remote_host, record.remote_port = "127.0.0.1", port
     elif record.via == "login":
         record.remote_host, record.remote_port = runtime.get("hostname") or record.node_addr, record.jupyter_port
     else:
         record.remote_host, record.remote_port = "127.0.0.1", record.jupyter_port
     transport, host, port = endpoint(hops, record)
-    return http_status(transport, host, port, record.token) == 200
+    code, unreachable = http_status(transport, host, port, record.token)
+    return code == 200, unreachable
 
 
 # -- forwards ----------------------------------------------------------------------------------------

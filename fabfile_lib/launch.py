@@ -54,8 +54,10 @@ if [ "$LAB_VIA" = reverse ]; then
     done
     if [ -n "$PORT" ]; then
         # Remote port 0: the login node's sshd picks a free port and ssh reports it in reverse.log.
-        ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
-            -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>"$LAB_DIR/reverse.log" &
+        # The marker line tells the tool at once when the reverse hop cannot work on this site.
+        ( ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
+              -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>>"$LAB_DIR/reverse.log"
+          echo "fabfile-lab: reverse ssh exited with status $?" >>"$LAB_DIR/reverse.log" ) &
         REVERSE_PID=$!
     fi
 fi

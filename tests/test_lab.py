@@ -278,3 +278,21 @@ def test_ctrl_c_once_running_keeps_the_job_and_says_how_to_reattach(lab_cli, sbx
     assert "Traceback" not in err
     assert not _port_open(port)
     assert json.loads(cli("lab.status", "--json", "--name", "fg").stdout)["state"] == "RUNNING"
+
+
+def test_a_mode_that_cannot_work_names_the_others(lab_cli, sbx):
+    cli = lab_cli(via="reverse", reverse_target="no-such-login-host")
+    started = time.monotonic()
+    err = _one_line_error(cli("lab.start", "--name", "norev", "--no-browser"))
+    assert time.monotonic() - started < 30
+    assert "reverse ssh" in err and "compute or login" in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not (cli.state_dir / "labs" / "norev.json").exists()
+
+
+def test_compute_mode_unreachable_node_names_the_other_modes(lab_cli, sbx, tmp_path):
+    lines = sbx.known_hosts.read_text().splitlines()
+    cfg = _tampered_config(sbx, tmp_path, "\n".join(lines[:2]) + "\n")  # compute's key unknown
+    err = _one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "nocomp", "--no-browser"))
+    assert "not in the known hosts" in err and "login, reverse" in err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
