@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import paramiko
 
@@ -275,11 +276,12 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     stop when the job has ended."""
     port = record.forward_port or record.local_port
     failures = 0
+    connected_once = False
     while not stop.is_set():
         try:
             with Hops(settings) as hops, tunnel(record, hops, port) as fwd:
                 port = fwd.port
-                failures = 0
+                failures, connected_once = 0, True
                 on_ready(fwd)
                 transport = hops.login().transport
                 checked = time.monotonic()
@@ -294,7 +296,7 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                             return
         except LabError as exc:
             failures += 1
-            if failures > max_retries:
+            if not connected_once or failures > max_retries:  # retry a drop, not a bad start
                 raise
             log(f"{exc}; retrying ({failures}/{max_retries})")
             stop.wait(min(30, 2 ** failures))
@@ -323,9 +325,13 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
         return record
     log = state.log_path(settings.state_path, record.name)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # The child must import this very package, installed or not.
+    here = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fabfile_lib.forward_process", record.name, str(settings.state_path)],
-        stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
+        stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, env=env)
+    os.close(fd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)

@@ -53,15 +53,14 @@ def _q(word: str) -> str:
 
 
 def query(login: Connection, job_id: str) -> JobInfo:
-    out = run(login, ["squeue", "-h", "-j", job_id, "-o", "%T|%r|%N|%L|%S"], check=False)
-    line = next((ln for ln in out.splitlines() if "|" in ln), "")
+    result = login.run(f"squeue -h -j {_q(job_id)} -o '%T|%r|%N|%L|%S'", hide=True, warn=True, in_stream=False,
+                       timeout=60)
+    line = next((ln for ln in result.stdout.splitlines() if "|" in ln), "")
     if not line:
-        # Not listed: either it ended, or squeue itself failed. Ask in a way that tells them apart.
-        probe = login.run(f"squeue -h -j {_q(job_id)} -o %T", hide=True, warn=True, in_stream=False,
-                          timeout=60)
-        text = (probe.stderr + probe.stdout).strip()
-        if probe.exited != 0 and "Invalid job id" not in text:
-            raise LabError(f"squeue failed on the login node: {text.splitlines()[-1] if text else probe.exited}")
+        # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.
+        text = (result.stderr + result.stdout).strip()
+        if result.exited != 0 and "Invalid job id" not in text:
+            raise LabError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
         return JobInfo(job_id, "ENDED")
     state, reason, node, left, start = (line.split("|") + [""] * 5)[:5]
     return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start)

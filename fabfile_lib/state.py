@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import LabError
@@ -34,7 +34,6 @@ class LabRecord:
     forward_started: str = ""
     forward_port: int = 0
     created: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def url(self, port: int | None = None) -> str:
         port = port or self.forward_port or self.local_port

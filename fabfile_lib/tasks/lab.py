@@ -40,6 +40,13 @@ def _hints(record: state.LabRecord) -> None:
           f"End it: inv lab.cancel --name {record.name}")
 
 
+def _detached(settings: LabSettings, record: state.LabRecord, browser: bool) -> None:
+    record = lab.start_detached(settings, record)
+    print(f"JupyterLab: {record.url()}")
+    if browser:
+        webbrowser.open(record.url())
+
+
 def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool) -> None:
     stop = threading.Event()
 
@@ -93,11 +100,11 @@ def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
         print(f"stopped the forwards of lab {record.name}" if stopped else f"lab {record.name} had no forwards")
         return
     if detach:
-        record = lab.start_detached(settings, record)
-        print(f"JupyterLab: {record.url()}")
-        if not no_browser:
-            webbrowser.open(record.url())
+        _detached(settings, record, browser=not no_browser)
         return
+    if lab.forward_alive(record):
+        raise LabError(f"lab {record.name} is already forwarded in the background: {record.url()} "
+                       f"(`inv lab.tunnel --name {record.name} --stop` to stop it).")
     _foreground(settings, record, browser=not no_browser)
 
 
@@ -137,12 +144,9 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
                 raise LabError(f"interrupted: job {record.job_id} cancelled, nothing left behind.") from None
             raise
     if detach:
-        record = lab.start_detached(settings, record)
-        print(f"JupyterLab: {record.url()}")
-        if not no_browser:
-            webbrowser.open(record.url())
-        return
-    _foreground(settings, record, browser=not no_browser)
+        _detached(settings, record, browser=not no_browser)
+    else:
+        _foreground(settings, record, browser=not no_browser)
 
 
 def _statuses(c, names) -> list[lab.LabStatus]:
