@@ -173,18 +173,14 @@ class Hops:
         gateway: Connection | str | None = None
         via = ""
         if spec.proxy_jump:
-            for hop in spec.proxy_jump.split(","):
-                gateway, _ = self._reach_via(hop.strip(), gateway)
+            first, *rest = [hop.strip() for hop in spec.proxy_jump.split(",")]
+            gateway, _ = self._reach(first)
+            for hop in rest:
+                gateway = self.connect(resolve(hop, self.ssh_config, self.settings), gateway, " via the previous hop")
             via = f" via {spec.proxy_jump}"
         elif spec.proxy_command:
             gateway, via = spec.proxy_command, f" via ProxyCommand {spec.proxy_command!r}"
         return self.connect(spec, gateway, via), spec
-
-    def _reach_via(self, target: str, gateway: Connection | None) -> tuple[Connection, HopSpec]:
-        if gateway is None:
-            return self._reach(target)
-        spec = resolve(target, self.ssh_config, self.settings)
-        return self.connect(spec, gateway, " via the previous hop"), spec
 
     def login(self) -> Connection:
         """The login node, through the jump host (``lab.jump``, else the ssh config's ProxyJump or

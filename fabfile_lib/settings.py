@@ -105,12 +105,23 @@ class LabSettings:
 
     @property
     def state_path(self) -> Path:
-        if self.state_dir:
-            return Path(self.state_dir).expanduser()
-        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-        return Path(base) / "fabfile-lab"
+        return state_path(self.state_dir)
 
     @property
     def ssh_config_path(self) -> Path | None:
         path = Path(self.ssh_config).expanduser() if self.ssh_config else None
         return path if path and path.exists() else None
+
+
+def state_path(state_dir: str = "") -> Path:
+    """Where lab records live: ``lab.state_dir``, else ``$XDG_STATE_HOME/fabfile-lab``."""
+    if state_dir:
+        return Path(state_dir).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "fabfile-lab"
+
+
+def local_lab(config: Mapping, name: str | None = None) -> tuple[Path, str]:
+    """The state directory and lab name from a ``lab`` config, without requiring the cluster settings:
+    a recorded lab carries its own."""
+    return state_path(str(config.get("state_dir") or "")), name or str(config.get("name") or DEFAULTS["name"])

@@ -8,7 +8,7 @@ jump host only, and no namespace forwards: login and compute can be reached only
 
 from __future__ import annotations
 
-from .config import HOSTS, SandboxConfig
+from .config import HOSTS, Link, SandboxConfig
 from .system import run
 
 
@@ -44,7 +44,7 @@ def up(cfg: SandboxConfig) -> None:
         _link_up(cfg, link)
 
 
-def _link_up(cfg: SandboxConfig, link) -> None:
+def _link_up(cfg: SandboxConfig, link: Link) -> None:
     left_ns = cfg.netns(link.left) if link.left else None
     right_ns = cfg.netns(link.right)
     left_if = _ifname(cfg, link.left, link.right)

@@ -11,7 +11,7 @@ from invoke import Collection, task
 from .. import lab, state
 from ..errors import LabError
 from ..hops import Hops
-from ..settings import DEFAULTS, LabSettings
+from ..settings import DEFAULTS, LabSettings, local_lab
 from ..slurm import JobInfo
 from ._errors import user_errors
 
@@ -23,9 +23,10 @@ def _settings(c, name: str | None = None, **overrides) -> LabSettings:
 
 
 def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
-    current = _settings(c, name)
-    record = state.load(current.state_path, current.name)
-    return lab.settings_for(record, state_dir=str(current.state_path)), record
+    """A recorded lab and the settings it was started with (its cluster does not change with the config)."""
+    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    record = state.load(state_dir, lab_name)
+    return lab.settings_for(record, state_dir=str(state_dir)), record
 
 
 def _progress(info: JobInfo) -> None:
@@ -172,8 +173,8 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
 @user_errors
 def status(c, name=None, json_=False):
     """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
-    current = _settings(c, name)
-    results = _statuses(c, [current.name] if name else state.names(current.state_path))
+    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    results = _statuses(c, [lab_name] if name else state.names(state_dir))
     if json_:
         print(json.dumps(results[0].to_dict() if name else [r.to_dict() for r in results], indent=2))
     else:
@@ -184,7 +185,7 @@ def status(c, name=None, json_=False):
 @user_errors
 def list(c):  # noqa: A001
     """Every lab recorded on this machine, with its job's state from squeue."""
-    _print_statuses(_statuses(c, state.names(_settings(c).state_path)))
+    _print_statuses(_statuses(c, state.names(local_lab(c.config.get("lab", {}))[0])))
 
 
 @task(help={"name": NAME})
