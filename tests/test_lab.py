@@ -296,3 +296,25 @@ def test_compute_mode_unreachable_node_names_the_other_modes(lab_cli, sbx, tmp_p
     err = _one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "nocomp", "--no-browser"))
     assert "not in the known hosts" in err and "login, reverse" in err
     assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+
+
+def test_the_background_forward_reconnects_after_a_drop(lab_cli, sbx):
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", "drop", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    status_url = _url(proc).replace("/lab?", "/api/status?")
+    # Drop every connection through the jump host: end the sandbox sshd's per-connection children.
+    sshd = int((sbx.run_dir / "sshd-jump.pid").read_text().split()[0])
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(sshd)], capture_output=True, text=True).stdout
+    assert children.split()
+    subprocess.run(["kill", *children.split()], check=True)
+    deadline = time.monotonic() + 30
+    code = 0
+    while time.monotonic() < deadline and code != 200:
+        time.sleep(0.5)
+        try:
+            code = requests.get(status_url, timeout=5).status_code
+        except requests.ConnectionError:
+            code = 0
+    assert code == 200  # same local port, same URL
+    assert "reconnecting" in (cli.state_dir / "labs" / "drop.forward.log").read_text()
