@@ -80,7 +80,9 @@ def exists(state_dir: Path, name: str) -> bool:
 
 
 def remove(state_dir: Path, name: str) -> None:
+    """Forget a lab: its record and its background forward's log."""
     path_for(state_dir, name).unlink(missing_ok=True)
+    log_path(state_dir, name).unlink(missing_ok=True)
 
 
 def names(state_dir: Path) -> list[str]:

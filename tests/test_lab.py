@@ -109,6 +109,7 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via):
     assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
     assert not remote_dir.exists()
     assert not (cli.state_dir / "labs" / f"m{via}.json").exists()
+    assert not list((cli.state_dir / "labs").iterdir())  # no forward log left either
     assert not _port_open(int(_url(proc).split(":")[2].split("/")[0]))
 
 
