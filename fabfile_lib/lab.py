@@ -178,24 +178,30 @@ def endpoint(hops: Hops, record: LabRecord) -> tuple[paramiko.Transport, str, in
     return hops.login().transport, record.remote_host, record.remote_port
 
 
-def http_status(transport: paramiko.Transport, host: str, port: int, token: str | None) -> tuple[int, str]:
-    """GET /api/status over one channel: (HTTP status, "") or (0, why the channel did not open).
-    The token goes in a header, not a URL."""
+def _status_request(host: str, token: str) -> bytes:
+    """GET /api/status with the token in a header (never in a URL that a log could keep)."""
+    return f"GET /api/status HTTP/1.0\r\nHost: {host}\r\nAuthorization: token {token}\r\n\r\n".encode()
+
+
+def _status_code(head: bytes) -> int:
+    match = re.match(r"HTTP/1\.\d (\d{3})", head.decode(errors="replace"))
+    return int(match.group(1)) if match else 0
+
+
+def http_status(transport: paramiko.Transport, host: str, port: int, token: str) -> tuple[int, str]:
+    """GET /api/status over one channel: (HTTP status, "") or (0, why the channel did not open)."""
     try:
         chan = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         return 0, str(exc) or type(exc).__name__
     try:
         chan.settimeout(10)
-        auth = f"Authorization: token {token}\r\n" if token else ""
-        chan.sendall(f"GET /api/status HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n".encode())
-        head = chan.recv(64).decode(errors="replace")
+        chan.sendall(_status_request(host, token))
+        return _status_code(chan.recv(64)), ""
     except (TimeoutError, OSError, paramiko.SSHException):
         return 0, ""
     finally:
         chan.close()
-    match = re.match(r"HTTP/1\.\d (\d{3})", head)
-    return (int(match.group(1)) if match else 0), ""
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
@@ -302,17 +308,14 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             stop.wait(min(30, 2 ** failures))
 
 
-def check_url(record: LabRecord, port: int, token: bool = True, timeout: float = 10) -> int:
+def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
     """HTTP status of /api/status through the local forward (0 if nothing answers)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            auth = f"Authorization: token {record.token}\r\n" if token else ""
-            sock.sendall(f"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
-            head = sock.recv(64).decode(errors="replace")
+            sock.sendall(_status_request("127.0.0.1", record.token))
+            return _status_code(sock.recv(64))
     except OSError:
         return 0
-    match = re.match(r"HTTP/1\.\d (\d{3})", head)
-    return int(match.group(1)) if match else 0
 
 
 def forward_alive(record: LabRecord) -> bool:
