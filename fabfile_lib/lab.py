@@ -33,7 +33,7 @@ from . import launch, slurm, state
 from .errors import LabError
 from .forwards import Forward, check_port_free, forward_local
 from .hops import Hops, run
-from .procs import start_time, terminate
+from .procs import alive, terminate
 from .settings import MODES, LabSettings
 from .state import LabRecord
 
@@ -107,54 +107,46 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
         run(login, ["rm", "-rf", "--", lab_dir], check=False)
         raise
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
-    record = LabRecord(name=settings.name, settings=_settings_dict(settings), job_id=job_id,
+    record = LabRecord(name=settings.name, settings=asdict(settings), job_id=job_id,
                        remote_dir=lab_dir, token=token, via=settings.via, local_port=settings.local_port,
                        url_path=path, created=time.time())
     state.save(settings.state_path, record)
     return record
 
 
-def _settings_dict(settings: LabSettings) -> dict:
-    data = asdict(settings)
-    data["setup"] = list(settings.setup)
-    data["sbatch"] = dict(settings.sbatch)
-    return data
-
-
 # -- wait --------------------------------------------------------------------------------------------
 
-def log_tail(hops: Hops, record: LabRecord, lines: int = 20) -> str:
+def _read(hops: Hops, record: LabRecord, *parts: str) -> str | None:
+    """A text file in the lab's directory on the cluster, or None while it does not exist (yet)."""
     try:
-        with hops.login().sftp().open(posixpath.join(record.remote_dir, launch.JOB_LOG)) as fh:
-            text = fh.read().decode(errors="replace")
+        with hops.login().sftp().open(posixpath.join(record.remote_dir, *parts)) as fh:
+            return fh.read().decode(errors="replace")
     except OSError:
-        return ""
+        return None
+
+
+def log_tail(hops: Hops, record: LabRecord, lines: int = 20) -> str:
+    text = _read(hops, record, launch.JOB_LOG) or ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
-    sftp = hops.login().sftp()
     runtime = posixpath.join(record.remote_dir, launch.RUNTIME_DIR)
     try:
-        files = [f for f in sftp.listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
+        files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
     except OSError:
         return None
     for name in files:
         try:
-            with sftp.open(posixpath.join(runtime, name)) as fh:
-                return json.loads(fh.read())
-        except (OSError, ValueError):
+            return json.loads(_read(hops, record, launch.RUNTIME_DIR, name) or "")
+        except ValueError:
             continue  # being written
     return None
 
 
 def _reverse_port(hops: Hops, record: LabRecord) -> int:
     """The login-side port of the job's ``ssh -R``; 0 while it is not up yet."""
-    try:
-        with hops.login().sftp().open(posixpath.join(record.remote_dir, launch.REVERSE_LOG)) as fh:
-            text = fh.read().decode(errors="replace")
-    except OSError:
-        return 0
+    text = _read(hops, record, launch.REVERSE_LOG) or ""
     match = _ALLOCATED.search(text)
     if match:
         return int(match.group(1))
@@ -319,7 +311,7 @@ def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
 
 
 def forward_alive(record: LabRecord) -> bool:
-    return bool(record.forward_pid) and start_time(record.forward_pid) == record.forward_started
+    return alive(record.forward_pid, record.forward_started)
 
 
 def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60) -> LabRecord:
@@ -350,11 +342,16 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     raise LabError(f"the background forward did not come up: {tail or 'no output'} (log: {log}).")
 
 
+def _end_forward_process(record: LabRecord) -> bool:
+    if not forward_alive(record):
+        return False
+    terminate(record.forward_pid, started=record.forward_started)
+    return True
+
+
 def stop_detached(settings: LabSettings, record: LabRecord) -> bool:
-    stopped = False
-    if forward_alive(record):
-        terminate(record.forward_pid, started=record.forward_started)
-        stopped = True
+    """Stop the lab's background forward and forget it in the record; the job keeps running."""
+    stopped = _end_forward_process(record)
     if state.exists(settings.state_path, record.name):
         current = state.load(settings.state_path, record.name)
         current.forward_pid, current.forward_started, current.forward_port = 0, "", 0
@@ -402,7 +399,7 @@ _LAB_DIR = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
 
 def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
     """End the job, the background forward, the lab's directory on the cluster and the local record."""
-    stop_detached(settings, record)
+    _end_forward_process(record)
     login = hops.login()
     slurm.cancel(login, record.job_id)
     deadline = time.monotonic() + 20

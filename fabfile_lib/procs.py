@@ -19,6 +19,11 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+def alive(pid: int, started: str) -> bool:
+    """True if ``pid`` is still the very process that had start time ``started``."""
+    return bool(pid) and bool(started) and start_time(pid) == started
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

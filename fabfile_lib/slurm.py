@@ -37,7 +37,7 @@ class JobInfo:
 
 def submit(login: Connection, script_path: str, workdir: str) -> str:
     """``sbatch --parsable`` the script; return the job id. umask 077 keeps the job log private."""
-    cmd = f"cd {_q(workdir)} && umask 077 && sbatch --parsable {_q(script_path)}"
+    cmd = f"cd {shlex.quote(workdir)} && umask 077 && sbatch --parsable {shlex.quote(script_path)}"
     result = login.run(cmd, hide=True, warn=True, in_stream=False, timeout=60)
     if result.exited != 0:
         lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
@@ -48,12 +48,8 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
     return job_id
 
 
-def _q(word: str) -> str:
-    return shlex.quote(word)
-
-
 def query(login: Connection, job_id: str) -> JobInfo:
-    result = login.run(f"squeue -h -j {_q(job_id)} -o '%T|%r|%N|%L|%S'", hide=True, warn=True, in_stream=False,
+    result = login.run(f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S'", hide=True, warn=True, in_stream=False,
                        timeout=60)
     line = next((ln for ln in result.stdout.splitlines() if "|" in ln), "")
     if not line:

@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..procs import start_time, terminate
+from ..procs import alive, start_time, terminate
 
 
 def in_host(netns: str | None, hostname: str | None, argv: Sequence[str]) -> list[str]:
@@ -35,7 +35,7 @@ def read_pidfile(pidfile: Path) -> int | None:
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    return pid if start_time(pid) == started else None
+    return pid if alive(pid, started) else None
 
 
 def write_pidfile(pidfile: Path, pid: int) -> None:
