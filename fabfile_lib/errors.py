@@ -1,10 +1,30 @@
-"""The project's single error type.
+"""The project's errors: one base, one class per kind of failure a caller may want to tell apart.
 
-Every failure a user can act on is raised as :class:`LabError` with a one-line message that says what
-went wrong and what to do about it. Task wrappers turn it into a non-zero exit with no traceback; library
-users catch it like any other exception.
+Every failure a user can act on is raised as a :class:`LabError` (or a subclass) with a one-line message
+that says what went wrong and what to do about it. Task wrappers turn it into a non-zero exit with no
+traceback; library users catch the base, or the subclass they care about, instead of matching text.
 """
 
 
 class LabError(Exception):
     """A failure with a user-facing, one-line, actionable message."""
+
+
+class ConfigError(LabError):
+    """A setting is missing, of the wrong type, or names something that does not exist."""
+
+
+class ConnectError(LabError):
+    """A hop could not be reached, or its connection ended."""
+
+
+class HostKeyError(ConnectError):
+    """A hop's host key is unknown or does not match the known hosts: never connected to."""
+
+
+class AuthenticationError(ConnectError):
+    """A hop refused our credentials."""
+
+
+class PromptNeeded(ConnectError):
+    """Logging in needs an answer (passphrase, second factor) and nobody can be asked here."""

@@ -37,7 +37,7 @@ def main(name: str, state_dir: str) -> int:
               flush=True)
 
     try:
-        hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True))
+        hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True), interactive=False)
     except LabError as exc:
         print(f"error: {exc}", flush=True)
         return 1

@@ -93,6 +93,7 @@ class Forward:
 
     port: int
     remote: tuple[str, int]
+    alive: Callable[[], bool] = lambda: True  # False once the connection carrying it has ended
     errors: list[str] = field(default_factory=list)
     connections: int = 0
 
@@ -110,7 +111,7 @@ def forward_local(
     """Forward 127.0.0.1/::1 ``local_port`` to ``remote_host:remote_port`` as seen from ``transport``'s
     server, for the duration of the ``with`` body."""
     listeners = bind_loopback(local_port)
-    fwd = Forward(listeners[0].getsockname()[1], (remote_host, remote_port))
+    fwd = Forward(listeners[0].getsockname()[1], (remote_host, remote_port), alive=transport.is_active)
     stop = threading.Event()
     workers: list[threading.Thread] = []
 

@@ -1,11 +1,18 @@
-"""The SSH hops from the laptop to the cluster: jump host, login node and, on demand, compute node.
+"""The hops from the laptop to the cluster -- jump host, login node, compute node -- as Fabric Connections.
 
-Why not let Fabric read the ssh config by itself? Fabric hard-codes ``AutoAddPolicy``, never loads
-known_hosts, and builds the ProxyJump gateways it finds in ssh_config with that same policy, so a hop
-whose key changed would be trusted silently. Here each alias is resolved with Paramiko's ``SSHConfig``
-(user, port, identity files, known hosts files, ProxyJump, ProxyCommand), every ``Connection`` in the
-chain -- gateways included -- gets the known hosts loaded and ``RejectPolicy`` before it opens, and the
-chain is closed as a whole (``Connection.close()`` leaves its gateway open).
+Two carriers, one interface. Where the laptop's OpenSSH can hold a ControlMaster (Linux, macOS), the login
+node is a :class:`~fabfile_lib.master_connection.MasterConnection` riding one authenticated master per
+cluster: OpenSSH does authentication (second factor, FIDO keys, certificates, agent) and host-key checks
+with the user's own config, once. Elsewhere (Windows, or ``lab.transport: paramiko``) every hop is a
+Paramiko Connection built here.
+
+Why build the Paramiko hops instead of letting Fabric read the ssh config? Fabric hard-codes
+``AutoAddPolicy``, never loads known_hosts, and builds the ProxyJump gateways it finds with that same
+policy, so a hop whose key changed would be trusted silently. Here each alias is resolved (by ``ssh -G``
+where ssh exists, else Paramiko's ``SSHConfig``), every Connection in the chain -- gateways included --
+gets the known hosts and ``RejectPolicy`` before it opens, keyboard-interactive (a second factor) is
+answered on the terminal at most once per hop and run, and the chain is closed as a whole
+(``Connection.close()`` leaves its gateway open).
 """
 
 from __future__ import annotations
@@ -13,13 +20,17 @@ from __future__ import annotations
 import getpass
 import os
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
-from .errors import LabError
+from . import openssh
+from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
+from .master import Master, plan
+from .master_connection import MasterConnection
 from .settings import LabSettings
 
 
@@ -54,8 +65,13 @@ def load_ssh_config(path: Path | None) -> paramiko.SSHConfig:
         raise LabError(f"cannot read ssh config {path}: {exc}") from None
 
 
+def _none(value: str) -> str:
+    return "" if not value or value.lower() == "none" else value
+
+
 def resolve(spec: str, config: paramiko.SSHConfig, settings: LabSettings) -> HopSpec:
-    """What OpenSSH would use for ``spec`` (an alias or ``[user@]host[:port]``) under ``config``."""
+    """What OpenSSH would use for ``spec`` (an alias or ``[user@]host[:port]``), read by Paramiko's
+    ``SSHConfig``: the fallback where there is no ``ssh`` to ask."""
     user, host, port = _split(spec)
     opts = config.lookup(host)
     files = opts.get("userknownhostsfile", "~/.ssh/known_hosts").split()
@@ -69,8 +85,27 @@ def resolve(spec: str, config: paramiko.SSHConfig, settings: LabSettings) -> Hop
         identities_only=opts.get("identitiesonly", "no").lower() == "yes",
         known_hosts=tuple(str(Path(f).expanduser()) for f in files),
         accept_new=settings.accept_new_host_keys or strict == "accept-new",
-        proxy_jump="" if opts.get("proxyjump", "none").lower() == "none" else opts["proxyjump"],
-        proxy_command="" if opts.get("proxycommand", "none").lower() == "none" else opts["proxycommand"],
+        proxy_jump=_none(opts.get("proxyjump", "")),
+        proxy_command=_none(opts.get("proxycommand", "")),
+    )
+
+
+def resolve_openssh(spec: str, settings: LabSettings) -> HopSpec:
+    """The same, read from ``ssh -G``: OpenSSH's own answer (Include, Match, defaults and all)."""
+    opts = openssh.effective(spec, settings.ssh_config_path)
+    first = openssh.first
+    files = " ".join(opts.get("userknownhostsfile", ["~/.ssh/known_hosts"])).split()
+    return HopSpec(
+        label=spec,
+        hostname=first(opts, "hostname", _split(spec)[1]),
+        user=first(opts, "user") or getpass.getuser(),
+        port=int(first(opts, "port", "22")),
+        identities=openssh.existing_files(opts.get("identityfile", [])),
+        identities_only=first(opts, "identitiesonly", "no") in ("yes", "true"),
+        known_hosts=tuple(str(Path(f).expanduser()) for f in files),
+        accept_new=settings.accept_new_host_keys or first(opts, "stricthostkeychecking") == "accept-new",
+        proxy_jump=_none(first(opts, "proxyjump")),
+        proxy_command=_none(first(opts, "proxycommand")),
     )
 
 
@@ -88,9 +123,62 @@ class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
             fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
-def _prepare(conn: Connection, spec: HopSpec) -> None:
-    client = conn.client
-    keys = client.get_host_keys()
+class Prompter:
+    """Answers keyboard-interactive prompts (a second factor) on the terminal, at most once per hop.
+
+    A run that cannot ask -- no terminal, or a background forward -- refuses with :class:`PromptNeeded`
+    instead of hanging on input nobody will give.
+    """
+
+    def __init__(self, interactive: bool):
+        self.interactive = interactive
+        self.asked: set[str] = set()
+
+    def handler(self, label: str):
+        def answer(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+            if not prompts:
+                return []
+            if not self.interactive or not openssh.tty_available():
+                raise PromptNeeded(
+                    f"logging in to {label} needs keyboard-interactive answers (a second factor) and nobody can "
+                    "be asked here: use the foreground `inv lab.tunnel`, or lab.transport: openssh (a "
+                    "ControlMaster) where OpenSSH is installed.")
+            if label in self.asked:
+                raise AuthenticationError(f"{label} asked for a second factor again: the code was refused.")
+            self.asked.add(label)
+            for text in (title, instructions):
+                if text.strip():
+                    print(text.strip(), file=sys.stderr)
+            return [getpass.getpass(text) if not echo else _read_tty(text) for text, echo in prompts]
+
+        return answer
+
+
+def _read_tty(prompt: str) -> str:
+    with open("/dev/tty", "r+") as tty:
+        tty.write(prompt)
+        tty.flush()
+        return tty.readline().rstrip("\n")
+
+
+class _InteractiveClient(paramiko.SSHClient):
+    """Paramiko's client, whose "publickey, then keyboard-interactive" step asks through ``handler``
+    instead of reading stdin (Paramiko's ``auth_interactive_dumb``)."""
+
+    def __init__(self, handler):
+        super().__init__()
+        self._kbd_handler = handler
+
+    def _auth(self, username, *args, **kwargs):
+        transport = self._transport
+        transport.auth_interactive_dumb = (
+            lambda user, handler=None, submethods="": transport.auth_interactive(user, self._kbd_handler, submethods))
+        return super()._auth(username, *args, **kwargs)
+
+
+def _prepare(conn: Connection, spec: HopSpec, prompter: Prompter) -> None:
+    conn.client = _InteractiveClient(prompter.handler(spec.label))
+    keys = conn.client.get_host_keys()
     for path in spec.known_hosts:
         if Path(path).exists():
             try:
@@ -98,7 +186,7 @@ def _prepare(conn: Connection, spec: HopSpec) -> None:
             except OSError as exc:
                 raise LabError(f"cannot read known hosts file {path}: {exc}") from None
     policy = AcceptNewPolicy(spec.known_hosts[0]) if spec.accept_new else paramiko.RejectPolicy()
-    client.set_missing_host_key_policy(policy)
+    conn.client.set_missing_host_key_policy(policy)
 
 
 def _open(conn: Connection, spec: HopSpec, settings: LabSettings, via: str) -> None:
@@ -107,37 +195,63 @@ def _open(conn: Connection, spec: HopSpec, settings: LabSettings, via: str) -> N
     try:
         conn.open()
     except paramiko.BadHostKeyException:
-        raise LabError(
+        raise HostKeyError(
             f"host key of {where} does not match the one in {files}: refusing to connect. If the host was "
             f"really re-keyed, verify the new key and replace its line (ssh-keygen -R {spec.hostname})."
         ) from None
     except paramiko.AuthenticationException as exc:
-        raise LabError(f"authentication to {where} failed ({exc}): check the user and IdentityFile.") from None
+        raise AuthenticationError(f"authentication to {where} failed ({exc}): check the user and "
+                                  "IdentityFile.") from None
+    except paramiko.ProxyCommandFailure as exc:
+        raise ConnectError(f"cannot reach {where}: the ProxyCommand failed ({exc}).") from None
     except paramiko.SSHException as exc:
         if "known_hosts" in str(exc):
-            raise LabError(
+            raise HostKeyError(
                 f"{where} is not in the known hosts ({files}): refusing an unverified host. Connect once "
                 "with ssh to check and record its key, or set lab.accept_new_host_keys: true."
             ) from None
-        raise LabError(f"cannot connect to {where}: {exc or type(exc).__name__}") from None
+        raise ConnectError(f"cannot connect to {where}: {exc or type(exc).__name__}") from None
     except (OSError, EOFError) as exc:
-        raise LabError(f"cannot reach {where}: {exc or type(exc).__name__}") from None
+        raise ConnectError(f"cannot reach {where}: {exc or type(exc).__name__}") from None
     conn.transport.set_keepalive(settings.keepalive)
+
+
+def choose_transport(settings: LabSettings) -> str:
+    """``openssh`` wherever an OpenSSH client that can hold a ControlMaster exists, unless told otherwise."""
+    if settings.transport == "paramiko":
+        return "paramiko"
+    if openssh.ssh_binary() is None:
+        if settings.transport == "openssh":
+            raise LabError("lab.transport is openssh but no OpenSSH client with ControlMaster is installed "
+                           "here: install it, or set lab.transport: paramiko.")
+        return "paramiko"
+    return "openssh"
 
 
 @dataclass
 class Hops:
     """One connection per hop, opened on first use and reused for every step of one run.
 
+    ``interactive``: whether logging in may ask the user (passphrase, second factor) on the terminal;
+    a background forward passes False and gets :class:`PromptNeeded` instead of a prompt.
     Use as a context manager, or call :meth:`close`: it closes the whole chain, innermost first.
     """
 
     settings: LabSettings
+    interactive: bool = True
+    transport: str = ""
     _config: paramiko.SSHConfig | None = None
     _opened: list[Connection] = field(default_factory=list)
     _login: Connection | None = None
     _login_spec: HopSpec | None = None
     _nodes: dict[str, Connection] = field(default_factory=dict)
+    _master: Master | None = None
+    _started_master: bool = False
+    _prompter: Prompter | None = None
+
+    def __post_init__(self) -> None:
+        self.transport = self.transport or choose_transport(self.settings)
+        self._prompter = Prompter(self.interactive)
 
     def __enter__(self) -> Hops:
         return self
@@ -146,37 +260,57 @@ class Hops:
         self.close()
 
     @property
+    def openssh(self) -> bool:
+        return self.transport == "openssh"
+
+    @property
     def ssh_config(self) -> paramiko.SSHConfig:
         if self._config is None:
             self._config = load_ssh_config(self.settings.ssh_config_path)
         return self._config
 
-    def connect(self, spec: HopSpec, gateway: Connection | str | None, via: str = "") -> Connection:
+    def resolve(self, spec: str) -> HopSpec:
+        if openssh.ssh_binary():
+            return resolve_openssh(spec, self.settings)
+        return resolve(spec, self.ssh_config, self.settings)
+
+    @property
+    def master(self) -> Master:
+        """The cluster's OpenSSH master (OpenSSH transport only), opened on first use."""
+        if self._master is None:
+            self._master = plan(self.settings)
+            self._started_master = self._master.open(interactive=self.interactive)
+        return self._master
+
+    def connect(self, spec: HopSpec, gateway: Connection | str | None, via: str = "",
+                sock: paramiko.ProxyCommand | None = None) -> Connection:
         key_files = list(spec.identities) or None
+        kwargs = {"key_filename": key_files, "look_for_keys": not spec.identities_only,
+                  "allow_agent": not spec.identities_only, "banner_timeout": self.settings.connect_timeout,
+                  "auth_timeout": self.settings.connect_timeout}
+        if sock is not None:
+            kwargs["sock"] = sock
         conn = Connection(
             spec.hostname, user=spec.user, port=spec.port, gateway=gateway,
-            connect_timeout=self.settings.connect_timeout,
-            connect_kwargs={"key_filename": key_files, "look_for_keys": not spec.identities_only,
-                            "allow_agent": not spec.identities_only,
-                            "banner_timeout": self.settings.connect_timeout,
-                            "auth_timeout": self.settings.connect_timeout},
+            connect_timeout=self.settings.connect_timeout, connect_kwargs=kwargs,
             # An explicit empty SSHConfig: Fabric must not re-apply the file with its own policies.
             config=Config(ssh_config=paramiko.SSHConfig()),
         )
-        _prepare(conn, spec)
+        assert self._prompter is not None
+        _prepare(conn, spec, self._prompter)
         _open(conn, spec, self.settings, via)
         self._opened.append(conn)
         return conn
 
     def _reach(self, target: str) -> tuple[Connection, HopSpec]:
-        spec = resolve(target, self.ssh_config, self.settings)
+        spec = self.resolve(target)
         gateway: Connection | str | None = None
         via = ""
         if spec.proxy_jump:
             first, *rest = [hop.strip() for hop in spec.proxy_jump.split(",")]
             gateway, _ = self._reach(first)
             for hop in rest:
-                gateway = self.connect(resolve(hop, self.ssh_config, self.settings), gateway, " via the previous hop")
+                gateway = self.connect(self.resolve(hop), gateway, " via the previous hop")
             via = f" via {spec.proxy_jump}"
         elif spec.proxy_command:
             gateway, via = spec.proxy_command, f" via ProxyCommand {spec.proxy_command!r}"
@@ -186,26 +320,61 @@ class Hops:
         """The login node, through the jump host (``lab.jump``, else the ssh config's ProxyJump or
         ProxyCommand for the login alias)."""
         if self._login is None:
-            if self.settings.jump:
+            if self.openssh:
+                spec = self.resolve(self.settings.login)
+                conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port)
+                self._opened.append(conn)
+                self._login = conn
+            elif self.settings.jump:
                 jump, _ = self._reach(self.settings.jump)
-                spec = resolve(self.settings.login, self.ssh_config, self.settings)
+                spec = self.resolve(self.settings.login)
                 self._login = self.connect(spec, jump, f" via {self.settings.jump}")
             else:
                 self._login, spec = self._reach(self.settings.login)
             self._login_spec = spec
         return self._login
 
+    def login_spec(self) -> HopSpec:
+        self.login()
+        assert self._login_spec is not None
+        return self._login_spec
+
+    def node_spec(self, address: str) -> HopSpec:
+        """A compute node is reached with the login node's user, keys and known hosts."""
+        base = self.login_spec()
+        return HopSpec(label=address, hostname=address, user=base.user, identities=base.identities,
+                       identities_only=base.identities_only, known_hosts=base.known_hosts,
+                       accept_new=base.accept_new)
+
     def node(self, address: str) -> Connection:
-        """A compute node, through the login node, with the login node's user, keys and known hosts."""
+        """A compute node as a Paramiko Connection, through the login node (over the master's ``ssh -W``
+        on the OpenSSH transport)."""
         if address not in self._nodes:
+            spec = self.node_spec(address)
             login = self.login()
-            base = self._login_spec
-            assert base is not None
-            spec = HopSpec(label=address, hostname=address, user=base.user, identities=base.identities,
-                           identities_only=base.identities_only, known_hosts=base.known_hosts,
-                           accept_new=base.accept_new)
-            self._nodes[address] = self.connect(spec, login, f" via {self.settings.login}")
+            if self.openssh:
+                sock = paramiko.ProxyCommand(shlex.join(self.master.argv("-W", f"{address}:22", self.master.dest)))
+                conn = self.connect(spec, None, f" via {self.settings.login}", sock=sock)
+            else:
+                conn = self.connect(spec, login, f" via {self.settings.login}")
+            self._nodes[address] = conn
         return self._nodes[address]
+
+    def node_ssh(self, address: str, *words: str) -> list[str]:
+        """``ssh`` to a compute node through the master (OpenSSH transport), checking the node's key."""
+        spec = self.node_spec(address)
+        master = self.master
+        opts = ["-o", f"ProxyCommand={master.proxy_command()}", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                "-o", "BatchMode=yes", "-l", spec.user, "-p", "22",
+                "-o", f"UserKnownHostsFile={' '.join(spec.known_hosts)}",
+                "-o", f"StrictHostKeyChecking={'accept-new' if spec.accept_new else 'yes'}",
+                "-o", f"IdentitiesOnly={'yes' if spec.identities_only else 'no'}",
+                "-o", f"ConnectTimeout={max(1, int(self.settings.connect_timeout))}",
+                "-o", f"ServerAliveInterval={self.settings.keepalive}", "-o", "ServerAliveCountMax=3"]
+        for ident in spec.identities:
+            opts += ["-i", ident]
+        return [openssh.ssh_binary() or "ssh", *openssh.config_args(self.settings.ssh_config_path), *opts, "-T",
+                *words, address]
 
     def close(self) -> None:
         for conn in reversed(self._opened):
@@ -213,16 +382,23 @@ class Hops:
         self._opened.clear()
         self._nodes.clear()
         self._login = None
+        if self._master is not None and self._started_master and self._master.persist == "0":
+            self._master.close()  # lab.persist 0: no login is kept between tasks
+        self._master = None
 
 
 def run(conn: Connection, argv: list[str], *, check: bool = True, timeout: float = 60) -> str:
     """Run ``argv`` on ``conn`` with every word shell-quoted; a failure becomes a LabError."""
     try:
         result = conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout)
+    except LabError:
+        raise
     except (TimeoutError, paramiko.SSHException, OSError) as exc:
-        raise LabError(f"`{argv[0]}` on {conn.host} failed: {exc}") from None
+        raise ConnectError(f"`{argv[0]}` on {conn.host} failed: {exc}") from None
     except Exception as exc:  # invoke's CommandTimedOut and friends
-        raise LabError(f"`{argv[0]}` on {conn.host} did not finish: {exc}") from None
+        raise ConnectError(f"`{argv[0]}` on {conn.host} did not finish: {exc}") from None
+    if isinstance(conn, MasterConnection) and result.exited == 255:
+        raise openssh.explain(result.stderr, f"`{argv[0]}` on {conn.host}", 255)
     if check and result.exited != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise LabError(f"`{argv[0]}` on {conn.host} failed: {lines[-1] if lines else f'exit {result.exited}'}")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import paramiko
 
-from . import launch, slurm, state
-from .errors import LabError
+from . import launch, slurm, ssh_forward, state
+from .errors import AuthenticationError, HostKeyError, LabError, PromptNeeded
 from .forwards import Forward, check_port_free, forward_local
 from .hops import Hops, run
 from .procs import alive, terminate
@@ -38,6 +38,7 @@ from .settings import MODES, LabSettings
 from .state import LabRecord
 
 Progress = Callable[[slurm.JobInfo], None]
+LOGIN_WAIT = 30 * 60  # how long a held forward waits for the user to log in again before it gives up
 _ALLOCATED = re.compile(r"Allocated port (\d+) for remote forward")
 
 
@@ -157,17 +158,32 @@ def _reverse_port(hops: Hops, record: LabRecord) -> int:
     return 0
 
 
-def endpoint(hops: Hops, record: LabRecord) -> tuple[paramiko.Transport, str, int]:
-    """The transport to forward over and the address Jupyter answers at, as seen from its far end."""
+def _other_modes(via: str) -> str:
+    return ", ".join(m for m in MODES if m != via)
+
+
+def _unreachable_node(exc: LabError) -> LabError:
+    return type(exc)(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
+                     f"set lab.via to one of: {_other_modes('compute')}.")
+
+
+def _stream(hops: Hops, record: LabRecord):
+    """A byte stream to Jupyter as seen from the far end of this lab's mode, or (None, why not)."""
+    host, port = record.remote_host, record.remote_port
+    if hops.openssh:
+        if record.via == "compute":
+            argv = hops.node_ssh(record.node_addr, "-W", f"127.0.0.1:{port}")
+            return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
+        master = hops.master
+        return ssh_forward.Stream(master.argv("-W", f"{host}:{port}", master.dest), f"{host}:{port}")
     if record.via == "compute":
         try:
-            conn = hops.node(record.node_addr)
+            transport = hops.node(record.node_addr).transport
         except LabError as exc:
-            others = ", ".join(m for m in MODES if m != "compute")
-            raise LabError(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
-                           f"set lab.via to one of: {others}.") from None
-        return conn.transport, record.remote_host, record.remote_port
-    return hops.login().transport, record.remote_host, record.remote_port
+            raise _unreachable_node(exc) from None
+    else:
+        transport = hops.login().transport
+    return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
 
 
 def _status_request(host: str, token: str) -> bytes:
@@ -180,20 +196,24 @@ def _status_code(head: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
-def http_status(transport: paramiko.Transport, host: str, port: int, token: str) -> tuple[int, str]:
-    """GET /api/status over one channel: (HTTP status, "") or (0, why the channel did not open)."""
+def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
+    """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached)."""
     try:
-        chan = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
+        stream = _stream(hops, record)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         return 0, str(exc) or type(exc).__name__
     try:
-        chan.settimeout(10)
-        chan.sendall(_status_request(host, token))
-        return _status_code(chan.recv(64)), ""
+        stream.settimeout(10)
+        stream.sendall(_status_request(record.remote_host, record.token))
+        head = stream.recv(64)
     except (TimeoutError, OSError, paramiko.SSHException):
-        return 0, ""
+        head = b""
     finally:
-        chan.close()
+        stream.close()
+    failure = stream.failure() if isinstance(stream, ssh_forward.Stream) else None
+    if isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded)):
+        raise _unreachable_node(failure) if record.via == "compute" else failure
+    return _status_code(head), str(failure or "")
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
@@ -221,7 +241,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             # path to it is closed on this site, which waiting will not fix.
             unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
             if unreachable_since and time.monotonic() - unreachable_since > 15:
-                others = ", ".join(m for m in MODES if m != record.via)
+                others = _other_modes(record.via)
                 raise LabError(f"Jupyter runs on {record.node} but {record.remote_host}:{record.remote_port} "
                                f"cannot be reached via {record.via} ({unreachable}); set lab.via to one of: "
                                f"{others}.")
@@ -250,8 +270,7 @@ def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[bool, st
         record.remote_host, record.remote_port = runtime.get("hostname") or record.node_addr, record.jupyter_port
     else:
         record.remote_host, record.remote_port = "127.0.0.1", record.jupyter_port
-    transport, host, port = endpoint(hops, record)
-    code, unreachable = http_status(transport, host, port, record.token)
+    code, unreachable = http_status(hops, record)
     return code == 200, unreachable
 
 
@@ -259,39 +278,68 @@ def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[bool, st
 
 @contextmanager
 def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iterator[Forward]:
-    """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body."""
+    """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body: an
+    OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise."""
     if not record.remote_port:
         raise LabError(f"lab {record.name!r} has not answered yet: `inv lab.wait --name {record.name}`.")
-    transport, host, port = endpoint(hops, record)
     port_wanted = record.local_port if local_port is None else local_port
-    with forward_local(transport, host, port, port_wanted) as fwd:
-        yield fwd
+    host, port = record.remote_host, record.remote_port
+    if hops.openssh and record.via == "compute":
+        def argv(spec: str) -> list[str]:
+            return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes", "-L", spec)
+
+        try:
+            with ssh_forward.via_ssh(argv, host, port, port_wanted, f"cannot forward to {record.node}") as fwd:
+                yield fwd
+        except (HostKeyError, AuthenticationError) as exc:
+            raise _unreachable_node(exc) from None
+    elif hops.openssh:
+        with ssh_forward.on_master(hops.master, host, port, port_wanted) as fwd:
+            yield fwd
+    else:
+        if record.via == "compute":
+            try:
+                transport = hops.node(record.node_addr).transport
+            except LabError as exc:
+                raise _unreachable_node(exc) from None
+        else:
+            transport = hops.login().transport
+        with forward_local(transport, host, port, port_wanted) as fwd:
+            yield fwd
 
 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
-         stop: threading.Event, log: Callable[[str], None] = print, max_retries: int = 10) -> None:
-    """Hold the forwards until ``stop`` is set; reopen the chain when it drops (bounded retries), and
-    stop when the job has ended."""
+         stop: threading.Event, log: Callable[[str], None] = print, max_retries: int = 10,
+         hops: Hops | None = None, interactive: bool = True) -> None:
+    """Hold the forwards until ``stop`` is set; reopen them when the connection drops (bounded retries),
+    and stop when the job has ended. ``hops``, if given, is used for the first attempt (no new login)."""
     port = record.forward_port or record.local_port
     failures = 0
     connected_once = False
+    waiting_since: float | None = None
     while not stop.is_set():
+        current, hops = hops or Hops(settings, interactive=interactive), None
         try:
-            with Hops(settings) as hops, tunnel(record, hops, port) as fwd:
+            with current, tunnel(record, current, port) as fwd:
                 port = fwd.port
-                failures, connected_once = 0, True
+                failures, connected_once, waiting_since = 0, True, None
                 on_ready(fwd)
-                transport = hops.login().transport
                 checked = time.monotonic()
                 while not stop.wait(1.0):
-                    if not transport.is_active():
+                    if not fwd.alive():
                         log("connection to the cluster dropped; reconnecting")
                         break
                     if time.monotonic() - checked > 30:
                         checked = time.monotonic()
-                        if not slurm.query(hops.login(), record.job_id).active:
+                        if not slurm.query(current.login(), record.job_id).active:
                             log(f"job {record.job_id} has ended; stopping the forwards")
                             return
+        except PromptNeeded as exc:
+            waiting_since = waiting_since or time.monotonic()
+            if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
+                raise
+            log(f"{exc} Waiting for a login (checked every 10 s).")
+            stop.wait(10)
         except LabError as exc:
             failures += 1
             if not connected_once or failures > max_retries:  # retry a drop, not a bad start

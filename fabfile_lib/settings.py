@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import LabError
+from .errors import ConfigError
 
 MODES = ("compute", "login", "reverse")
+TRANSPORTS = ("auto", "openssh", "paramiko")
+_PERSIST = re.compile(r"^(0|yes|no|(\d+[smhdwSMHDW]?)+)$")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # Options the tool sets itself: the job's log must land in the private lab directory.
@@ -36,8 +38,10 @@ DEFAULTS: dict = {
     "reverse_target": "",
     "remote_dir": "~/.fabfile-lab",
     "state_dir": "",
-    "keepalive": 30,
+    "keepalive": 15,
     "connect_timeout": 15,
+    "transport": "auto",
+    "persist": "8h",
 }
 
 
@@ -58,8 +62,10 @@ class LabSettings:
     reverse_target: str = ""
     remote_dir: str = "~/.fabfile-lab"
     state_dir: str = ""
-    keepalive: int = 30
+    keepalive: int = 15
     connect_timeout: float = 15
+    transport: str = "auto"
+    persist: str = "8h"
 
     @classmethod
     def from_config(cls, data: Mapping, **overrides) -> LabSettings:
@@ -69,43 +75,59 @@ class LabSettings:
         kwargs = {k: v for k, v in merged.items() if k in names}
         kwargs["setup"] = tuple(str(line) for line in (kwargs.get("setup") or ()))
         kwargs["sbatch"] = dict(kwargs.get("sbatch") or {})
+        persist = kwargs.get("persist", "8h")
+        kwargs["persist"] = "0" if persist is False or persist == 0 else str(persist).strip()
         try:
             kwargs["local_port"] = int(kwargs["local_port"])
             kwargs["wait_timeout"] = float(kwargs["wait_timeout"])
             kwargs["keepalive"] = int(kwargs["keepalive"])
             kwargs["connect_timeout"] = float(kwargs["connect_timeout"])
         except (TypeError, ValueError) as exc:
-            raise LabError(f"lab config: a numeric setting is not a number ({exc}).") from None
+            raise ConfigError(f"lab config: a numeric setting is not a number ({exc}).") from None
         settings = cls(**kwargs)
         settings.validate()
         return settings
 
     def validate(self) -> None:
         if not self.login:
-            raise LabError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
+            raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
                            "in invoke.yaml or with `inv -f FILE`.")
         if self.via not in MODES:
-            raise LabError(f"lab.via {self.via!r} is unknown: use one of {', '.join(MODES)}.")
+            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(MODES)}.")
         if not _NAME.match(self.name):
-            raise LabError(f"lab name {self.name!r} is invalid: use letters, digits, '.', '_' or '-'.")
+            raise ConfigError(f"lab name {self.name!r} is invalid: use letters, digits, '.', '_' or '-'.")
         if not 0 <= self.local_port <= 65535:
-            raise LabError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
+            raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"lab.transport {self.transport!r} is unknown: use one of {', '.join(TRANSPORTS)}.")
+        if not _PERSIST.match(self.persist):
+            raise ConfigError(f"lab.persist {self.persist!r} is not a duration: use e.g. 8h, 30m, 3600, or 0 for off.")
+        if self.keepalive < 1:
+            raise ConfigError(f"lab.keepalive {self.keepalive} must be at least 1 second.")
+        if self.ssh_config and self._ssh_config_set and not Path(self.ssh_config).expanduser().is_file():
+            raise ConfigError(f"lab.ssh_config {self.ssh_config!r} does not exist: fix the path, or set it to "
+                              f"\"\" to use ssh's defaults.")
         if not self.command.strip():
-            raise LabError("lab.command is empty: use e.g. 'jupyter lab'.")
+            raise ConfigError("lab.command is empty: use e.g. 'jupyter lab'.")
         for key, value in self.sbatch.items():
             if not _OPTION.match(str(key)):
-                raise LabError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
+                raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
             if str(key) in _RESERVED:
-                raise LabError(f"lab.sbatch option {key!r} is set by the tool itself; remove it.")
+                raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself; remove it.")
             if "\n" in str(value) or "\r" in str(value):
-                raise LabError(f"lab.sbatch option {key!r} has a line break in its value.")
+                raise ConfigError(f"lab.sbatch option {key!r} has a line break in its value.")
         for line in (*self.setup, self.command, self.notebook_dir):
             if "\n" in line or "\r" in line:
-                raise LabError(f"lab config: {line!r} has a line break; give one setup line per list item.")
+                raise ConfigError(f"lab config: {line!r} has a line break; give one setup line per list item.")
 
     @property
     def state_path(self) -> Path:
         return state_path(self.state_dir)
+
+    @property
+    def _ssh_config_set(self) -> bool:
+        """The default ~/.ssh/config may be absent; a path the user chose must exist."""
+        return self.ssh_config != DEFAULTS["ssh_config"]
 
     @property
     def ssh_config_path(self) -> Path | None:

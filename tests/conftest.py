@@ -89,16 +89,19 @@ class LabCli:
         return json.loads((self.state_dir / "labs" / f"{name}.json").read_text())
 
     def cleanup(self) -> None:
-        from fabfile_lib import lab, state
+        from fabfile_lib import lab, master, state
         from fabfile_lib.hops import Hops
+        from fabfile_lib.settings import LabSettings
 
-        if not (self.state_dir / "labs").exists():
-            return
-        for name in state.names(self.state_dir):
-            record = state.load(self.state_dir, name)
-            settings = lab.settings_for(record, state_dir=str(self.state_dir))
-            with Hops(settings) as hops:
-                lab.cancel(settings, record, hops)
+        if (self.state_dir / "labs").exists():
+            for name in state.names(self.state_dir):
+                record = state.load(self.state_dir, name)
+                settings = lab.settings_for(record, state_dir=str(self.state_dir))
+                with Hops(settings, interactive=False) as hops:
+                    lab.cancel(settings, record, hops)
+        settings = LabSettings.from_config(self.lab)
+        if settings.transport != "paramiko":
+            master.plan(settings).close()
 
 
 @pytest.fixture

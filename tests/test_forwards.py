@@ -41,6 +41,9 @@ class FakeTransport:
         self.failures = failures
         self.opened: list[tuple] = []
 
+    def is_active(self) -> bool:
+        return True
+
     def open_channel(self, kind, dest, src, timeout=None):
         self.opened.append((kind, dest))
         if self.failures:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import webbrowser
 
 from invoke import Collection, task
 
-from .. import lab, state
+from .. import lab, master, state
 from ..errors import LabError
-from ..hops import Hops
+from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab
 from ..slurm import JobInfo
 from ._errors import user_errors
@@ -48,7 +49,7 @@ def _detached(settings: LabSettings, record: state.LabRecord, browser: bool) -> 
         webbrowser.open(record.url())
 
 
-def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool) -> None:
+def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool, hops: Hops | None = None) -> None:
     stop = threading.Event()
 
     def ready(fwd) -> None:
@@ -58,7 +59,7 @@ def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool) -
             webbrowser.open(record.url(fwd.port))
 
     try:
-        lab.hold(settings, record, ready, stop)
+        lab.hold(settings, record, ready, stop, hops=hops)
     except KeyboardInterrupt:
         stop.set()
         print()
@@ -144,10 +145,11 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
             if isinstance(exc, KeyboardInterrupt):
                 raise LabError(f"interrupted: job {record.job_id} cancelled, nothing left behind.") from None
             raise
-    if detach:
-        _detached(settings, record, browser=not no_browser)
-    else:
-        _foreground(settings, record, browser=not no_browser)
+        if detach:
+            hops.close()  # the background forward logs in by itself (riding the master, if any)
+            _detached(settings, record, browser=not no_browser)
+        else:
+            _foreground(settings, record, browser=not no_browser, hops=hops)
 
 
 def _statuses(c, names) -> list[lab.LabStatus]:
@@ -207,5 +209,55 @@ def cancel(c, name=None):
     print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
 
 
-ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel)
+def _cluster_settings(c, name: str | None) -> LabSettings:
+    """The cluster of lab ``name`` if it is recorded, else of the current config."""
+    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    if name and state.exists(state_dir, lab_name):
+        return _record(c, name)[0]
+    return _settings(c, name)
+
+
+@task(help={"name": "use the cluster this lab was started on (default: the cluster of the current config)"})
+@user_errors
+def login(c, name=None):
+    """Log in to the cluster once (OpenSSH asks for passphrase, code or touch) and keep the login.
+
+    Every later task and the background forwards ride this login (an OpenSSH ControlMaster) and ask for
+    nothing while it lives: lab.persist after its last use (default 8h), or until `inv lab.logout`.
+    """
+    settings = _cluster_settings(c, name)
+    if choose_transport(settings) != "openssh":
+        raise LabError("lab.login keeps an OpenSSH ControlMaster, which this machine's ssh (or lab.transport: "
+                       "paramiko) cannot hold: each task logs in by itself and asks at most once per hop.")
+    plan = master.plan(settings)
+    started = plan.open(interactive=True)
+    print(login_summary(plan, started))
+
+
+def login_summary(plan: master.Master, started: bool) -> str:
+    info = plan.check()
+    since = time.strftime("%H:%M", time.localtime(info.created)) if info.created else "earlier"
+    what = "logged in" if started else "already logged in"
+    if plan.user_managed:
+        return (f"{what} to {plan.label} through your own ControlMaster (pid {info.pid}); it lives as your "
+                "ssh config's ControlPersist says. `inv lab.logout` ends it.")
+    if plan.persist == "0":
+        return f"{what} to {plan.label} (pid {info.pid}); lab.persist is 0, so `inv lab.logout` ends it."
+    return (f"{what} to {plan.label} (master pid {info.pid}, since {since}); it stays until {plan.persist} "
+            f"after its last use (lab.persist), or `inv lab.logout`.")
+
+
+@task(help={"name": "use the cluster this lab was started on (default: the cluster of the current config)"})
+@user_errors
+def logout(c, name=None):
+    """End the kept login to the cluster (the OpenSSH master); the next task logs in again."""
+    settings = _cluster_settings(c, name)
+    if choose_transport(settings) != "openssh":
+        print("no login is kept on this transport")
+        return
+    plan = master.plan(settings)
+    print(f"logged out of {plan.label}" if plan.close() else f"no login to {plan.label} was open")
+
+
+ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel, login, logout)
 ns.configure({"lab": dict(DEFAULTS)})

@@ -1,0 +1,215 @@
+"""One authenticated OpenSSH connection per cluster (a ``ControlMaster``), shared by everything after it.
+
+Most sites ask for a second factor at the first hop (TOTP, Duo, a FIDO touch) and tell users to share one
+login with ``ControlMaster``/``ControlPersist``. So the first task that needs the cluster starts the
+master in the foreground -- OpenSSH itself asks for passphrase, code or touch on the terminal -- and
+OpenSSH keeps it in the background for ``lab.persist``. Every later command, upload, forward and background
+forward rides it (``ssh -S``), and asks for nothing while it lives.
+
+The master is to the login node, through the jump host as the user's config (or ``lab.jump``) says. Its
+socket lives in a private (0700) directory under the state directory; where the user's config already has
+a ``ControlPath`` for that host, the user's own master is used instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import openssh
+from .errors import ConnectError, LabError, PromptNeeded
+from .settings import LabSettings
+
+log = logging.getLogger(__name__)
+
+_PID = re.compile(r"pid=(\d+)")
+# A Unix socket path holds about 104 bytes; OpenSSH adds a 17-byte suffix while it creates the socket.
+_MAX_SOCKET_PATH = 84
+
+
+@dataclass(frozen=True)
+class MasterInfo:
+    alive: bool
+    pid: int = 0
+    created: float = 0.0
+    persist: str = ""
+    user_managed: bool = False
+    control_path: str = ""
+
+
+@dataclass(frozen=True)
+class Master:
+    """How to reach one cluster's login node through its master: the ssh words every command uses."""
+
+    label: str  # lab.login as the user wrote it, for messages
+    dest: str  # the ssh destination argument
+    options: tuple[str, ...]  # -F, -J and -o words shared by every ssh to the login node
+    control_path: str  # "" when the user's own config names it
+    persist: str  # ControlPersist; "0" = none kept between tasks
+    connect_timeout: float
+
+    @property
+    def user_managed(self) -> bool:
+        return not self.control_path
+
+    def argv(self, *words: str, batch: bool = True) -> list[str]:
+        """``ssh`` riding the master; ``batch`` forbids prompts (a dead master then fails, never asks)."""
+        control = ["-o", f"ControlPath={self.control_path}"] if self.control_path else []
+        return [openssh.ssh_binary() or "ssh", *self.options, *control, *(["-o", "BatchMode=yes"] if batch else []),
+                *words]
+
+    def command(self, *words: str) -> list[str]:
+        """``ssh ... DEST WORDS...`` -- a session on the login node through the master."""
+        return self.argv("-T", self.dest, *words)
+
+    def proxy_command(self) -> str:
+        """A ProxyCommand that reaches ``%h:%p`` from the login node through the master (``ssh -W``)."""
+        words = [w.replace("%", "%%") for w in self.argv()]
+        return " ".join(shlex.quote(w) for w in words) + f" -W %h:%p {shlex.quote(self.dest.replace('%', '%%'))}"
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def check(self) -> MasterInfo:
+        """Whether a master answers on the socket (``ssh -O check``), and what we recorded about it."""
+        proc = _run(self.argv("-O", "check", self.dest), timeout=10)
+        match = _PID.search(proc.stderr)
+        meta = self._meta()
+        return MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0, meta.get("created", 0.0),
+                          meta.get("persist", ""), self.user_managed, self.control_path)
+
+    def open(self, *, interactive: bool) -> bool:
+        """Make sure a master lives; return True if this call started it.
+
+        Started in the foreground (``-f`` backgrounds it only once authenticated), so OpenSSH asks for
+        whatever the site wants on the user's terminal. ``interactive=False`` forbids any prompt: a login
+        that needs one fails with :class:`PromptNeeded` instead of hanging.
+        """
+        if self.check().alive:
+            return False
+        if self.control_path:
+            Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        batch = not interactive or not openssh.tty_available()
+        persist = self.persist if self.persist not in ("0", "") else "yes"
+        argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-f", "-N", self.dest,
+                         batch=batch)
+        log.info("opening the ssh master to %s", self.label)
+        # stderr to a file, not a pipe: the backgrounded master must not hold our end open.
+        with tempfile.TemporaryFile(mode="w+") as err:
+            try:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL if batch else None, stdout=subprocess.DEVNULL,
+                                      stderr=err, timeout=None if not batch else self.connect_timeout * 3 + 10,
+                                      check=False)
+            except subprocess.TimeoutExpired:
+                raise ConnectError(f"logging in to {self.label} did not finish within "
+                                   f"{self.connect_timeout * 3 + 10:.0f} s.") from None
+            err.seek(0)
+            stderr = err.read()
+        if proc.returncode != 0:
+            failure = openssh.explain(stderr, f"cannot log in to {self.label}", proc.returncode)
+            if batch and "Permission denied" in stderr and "keyboard-interactive" in stderr:
+                raise PromptNeeded(f"logging in to {self.label} needs a second factor and nobody can be asked "
+                                   f"here: run `inv lab.login` in a terminal, then retry.")
+            raise failure
+        self._write_meta({"created": time.time(), "persist": self.persist, "label": self.label})
+        return True
+
+    def close(self) -> bool:
+        """End the master (``ssh -O exit``); True if one was running."""
+        alive = self.check().alive
+        if alive:
+            _run(self.argv("-O", "exit", self.dest), timeout=10)
+            deadline = time.monotonic() + 5
+            while self.check().alive and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if self.control_path:
+            self._meta_path().unlink(missing_ok=True)
+        return alive
+
+    # -- forwards on the master ----------------------------------------------------------------------
+
+    def forward(self, spec: str, *, cancel: bool = False) -> None:
+        """Add (or remove) a ``-L`` forward on the master itself (``ssh -O forward``/``-O cancel``)."""
+        proc = _run(self.argv("-o", "ExitOnForwardFailure=yes", "-O", "cancel" if cancel else "forward",
+                              "-L", spec, self.dest), timeout=15)
+        if proc.returncode != 0 and not cancel:
+            raise openssh.explain(proc.stderr, f"cannot forward {spec} through the master to {self.label}",
+                                  proc.returncode)
+
+    # -- metadata beside the socket (when the tool made it) -----------------------------------------
+
+    def _meta_path(self) -> Path:
+        return Path(f"{self.control_path}.json")
+
+    def _meta(self) -> dict:
+        if not self.control_path:
+            return {}
+        try:
+            return json.loads(self._meta_path().read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_meta(self, data: dict) -> None:
+        if self.control_path:
+            path = self._meta_path()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 255, "", f"`{' '.join(argv[:1])}` timed out after {timeout} s")
+
+
+def control_dir(state_dir: Path) -> Path:
+    """The private directory of the tool's master sockets; short enough for a Unix socket path."""
+    path = state_dir / "cm"
+    if len(str(path)) + 14 > _MAX_SOCKET_PATH:
+        path = Path(tempfile.gettempdir()) / f"fabfile-lab-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise LabError(f"{path} belongs to another user: set lab.state_dir to a directory of your own.")
+    path.chmod(0o700)
+    return path
+
+
+def _cluster_key(settings: LabSettings) -> str:
+    ident = f"{settings.ssh_config_path}|{settings.login}|{settings.jump}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+def _persist(value: str) -> str:
+    return "0" if str(value).strip() in ("0", "no", "false", "") else str(value).strip()
+
+
+def plan(settings: LabSettings) -> Master:
+    """The master for ``settings``' cluster: the user's own if their config names a ControlPath, else ours."""
+    cfg = settings.ssh_config_path
+    jump = ["-J", settings.jump] if settings.jump else []
+    opts = openssh.effective(settings.login, cfg, jump)
+    strict = openssh.first(opts, "stricthostkeychecking", "ask")
+    words = [*openssh.config_args(cfg), *jump,
+             "-o", f"ConnectTimeout={max(1, int(settings.connect_timeout))}",
+             "-o", f"ServerAliveInterval={settings.keepalive}", "-o", "ServerAliveCountMax=3"]
+    if settings.accept_new_host_keys:
+        words += ["-o", "StrictHostKeyChecking=accept-new"]
+    elif strict == "ask":  # never a yes/no question mid-task: unknown hosts are refused, as documented
+        words += ["-o", "StrictHostKeyChecking=yes"]
+    user_path = openssh.first(opts, "controlpath", "none")
+    control = "" if user_path.lower() != "none" else str(control_dir(settings.state_path) / _cluster_key(settings))
+    return Master(label=settings.login, dest=openssh.destination(settings.login), options=tuple(words),
+                  control_path=control, persist=_persist(settings.persist),
+                  connect_timeout=settings.connect_timeout)

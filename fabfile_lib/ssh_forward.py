@@ -1,0 +1,140 @@
+"""Forwards and streams carried by OpenSSH: as fast as ``ssh -L``, because they are ``ssh -L``.
+
+- To the login node's side (``login`` and ``reverse`` modes): a ``-L`` added to the cluster's master
+  (``ssh -O forward``) and removed at the end (``-O cancel``). No new connection at all.
+- To a compute node (``compute`` mode): one ``ssh -N -L`` to the node whose ProxyCommand is ``ssh -W``
+  over the master, so the node's own host key is checked and no hop before it authenticates again.
+- A stream (``ssh -W host:port``) over the same paths, for probing Jupyter without a local port.
+
+Every listener is on ``localhost`` (127.0.0.1 and ::1), never on other interfaces; ``ExitOnForwardFailure``
+makes a port that cannot be bound an error, not a forward that silently is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+from . import openssh
+from .errors import ConnectError, LabError
+from .forwards import Forward, bind_loopback
+from .master import Master
+
+
+def free_port() -> int:
+    """A port free on both 127.0.0.1 and ::1 right now (OpenSSH binds it a moment later)."""
+    socks = bind_loopback(0)
+    port = socks[0].getsockname()[1]
+    for sock in socks:
+        sock.close()
+    return port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spec(port: int, host: str, remote_port: int) -> str:
+    target = f"[{host}]" if ":" in host else host
+    return f"localhost:{port}:{target}:{remote_port}"
+
+
+@contextlib.contextmanager
+def on_master(master: Master, host: str, remote_port: int, local_port: int) -> Iterator[Forward]:
+    """``-L`` on the master itself; alive while the master is."""
+    port = local_port or free_port()
+    spec = _spec(port, host, remote_port)
+    try:
+        master.forward(spec)
+    except LabError:
+        if local_port or not _taken(port):
+            raise
+        port = free_port()  # lost the race for a port we picked: once more with another
+        spec = _spec(port, host, remote_port)
+        master.forward(spec)
+    try:
+        yield Forward(port, (host, remote_port), alive=lambda: master.check().alive)
+    finally:
+        master.forward(spec, cancel=True)
+
+
+def _taken(port: int) -> bool:
+    try:
+        for sock in bind_loopback(port):
+            sock.close()
+    except LabError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: str,
+            timeout: float = 30) -> Iterator[Forward]:
+    """A child ``ssh -N -L`` (``argv_for_port(spec)`` builds its words); alive while the child runs."""
+    port = local_port or free_port()
+    spec = _spec(port, host, remote_port)
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(argv_for_port(spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _listening(port):
+                if proc.poll() is not None:
+                    err.seek(0)
+                    raise openssh.explain(err.read(), what, proc.returncode)
+                if time.monotonic() > deadline:
+                    raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
+                time.sleep(0.05)
+            yield Forward(port, (host, remote_port), alive=lambda: proc.poll() is None)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+class Stream:
+    """A byte stream to ``host:port`` through ``ssh -W`` (socket-like: sendall, recv, settimeout, close)."""
+
+    def __init__(self, argv: list[str], what: str):
+        self.what = what
+        self.sock, theirs = socket.socketpair()
+        self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=self._err, start_new_session=True)
+        self._failure: LabError | None = None
+        theirs.close()
+
+    def failure(self) -> LabError | None:
+        """Why ssh ended, if it ended with an error (known once the stream is closed)."""
+        if self._failure is None and not self._err.closed and self.proc.poll() not in (None, 0):
+            self._err.seek(0)
+            self._failure = openssh.explain(self._err.read(), self.what, self.proc.returncode)
+        return self._failure
+
+    def settimeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.failure()
+        self._err.close()
