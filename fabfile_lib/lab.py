@@ -386,8 +386,11 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     if proc.poll() is None:
         proc.terminate()
         proc.wait(5)
-    tail = " | ".join(log.read_text().strip().splitlines()[-3:]) if log.exists() else ""
-    raise LabError(f"the background forward did not come up: {tail or 'no output'} (log: {log}).")
+    lines = log.read_text().strip().splitlines() if log.exists() else []
+    errors = [ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")]
+    if errors:
+        raise LabError(f"the background forward could not start: {errors[-1]} (log: {log})")
+    raise LabError(f"the background forward did not come up: {' | '.join(lines[-3:]) or 'no output'} (log: {log}).")
 
 
 def _end_forward_process(record: LabRecord) -> bool:

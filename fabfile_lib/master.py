@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 import time
@@ -107,7 +108,7 @@ class Master:
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL if batch else None, stdout=subprocess.DEVNULL,
                                       stderr=err, timeout=None if not batch else self.connect_timeout * 3 + 10,
-                                      check=False)
+                                      check=False, preexec_fn=_ignore_hangup)
             except subprocess.TimeoutExpired:
                 raise ConnectError(f"logging in to {self.label} did not finish within "
                                    f"{self.connect_timeout * 3 + 10:.0f} s.") from None
@@ -163,6 +164,14 @@ class Master:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(data, fh)
+
+
+def _ignore_hangup() -> None:
+    """In the master's child before exec: an ignored SIGHUP stays ignored across exec, and ssh keeps it so.
+    The master detaches from the terminal once logged in, but its ProxyJump/ProxyCommand child (the hop to
+    the jump host) stays in the terminal's process group: closing the terminal would hang it up, and with
+    it the login the user just gave a code for."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@ the cluster user's passwd entry (Slurm and sshd look users up there); its home l
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import secrets
@@ -97,15 +98,41 @@ def ensure_keys(cfg: SandboxConfig) -> None:
 
 # -- sshd -------------------------------------------------------------------------------------------
 
+def ensure_mfa(cfg: SandboxConfig) -> None:
+    """A TOTP secret (known: it is written into the sandbox directory), pam_oath's users file, the PAM
+    service named after the sandbox, and the sshd link whose name selects that service."""
+    mdir = cfg.totp_secret.parent
+    mdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not cfg.totp_secret.exists():
+        raw = secrets.token_bytes(20)
+        _write(cfg.totp_secret, base64.b32encode(raw).decode() + "\n", 0o600)
+        _write(cfg.oath_users, f"HOTP/T30/6 {cfg.username} - {raw.hex()}\n", 0o600)
+    _write(cfg.pam_file, (
+        f"# fabfile-lab sandbox {cfg.name}: the jump host's second factor. Removed by `inv sandbox.down`.\n"
+        f"auth     required pam_oath.so usersfile={cfg.oath_users} window=4 digits=6\n"
+        "account  required pam_permit.so\n"
+        "session  required pam_permit.so\n"
+        "password required pam_deny.so\n"), 0o644)
+    cfg.sshd_link.parent.mkdir(parents=True, exist_ok=True)
+    if not cfg.sshd_link.is_symlink():
+        cfg.sshd_link.symlink_to("/usr/sbin/sshd")
+
+
+def remove_mfa(cfg: SandboxConfig) -> None:
+    cfg.pam_file.unlink(missing_ok=True)
+
+
 def sshd_config(cfg: SandboxConfig, host: str) -> str:
+    second_factor = cfg.mfa and host == "jump"
     lines = [
         "Port 22",
         "ListenAddress 0.0.0.0",
         f"HostKey {host_key(cfg, host)}",
         f"PidFile {cfg.run_dir / f'sshd-{host}.sshd.pid'}",
-        "UsePAM no",
+        f"UsePAM {'yes' if second_factor else 'no'}",
         "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
+        f"KbdInteractiveAuthentication {'yes' if second_factor else 'no'}",
+        *(["AuthenticationMethods publickey,keyboard-interactive"] if second_factor else []),
         "PermitRootLogin no",
         "PubkeyAuthentication yes",
         "AuthorizedKeysFile .ssh/authorized_keys",
@@ -126,8 +153,9 @@ def start_sshd(cfg: SandboxConfig, host: str) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     conf = cfg.path / "hosts" / host / "sshd_config"
     _write(conf, sshd_config(cfg, host), 0o600)
-    argv = ["/usr/sbin/sshd", "-D", "-f", str(conf), "-E", str(cfg.log_dir / f"sshd-{host}.log")]
-    run(["/usr/sbin/sshd", "-t", "-f", str(conf)])
+    binary = str(cfg.sshd_link) if cfg.mfa and host == "jump" else "/usr/sbin/sshd"
+    argv = [binary, "-D", "-f", str(conf), "-E", str(cfg.log_dir / f"sshd-{host}.log")]
+    run([binary, "-t", "-f", str(conf)])
     daemons.start(daemons.in_host(cfg.netns(host), cfg.hostname(host), argv),
                   pidfile=cfg.run_dir / f"sshd-{host}.pid", logfile=cfg.log_dir / f"sshd-{host}.out")
 

@@ -38,6 +38,7 @@ class SandboxConfig:
     user: str = ""
     venv: str = "/var/tmp/fabfile-lab/jupyter-venv"
     jupyter_packages: tuple[str, ...] = ("jupyterlab",)
+    mfa: bool = False  # the jump host demands publickey, then a TOTP code (keyboard-interactive, PAM)
 
     def __post_init__(self) -> None:
         if not self.dir:
@@ -49,7 +50,9 @@ class SandboxConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and data[k] is not None}
         if "jupyter_packages" in known:
             known["jupyter_packages"] = tuple(known["jupyter_packages"])
-        cfg = cls(**{k: (str(v) if k != "jupyter_packages" else v) for k, v in known.items()})
+        if "mfa" in known:
+            known["mfa"] = bool(known["mfa"])
+        cfg = cls(**{k: (str(v) if k not in ("jupyter_packages", "mfa") else v) for k, v in known.items()})
         cfg.validate()
         return cfg
 
@@ -153,3 +156,26 @@ class SandboxConfig:
     @property
     def state_file(self) -> Path:
         return self.path / "sandbox.json"
+
+    # The second factor (``mfa``). PAM reads services only from /etc/pam.d, and sshd names its PAM service
+    # after the name it was started as: the jump host's sshd runs as a link named like the service file.
+    @property
+    def pam_service(self) -> str:
+        return f"fabfile-lab-{self.name}"
+
+    @property
+    def pam_file(self) -> Path:
+        return Path("/etc/pam.d") / self.pam_service
+
+    @property
+    def sshd_link(self) -> Path:
+        return self.path / "bin" / self.pam_service
+
+    @property
+    def totp_secret(self) -> Path:
+        """The TOTP secret, base32 (as authenticator apps and pyotp take it)."""
+        return self.path / "mfa" / "totp.secret"
+
+    @property
+    def oath_users(self) -> Path:
+        return self.path / "mfa" / "users.oath"

@@ -7,7 +7,9 @@ way, and running it twice is harmless.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -42,31 +44,64 @@ class SandboxStatus:
     lab_config: str
     hosts: dict[str, HostStatus]
     daemons: dict[str, int | None] = field(default_factory=dict)
+    mfa: bool = False
+    totp_secret: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def recorded(cfg: SandboxConfig) -> SandboxConfig:
+    """``cfg`` with the range and options its sandbox was brought up with, if it was: ``down`` and
+    ``status`` must act on what ``up`` made, whatever flags they are given."""
+    try:
+        data = json.loads(cfg.state_file.read_text())
+    except (OSError, ValueError):
+        return cfg
+    return dataclasses.replace(cfg, subnet=data.get("subnet", cfg.subnet), mfa=bool(data.get("mfa", cfg.mfa)))
+
+
+def _record(cfg: SandboxConfig, up: bool) -> None:
+    cfg.state_file.write_text(json.dumps({"up": up, "subnet": cfg.subnet, "mfa": cfg.mfa}) + "\n")
+
+
+def _recorded_up(cfg: SandboxConfig) -> bool:
+    try:
+        return bool(json.loads(cfg.state_file.read_text()).get("up"))
+    except (OSError, ValueError):
+        return False
+
+
 def status(cfg: SandboxConfig) -> SandboxStatus:
+    cfg = recorded(cfg)
     alive = {name: daemons.read_pidfile(cfg.run_dir / f"{name}.pid") for name in cluster.DAEMON_PIDFILES}
-    is_up = cfg.state_file.exists() and network.is_up(cfg) and all(alive.values())
+    is_up = _recorded_up(cfg) and network.is_up(cfg) and all(alive.values())
     hosts = {h: HostStatus(cfg.address(h), cfg.hostname(h), cfg.netns(h)) for h in HOSTS}
+    mfa = cfg.totp_secret.exists()
     return SandboxStatus(is_up, cfg.name, cfg.username, cfg.dir, str(cfg.ssh_config), str(cfg.lab_config),
-                         hosts, alive)
+                         hosts, alive, mfa, str(cfg.totp_secret) if mfa else "")
 
 
 def up(cfg: SandboxConfig, echo: Echo = print) -> SandboxStatus:
     require_root()
-    ensure_packages(echo)
+    ensure_packages(echo, mfa=cfg.mfa)
+    before = recorded(cfg)
+    if cfg.state_file.exists() and before.subnet != cfg.subnet:
+        raise LabError(f"sandbox {cfg.name} is already up in {before.subnet}: `inv sandbox.down --name {cfg.name}` "
+                       "first, or choose another name.")
     _check_no_clash(cfg)
     cfg.path.mkdir(mode=0o755, parents=True, exist_ok=True)
     cfg.path.chmod(0o755)  # the cluster user must traverse it to reach its home
+    _record(cfg, up=False)  # first: a `down` after an interrupted `up` must know the range
     for sub in (cfg.run_dir, cfg.log_dir):
         sub.mkdir(mode=0o700, exist_ok=True)
     echo(f"network: namespaces {', '.join(cfg.netns(h) for h in HOSTS)} in {cfg.subnet}")
     network.up(cfg)
     cluster.ensure_user(cfg)
     cluster.ensure_keys(cfg)
+    if cfg.mfa:
+        echo(f"second factor: the jump host asks for a TOTP code (secret in {cfg.totp_secret})")
+        cluster.ensure_mfa(cfg)
     echo("daemons: munged, slurmctld (login), slurmd (compute), sshd (jump, login, compute)")
     cluster.start_munge(cfg)
     cluster.start_slurm(cfg)
@@ -76,7 +111,7 @@ def up(cfg: SandboxConfig, echo: Echo = print) -> SandboxStatus:
     write_client_configs(cfg)
     _wait_for_chain(cfg)
     _wait_for_node(cfg)
-    cfg.state_file.write_text('{"up": true}\n')
+    _record(cfg, up=True)
     return status(cfg)
 
 
@@ -129,7 +164,8 @@ def ssh_config_text(cfg: SandboxConfig) -> str:
         "    IdentitiesOnly yes\n"
         f"    UserKnownHostsFile {cfg.known_hosts}\n"
         "    StrictHostKeyChecking yes\n"
-        "    BatchMode yes\n"
+        # With a second factor, ssh must be free to ask for the code on the terminal.
+        f"{'' if cfg.mfa else '    BatchMode yes' + chr(10)}"
         "    ConnectTimeout 10\n"
         "    ServerAliveInterval 15\n"
     )
@@ -156,17 +192,32 @@ def write_client_configs(cfg: SandboxConfig) -> None:
     cfg.lab_config.write_text(lab_config_text(cfg))
 
 
+def _chain_checks(cfg: SandboxConfig) -> list[list[str]]:
+    """Commands that succeed once every hop's sshd takes the user's key.
+
+    With a second factor the laptop cannot pass the jump host unattended (and a code spent here could not
+    be used again in the same 30 s), so each hop is then checked from the host before it.
+    """
+    ssh = ["ssh", "-F", str(cfg.ssh_config), "-o", "BatchMode=yes"]
+    if not cfg.mfa:
+        return [[*ssh, "compute", "true"]]
+    # The jump host answering "keyboard-interactive" after the key proves its sshd and the key both work.
+    return [[*ssh, "-o", "PreferredAuthentications=publickey", "jump", "true"],
+            daemons.in_host(cfg.netns("jump"), None, [*ssh, "-o", "ProxyJump=none", "login", "true"]),
+            daemons.in_host(cfg.netns("login"), None, [*ssh, "-o", "ProxyJump=none", "compute", "true"])]
+
+
 def _wait_for_chain(cfg: SandboxConfig, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    argv = ["ssh", "-F", str(cfg.ssh_config), "compute", "true"]
-    while True:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        if proc.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"the ssh chain to compute did not come up: {proc.stderr.strip()} "
-                           f"(logs in {cfg.log_dir}).")
-        time.sleep(0.3)
+    for argv in _chain_checks(cfg):
+        while True:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            if proc.returncode == 0 or "Permission denied (keyboard-interactive)" in proc.stderr:
+                break
+            if time.monotonic() > deadline:
+                raise LabError(f"the ssh chain to compute did not come up: {proc.stderr.strip()} "
+                               f"(logs in {cfg.log_dir}).")
+            time.sleep(0.3)
 
 
 def slurm_env(cfg: SandboxConfig) -> dict[str, str]:
@@ -194,12 +245,14 @@ def _wait_for_node(cfg: SandboxConfig, timeout: float = 60) -> None:
 
 def down(cfg: SandboxConfig, echo: Echo = print) -> None:
     require_root()
+    cfg = recorded(cfg)
     for name in cluster.DAEMON_PIDFILES:
         daemons.stop(cfg.run_dir / f"{name}.pid")
     # Whatever still lives in our namespaces (jobs, sessions, forwards) was started by the sandbox.
     for pid in network.pids(cfg):
         daemons.terminate(pid, grace=2)
     network.down(cfg)
+    cluster.remove_mfa(cfg)
     cluster.remove_user(cfg)
     if cfg.path.exists():
         shutil.rmtree(cfg.path)

@@ -8,6 +8,8 @@ jump host only, and no namespace forwards: login and compute can be reached only
 
 from __future__ import annotations
 
+import ipaddress
+
 from .config import HOSTS, Link, SandboxConfig
 from .system import run
 
@@ -80,8 +82,20 @@ def down(cfg: SandboxConfig) -> None:
     # Deleting the jump namespace destroys the veth pair; this covers a half-made link.
     if _has_link(None, cfg.root_ifname):
         run(["ip", "link", "delete", cfg.root_ifname])
-    if _route_exists(cfg.subnet):
+    if _route_exists(cfg.subnet) and not _range_in_use(cfg):
         run(["ip", "route", "delete", "blackhole", cfg.subnet])
+
+
+def _range_in_use(cfg: SandboxConfig) -> bool:
+    """Whether a link of the root namespace still has an address in the range (another sandbox that was
+    given the same range): its blackhole route must stay."""
+    for line in run(["ip", "-4", "-o", "addr", "show"]).splitlines():
+        words = line.split()
+        if "inet" in words:
+            addr = words[words.index("inet") + 1].split("/")[0]
+            if ipaddress.IPv4Address(addr) in cfg.network:
+                return True
+    return False
 
 
 def is_up(cfg: SandboxConfig) -> bool:

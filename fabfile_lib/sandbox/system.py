@@ -53,8 +53,10 @@ def require_root() -> None:
         raise LabError(f"network namespaces are not available here: {reason}.")
 
 
-def missing_packages() -> list[str]:
+def missing_packages(mfa: bool = False) -> list[str]:
     missing = {pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None}
+    if mfa and not any(True for d in ("/lib", "/usr/lib") for _ in Path(d).glob("*/security/pam_oath.so")):
+        missing.add("libpam-oath")
     # The compute node's Jupyter env is built by the system Python, which the cluster user can read.
     probe = ["/usr/bin/python3", "-c", "import ensurepip, venv"]
     if not Path(probe[0]).exists() or subprocess.run(probe, capture_output=True, check=False).returncode:
@@ -62,10 +64,10 @@ def missing_packages() -> list[str]:
     return sorted(missing)
 
 
-def ensure_packages(echo=print) -> None:
+def ensure_packages(echo=print, mfa: bool = False) -> None:
     """Install the Debian packages the sandbox runs, when any is missing (the machine has no systemd,
     so nothing starts by itself; we start every daemon ourselves)."""
-    missing = missing_packages()
+    missing = missing_packages(mfa)
     if not missing:
         return
     if shutil.which("apt-get") is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from invoke import Collection, task
@@ -24,15 +25,20 @@ def _config(c, name: str | None, subnet: str | None, dir: str | None) -> Sandbox
     return SandboxConfig.from_mapping(data)
 
 
-@task(help=HELP)
+@task(help={**HELP, "mfa": "the jump host asks for a TOTP code after the key (a second factor, via PAM)"})
 @user_errors
-def up(c, name=None, subnet=None, dir=None):
+def up(c, name=None, subnet=None, dir=None, mfa=False):
     """Bring the sandbox up (idempotent): namespaces, sshd, munge, Slurm, JupyterLab env."""
-    st = sandbox.up(_config(c, name, subnet, dir))
+    cfg = _config(c, name, subnet, dir)
+    if mfa:
+        cfg = dataclasses.replace(cfg, mfa=True)
+    st = sandbox.up(cfg)
     print(f"sandbox {st.name} is up: jump {st.hosts['jump'].address}, login {st.hosts['login'].address}, "
           f"compute {st.hosts['compute'].address}, user {st.user}")
     print(f"  ssh -F {st.ssh_config} compute hostname")
     print(f"  inv -f {st.lab_config} lab.start")
+    if st.mfa:
+        print(f"  TOTP secret (base32) in {st.totp_secret}; a code: oathtool --totp -b \"$(cat {st.totp_secret})\"")
 
 
 @task(help=HELP)
@@ -64,4 +70,5 @@ ns.configure({"sandbox": {
     "user": "",
     "venv": "/var/tmp/fabfile-lab/jupyter-venv",
     "jupyter_packages": ["jupyterlab"],
+    "mfa": False,
 }})
