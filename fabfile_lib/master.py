@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import openssh
-from .errors import ConnectError, LabError, PromptNeeded
+from .errors import ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class Master:
             stderr = err.read()
         if proc.returncode != 0:
             failure = openssh.explain(stderr, f"cannot log in to {self.label}", proc.returncode)
+            if openssh.proxy_died(stderr):
+                failure = self._diagnose() or failure
             if batch and "Permission denied" in stderr and "keyboard-interactive" in stderr:
                 raise PromptNeeded(f"logging in to {self.label} needs a second factor and nobody can be asked "
                                    f"here: run `inv lab.login` in a terminal, then retry.")
@@ -134,6 +136,17 @@ class Master:
         if self.control_path:
             self._meta_path().unlink(missing_ok=True)
         return alive
+
+    def _diagnose(self) -> LabError | None:
+        """Why the hop before the login node failed. OpenSSH silences a ProxyCommand's stderr when the
+        connection is to become a persistent master, leaving only "Connection closed"; the same hop tried
+        once as a plain connection, with no prompt allowed, says why in its own words."""
+        proc = _run([*self.argv("-o", "ControlMaster=no", "-o", "ControlPath=none"), "-T", self.dest, "true"],
+                    timeout=self.connect_timeout * 2 + 5)
+        if proc.returncode == 0:
+            return None
+        failure = openssh.explain(proc.stderr, f"cannot log in to {self.label}", proc.returncode)
+        return failure if not openssh.proxy_died(proc.stderr) or isinstance(failure, HostKeyError) else None
 
     # -- forwards on the master ----------------------------------------------------------------------
 

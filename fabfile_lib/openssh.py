@@ -106,6 +106,11 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     return ConnectError(f"{what}: {reason}")
 
 
+def proxy_died(stderr: str) -> bool:
+    """The hop before this one (ProxyCommand/ProxyJump) closed before any SSH was spoken."""
+    return "kex_exchange_identification" in stderr or "Connection closed by UNKNOWN port" in stderr
+
+
 def _between(text: str, start: str, end: str) -> str:
     head, sep, tail = text.partition(start)
     return tail.partition(end)[0].strip() if sep else ""

@@ -319,3 +319,65 @@ def test_the_background_forward_reconnects_after_a_drop(lab_cli, sbx):
             code = 0
     assert code == 200  # same local port, same URL
     assert "reconnecting" in (cli.state_dir / "labs" / "drop.forward.log").read_text()
+
+
+def test_a_changed_jump_host_key_through_the_blog_proxycommand_is_one_line(lab_cli, sbx, tmp_path):
+    path = _blog_ssh_config(sbx, tmp_path)
+    lines = sbx.known_hosts.read_text().splitlines()
+    login_key = lines[1].split(None, 1)[1]
+    forged = [f"{sbx.address('jump')} {login_key}", *lines[1:]]  # the jump host "presents" another key
+    kh = tmp_path / "known_hosts"
+    kh.write_text("\n".join(forged) + "\n")
+    path.write_text(path.read_text().replace(str(sbx.known_hosts), str(kh)))
+    cli = lab_cli(ssh_config=str(path), login="work-via-jump", connect_timeout=10)
+    started = time.monotonic()
+    err = _one_line_error(cli("lab.start", "--name", "jumpkey", "--no-browser"))
+    assert time.monotonic() - started < 10
+    assert "host key" in err and "does not match" in err and sbx.address("jump") in err, err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not (cli.state_dir / "labs" / "jumpkey.json").exists()
+
+
+def _jump_hop_pid(cli, sbx, which: str) -> int:
+    """The kept login's ssh (``master``, from its control socket) or its hop to the jump host (``proxy``,
+    the `ssh -W` child OpenSSH started for ProxyJump)."""
+    from fabfile_lib import master
+    from fabfile_lib.procs import start_time
+    from fabfile_lib.settings import LabSettings
+
+    info = master.plan(LabSettings.from_config(cli.lab)).check()
+    assert info.alive and info.pid
+    if which == "master":
+        return info.pid
+    started = int(start_time(info.pid))
+    candidates = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+            pid = int(cmdline.parent.name)
+        except (OSError, ValueError):
+            continue
+        if b"-W" in words and f"[{sbx.address('login')}]:22".encode() in words and start_time(pid):
+            candidates[pid] = abs(int(start_time(pid)) - started)  # started with the master
+    assert candidates, "no ProxyJump child found"
+    return min(candidates, key=candidates.get)
+
+
+@pytest.mark.parametrize("which", ["master", "proxy"])
+def test_killing_the_jump_hop_under_a_background_forward_recovers(lab_cli, sbx, which):
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", f"kill{which}", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    status_url = _url(proc).replace("/lab?", "/api/status?")
+    subprocess.run(["kill", "-9", str(_jump_hop_pid(cli, sbx, which))], check=True)
+    deadline = time.monotonic() + 60
+    code = 0
+    time.sleep(1)
+    while time.monotonic() < deadline and code != 200:
+        try:
+            code = requests.get(status_url, timeout=5).status_code
+        except requests.ConnectionError:
+            code = 0
+            time.sleep(0.5)
+    assert code == 200  # the same URL, with no user action
+    assert "reconnecting" in (cli.state_dir / "labs" / f"kill{which}.forward.log").read_text()
