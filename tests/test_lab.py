@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -66,15 +67,22 @@ def _execute(base: str, token: str, code: str) -> str:
         requests.delete(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
 
 
+def _listeners_of(port: int) -> set[str]:
+    """The names of the local processes listening on ``port`` (127.0.0.1 and ::1)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r'\(\("([^"]+)"', out))
+
+
 def _listening(sbx, host: str, port: int) -> list[str]:
     out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns(host)}", "ss", "-Hltn"],
                          capture_output=True, text=True, check=True).stdout
     return [line.split()[3] for line in out.splitlines() if line.split()[3].endswith(f":{port}")]
 
 
-@pytest.mark.parametrize("via", ["compute", "login", "reverse"])
-def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via):
-    cli = lab_cli(via=via)
+@pytest.mark.parametrize("via,transport", [("compute", "auto"), ("login", "auto"), ("reverse", "auto"),
+                                           ("compute", "paramiko"), ("login", "paramiko")])
+def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
+    cli = lab_cli(via=via, transport=transport)
     proc = cli("lab.start", "--name", f"m{via}", "--no-browser", "--detach")
     assert proc.returncode == 0, proc.stderr
     url = _url(proc)
@@ -93,6 +101,8 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via):
 
     # Jupyter on 127.0.0.1 on the node, except in login mode where the login node must reach it.
     rec = cli.record(f"m{via}")
+    forwarder = _listeners_of(port)
+    assert forwarder == ({"ssh"} if transport == "auto" else {"python3"}), forwarder  # who carries the bytes
     bound = _listening(sbx, "compute", rec["jupyter_port"])
     assert bound == ([f"{sbx.address('compute')}:{rec['jupyter_port']}"] if via == "login"
                      else [f"127.0.0.1:{rec['jupyter_port']}"])
@@ -381,3 +391,52 @@ def test_killing_the_jump_hop_under_a_background_forward_recovers(lab_cli, sbx, 
             time.sleep(0.5)
     assert code == 200  # the same URL, with no user action
     assert "reconnecting" in (cli.state_dir / "labs" / f"kill{which}.forward.log").read_text()
+
+
+def test_an_alias_without_identity_file_logs_in_with_the_agent(lab_cli, sbx, tmp_path):
+    """No IdentityFile, no IdentitiesOnly: OpenSSH offers the agent's keys, as for the user's own ssh."""
+    agent = subprocess.run(["ssh-agent", "-s", "-a", str(tmp_path / "agent.sock")], capture_output=True, text=True,
+                           check=True).stdout
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", agent).group(1))
+    try:
+        env = {"SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
+        subprocess.run(["ssh-add", "-q", str(sbx.identity)], env=env, check=True, capture_output=True)
+        cfg = tmp_path / "ssh_config"
+        cfg.write_text(sbx.ssh_config.read_text().replace(f"    IdentityFile {sbx.identity}\n", "")
+                       .replace("    IdentitiesOnly yes\n", ""))
+        cli = lab_cli(ssh_config=str(cfg))
+        proc = cli("lab.start", "--name", "agent", "--no-browser", "--detach", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert requests.get(_url(proc).replace("/lab?", "/api/status?"), timeout=10).status_code == 200
+    finally:
+        from fabfile_lib.procs import terminate
+
+        terminate(pid)
+
+
+def test_a_missing_ssh_config_is_one_line(lab_cli, sbx, tmp_path):
+    cli = lab_cli(ssh_config=str(tmp_path / "no-such-config"))
+    err = _one_line_error(cli("lab.start", "--name", "nocfg", "--no-browser"))
+    assert "does not exist" in err and "lab.ssh_config" in err
+
+
+def test_a_users_own_controlmaster_is_reused(lab_cli, sbx, tmp_path):
+    """A config that already shares connections (ControlMaster/ControlPath) gets its own master reused."""
+    cfg = tmp_path / "ssh_config"
+    short = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # %C is 40 characters; a socket path is short
+    control = short / "%C"
+    cfg.write_text(sbx.ssh_config.read_text().replace(
+        "Host *\n", f"Host *\n    ControlMaster auto\n    ControlPath {control}\n    ControlPersist 60\n"))
+    cli = lab_cli(ssh_config=str(cfg))
+    proc = cli("lab.login")
+    assert proc.returncode == 0 and "your own ControlMaster" in proc.stdout, proc.stdout + proc.stderr
+    assert len(list(short.iterdir())) == 2, "a master for the login node and one for the jump host, the user's"
+    assert not (cli.state_dir / "cm").exists() or not list((cli.state_dir / "cm").iterdir())
+    proc = cli("lab.start", "--name", "own", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    assert cli("lab.cancel", "--name", "own").returncode == 0
+    assert cli("lab.logout").returncode == 0
+    subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", "jump"], capture_output=True, check=False)
+    time.sleep(0.5)
+    assert not list(short.iterdir())
+    short.rmdir()

@@ -132,10 +132,13 @@ def test_one_code_serves_a_day_of_separate_tasks(pty_cli):
 
     code, out = cli.tty("lab.status", "--name", "day")
     assert code == 0 and "running" in out, out
+    assert _answers(url)
     code, out = cli.tty("lab.logs", "--name", "day")
     assert code == 0 and "fabfile-lab: job" in out, out
+    assert _answers(url)
     code, out = cli.tty("lab.tunnel", "--name", "day", "--stop")
     assert code == 0, out
+    assert not _answers(url)
     code, out = cli.tty("lab.tunnel", "--name", "day", "--detach", "--no-browser")
     assert code == 0, out
     assert _answers(_url(out))
