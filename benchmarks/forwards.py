@@ -1,32 +1,69 @@
-"""Throughput and per-request latency of the lab's forwards against OpenSSH, measured in the same run.
+"""Our forwards and tasks against OpenSSH by hand, measured in the same run, in alternating rounds.
 
-    python3 benchmarks/forwards.py [--via compute|login|reverse] [--mib 64] [--requests 50]
+    python3 benchmarks/forwards.py [--via compute,login,reverse] [--transport auto] [--mib 64]
+                                   [--requests 50] [--rounds 3] [--keep]
 
-Needs root (it brings the benchmark's own sandbox up, and down again at the end unless --keep). Both paths
-reach the same Jupyter: ours through the detached forward (`lab.tunnel --detach`), OpenSSH's through
-`ssh -F <sandbox ssh_config> -N -L` along the same hops. Prints MB/s and ms per request and the ratios
-ours/OpenSSH. Bounded: one download of --mib MiB and --requests small requests per path.
+Needs root: it brings up its own sandbox (and takes it down at the end unless --keep). For each mode it
+starts a lab, then alternates rounds of: a --mib download from Jupyter's /files/ and --requests small
+requests on new connections, through our forward (`lab.tunnel --detach`) and through a hand-run
+`ssh -F <sandbox ssh_config> -N -L` along the same hops. It prints the medians and the ratios ours/OpenSSH.
+It also times, with a login kept: `inv lab.status`, and `inv lab.start --detach` next to the floor --
+sbatch until Jupyter answers, measured on the login node itself in the same run. Bounded: every round is
+one download and --requests requests per path; nothing here is an assertion.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import posixpath
+import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fabfile_lib import lab, sandbox, state  # noqa: E402
+from fabfile_lib import lab as labapi  # noqa: E402
+from fabfile_lib import launch, master, sandbox, state  # noqa: E402
 from fabfile_lib.hops import Hops  # noqa: E402
 from fabfile_lib.sandbox import SandboxConfig  # noqa: E402
 from fabfile_lib.settings import LabSettings  # noqa: E402
 
 SBX = SandboxConfig(name="flbench", subnet="10.251.8.0/24")
+REPO = Path(__file__).resolve().parent.parent
+
+# Run on the login node: sbatch the launch script, then poll until Jupyter answers; print milliseconds.
+FLOOR_PROBE = r"""
+import glob, json, os, subprocess, sys, time, urllib.request
+lab_dir = sys.argv[1]
+os.chdir(lab_dir)
+os.umask(0o077)
+t0 = time.monotonic()
+job = subprocess.run(["sbatch", "--parsable", "launch.sh"], capture_output=True, text=True).stdout.strip().split(";")[0]
+token = open("token").read().strip()
+while time.monotonic() - t0 < 120:
+    for path in glob.glob("runtime/jpserver-*.json"):
+        try:
+            info = json.load(open(path))
+            req = urllib.request.Request(f"http://{info['hostname']}:{info['port']}/api/status",
+                                         headers={"Authorization": f"token {token}"})
+            if urllib.request.urlopen(req, timeout=2).status == 200:
+                print(int((time.monotonic() - t0) * 1000))
+                subprocess.run(["scancel", job])
+                sys.exit(0)
+        except Exception:
+            pass
+    time.sleep(0.05)
+subprocess.run(["scancel", job])
+sys.exit("Jupyter did not answer")
+"""
 
 
 def _get(port: int, path: str, token: str) -> int:
@@ -40,16 +77,16 @@ def _get(port: int, path: str, token: str) -> int:
 
 
 def measure(port: int, token: str, mib: int, requests: int) -> tuple[float, float]:
+    """(MB/s of one download, ms per request on a new connection)."""
     started = time.perf_counter()
     size = _get(port, "/files/bench.bin", token)
     mbps = size / (time.perf_counter() - started) / 1e6
+    if size < mib * 1024 * 1024:
+        raise SystemExit(f"short download: {size} bytes")
     started = time.perf_counter()
     for _ in range(requests):
         _get(port, "/api/status", token)
-    ms = (time.perf_counter() - started) / requests * 1000
-    if size < mib * 1024 * 1024:
-        raise SystemExit(f"short download: {size} bytes")
-    return mbps, ms
+    return mbps, (time.perf_counter() - started) / requests * 1000
 
 
 def _free_port() -> int:
@@ -58,55 +95,141 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _inv(config: Path, *args: str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "invoke", "-f", str(config), *args], cwd=REPO,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"inv {' '.join(args)} failed: {proc.stderr.strip()}")
+    return elapsed
+
+
+def _openssh_forward(record: state.LabRecord, via: str) -> tuple[subprocess.Popen, int]:
+    target = {"compute": ("compute", "127.0.0.1", record.jupyter_port),
+              "login": ("login", record.remote_host, record.remote_port),
+              "reverse": ("login", "127.0.0.1", record.remote_port)}[via]
+    port = _free_port()
+    proc = subprocess.Popen(["ssh", "-F", str(SBX.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
+                             "-L", f"127.0.0.1:{port}:{target[1]}:{target[2]}", target[0]])
+    deadline = time.monotonic() + 20
+    while labapi.check_url(record, port) != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit("the OpenSSH forward did not come up")
+        time.sleep(0.2)
+    return proc, port
+
+
+def bench_forwards(settings: LabSettings, via: str, args) -> tuple[list, list]:
+    with Hops(settings) as hops:
+        record = labapi.wait(settings, labapi.submit(settings, hops), hops)
+    record = labapi.start_detached(settings, record)
+    ssh_fwd, port = _openssh_forward(record, via)
+    ours, theirs = [], []
+    try:
+        for _ in range(args.rounds):
+            ours.append(measure(record.forward_port, record.token, args.mib, args.requests))
+            theirs.append(measure(port, record.token, args.mib, args.requests))
+    finally:
+        ssh_fwd.terminate()
+        ssh_fwd.wait()
+        with Hops(settings) as hops:
+            labapi.cancel(settings, state.load(settings.state_path, record.name), hops)
+    return ours, theirs
+
+
+def _lab_config(settings: LabSettings) -> dict:
+    return {"ssh_config": settings.ssh_config, "login": settings.login, "state_dir": settings.state_dir,
+            "transport": settings.transport, "sbatch": dict(settings.sbatch), "setup": list(settings.setup)}
+
+
+def floor_ms(settings: LabSettings) -> float:
+    """sbatch until Jupyter answers, measured on the login node (Jupyter on the node's address)."""
+    s = LabSettings.from_config({**_lab_config(settings), "via": "login", "name": "floor"})
+    with Hops(s) as hops:
+        sftp = hops.login().sftp()
+        base = labapi._remote_base(hops, s)
+        labapi._mkdir_private(sftp, base)
+        lab_dir = posixpath.join(base, f"floor-{secrets.token_hex(4)}")
+        labapi._mkdir_private(sftp, lab_dir)
+        labapi._write_private(sftp, posixpath.join(lab_dir, launch.TOKEN_FILE), secrets.token_urlsafe(32))
+        labapi._write_private(sftp, posixpath.join(lab_dir, launch.SCRIPT), launch.render(s, lab_dir))
+        labapi._write_private(sftp, posixpath.join(lab_dir, "probe.py"), FLOOR_PROBE)
+        try:
+            out = hops.login().run(f"/usr/bin/python3 {lab_dir}/probe.py {lab_dir}", hide=True, in_stream=False)
+            return float(out.stdout.strip())
+        finally:
+            hops.login().run(f"rm -rf {lab_dir}", hide=True, in_stream=False)
+
+
+def wait_idle(settings: LabSettings, timeout: float = 60) -> None:
+    """Both measurements start from an idle node: a job just cancelled keeps it busy for a moment."""
+    deadline = time.monotonic() + timeout
+    with Hops(settings) as hops:
+        while time.monotonic() < deadline:
+            states = hops.login().run("sinfo -h -N -o %t", hide=True, in_stream=False).stdout.split()
+            if states and set(states) <= {"idle"}:
+                return
+            time.sleep(0.2)
+
+
+def bench_tasks(settings: LabSettings, args) -> tuple[list[float], list[float], list[float]]:
+    config = Path(settings.state_dir) / "bench.yaml"
+    config.write_text(yaml.safe_dump({"lab": _lab_config(settings)}))
+    _inv(config, "lab.login")
+    starts, floors, statuses = [], [], []
+    for i in range(args.rounds):
+        wait_idle(settings)
+        floors.append(floor_ms(settings) / 1000)
+        wait_idle(settings)
+        starts.append(_inv(config, "lab.start", "--detach", "--no-browser", "--name", f"t{i}"))
+        statuses += [_inv(config, "lab.status", "--name", f"t{i}") for _ in range(5)]
+        _inv(config, "lab.cancel", "--name", f"t{i}")
+    return starts, floors, statuses
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--via", default="compute", choices=["compute", "login", "reverse"])
+    ap.add_argument("--via", default="compute,login,reverse", help="modes to measure forwards in, or none")
+    ap.add_argument("--transport", default="auto", choices=["auto", "openssh", "paramiko"])
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="leave the benchmark sandbox up")
     args = ap.parse_args()
 
     sandbox.up(SBX, echo=lambda m: None)
     statedir = tempfile.mkdtemp(prefix="flbench-")
-    settings = LabSettings.from_config({
-        "ssh_config": str(SBX.ssh_config), "login": "login", "via": args.via, "name": "bench",
-        "setup": [f"source {SBX.venv}/bin/activate"], "state_dir": statedir,
-        "sbatch": {"partition": "debug", "time": "00:20:00"}})
     blob = SBX.home / "bench.bin"
     blob.write_bytes(os.urandom(args.mib * 1024 * 1024))
-    ssh_fwd = None
+    results = {}
+    base = {"ssh_config": str(SBX.ssh_config), "login": "login", "transport": args.transport,
+            "setup": [f"source {SBX.venv}/bin/activate"], "state_dir": statedir,
+            "sbatch": {"partition": "debug", "time": "00:20:00"}}
     try:
-        with Hops(settings) as hops:
-            record = lab.wait(settings, lab.submit(settings, hops), hops)
-        record = lab.start_detached(settings, record)
-        ours = measure(record.forward_port, record.token, args.mib, args.requests)
-
-        target = {"compute": ("compute", "127.0.0.1", record.jupyter_port),
-                  "login": ("login", record.remote_host, record.remote_port),
-                  "reverse": ("login", "127.0.0.1", record.remote_port)}[args.via]
-        port = _free_port()
-        ssh_fwd = subprocess.Popen(["ssh", "-F", str(SBX.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
-                                    "-L", f"127.0.0.1:{port}:{target[1]}:{target[2]}", target[0]])
-        deadline = time.monotonic() + 20
-        while lab.check_url(record, port) != 200:
-            if time.monotonic() > deadline:
-                raise SystemExit("the OpenSSH forward did not come up")
-            time.sleep(0.2)
-        openssh = measure(port, record.token, args.mib, args.requests)
+        for via in [v for v in args.via.split(",") if v != "none"]:
+            settings = LabSettings.from_config({**base, "via": via, "name": f"bench-{via}"})
+            results[via] = bench_forwards(settings, via, args)
+        tasks = bench_tasks(LabSettings.from_config(base), args)
     finally:
-        if ssh_fwd:
-            ssh_fwd.terminate()
         blob.unlink(missing_ok=True)
-        if state.exists(settings.state_path, "bench"):
-            rec = state.load(settings.state_path, "bench")
-            with Hops(settings) as hops:
-                lab.cancel(settings, rec, hops)
+        if args.transport != "paramiko":
+            master.plan(LabSettings.from_config(base)).close()
         if not args.keep:
             sandbox.down(SBX, echo=lambda m: None)
 
-    print(f"via {args.via}: {args.mib} MiB download, {args.requests} requests on new connections")
-    print(f"  throughput  ours {ours[0]:8.1f} MB/s   OpenSSH {openssh[0]:7.1f} MB/s ratio {ours[0] / openssh[0]:.2f}x")
-    print(f"  latency     ours {ours[1]:8.2f} ms     OpenSSH {openssh[1]:7.2f} ms   ratio {ours[1] / openssh[1]:.2f}x")
+    med = statistics.median
+    print(f"transport {args.transport}; {args.rounds} alternating rounds of a {args.mib} MiB download and "
+          f"{args.requests} requests on new connections; medians")
+    for via, (ours, theirs) in results.items():
+        o_mb, t_mb = med(m for m, _ in ours), med(m for m, _ in theirs)
+        o_ms, t_ms = med(ms for _, ms in ours), med(ms for _, ms in theirs)
+        print(f"  via {via:8} throughput ours {o_mb:7.1f} MB/s  ssh -L {t_mb:7.1f} MB/s  ratio {o_mb / t_mb:.2f}x   "
+              f"latency ours {o_ms:6.2f} ms  ssh -L {t_ms:6.2f} ms  ratio {o_ms / t_ms:.2f}x")
+    starts, floors, statuses = tasks
+    print(f"  inv lab.status           {med(statuses):5.2f} s (median of {len(statuses)}, login kept)")
+    print(f"  inv lab.start --detach   {med(starts):5.2f} s; floor (sbatch until Jupyter answers, on the login "
+          f"node) {med(floors):5.2f} s; over the floor {med(starts) - med(floors):+.2f} s")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import state
@@ -20,11 +21,31 @@ from .lab import hold, settings_for
 from .procs import start_time
 
 
+def _await_ready(state_dir: Path, name: str, stop: threading.Event) -> state.LabRecord | None:
+    """The lab's record once it says where Jupyter answers (``lab.start --detach`` starts this process
+    while the job is still starting); None if the lab is cancelled, stopped or never gets there."""
+    deadline = None
+    while not stop.is_set():
+        if not state.exists(state_dir, name):
+            return None
+        record = state.load(state_dir, name)
+        if record.remote_port:
+            return record
+        if deadline is None:
+            deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
+        if time.monotonic() > deadline:
+            return None
+        stop.wait(0.05)
+    return None
+
+
 def main(name: str, state_dir: str) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    record = state.load(Path(state_dir), name)
+    record = _await_ready(Path(state_dir), name, stop)
+    if record is None:
+        return 0  # cancelled, or never answered: nothing to forward
     settings = settings_for(record, state_dir=state_dir)
     me = os.getpid()
 

@@ -219,19 +219,25 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
          timeout: float | None = None) -> LabRecord:
     """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first."""
-    deadline = time.monotonic() + (timeout if timeout is not None else settings.wait_timeout)
+    begun = time.monotonic()
+    deadline = begun + (timeout if timeout is not None else settings.wait_timeout)
     login = hops.login()
     last: tuple[str, str] | None = None
     unreachable_since: float | None = None
+    info: slurm.JobInfo | None = None
+    next_query = 0.0
     while True:
-        info = slurm.query(login, record.job_id)
-        if (info.state, info.reason) != last and progress:
-            progress(info)
-        last = (info.state, info.reason)
-        if not info.active:
-            tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
-            raise LabError(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
-                           f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
+        if info is None or time.monotonic() >= next_query:
+            info = slurm.query(login, record.job_id)
+            # squeue is the scheduler's load: once the job runs, the runtime file is what changes.
+            next_query = time.monotonic() + (1.0 if info.running else 0.0)
+            if (info.state, info.reason) != last and progress:
+                progress(info)
+            last = (info.state, info.reason)
+            if not info.active:
+                tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
+                raise LabError(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
+                               f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
         if info.running:
             ready, unreachable = _ready(hops, record, info)
             if ready:
@@ -249,7 +255,17 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             why = f"pending: {info.reason}" if info.state == "PENDING" else info.state.lower()
             raise LabError(f"Jupyter did not answer within {settings.wait_timeout:.0f} s (job {record.job_id} "
                            f"{why}); raise lab.wait_timeout or check `inv lab.logs --name {record.name}`.")
-        time.sleep(1.0)
+        time.sleep(poll_interval(info.running, time.monotonic() - begun))
+
+
+def poll_interval(running: bool, waited: float) -> float:
+    """How long to sleep between looks at a job: often while it starts (free resources usually start it
+    within seconds, and Jupyter answers a second or two later), gently on the scheduler once it queues."""
+    if running:
+        return 0.1  # a look at the runtime file: one SFTP listdir
+    if waited < 10:
+        return 0.2
+    return 1.0 if waited < 120 else 5.0
 
 
 def _ready(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[bool, str]:
@@ -362,19 +378,31 @@ def forward_alive(record: LabRecord) -> bool:
     return alive(record.forward_pid, record.forward_started)
 
 
-def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60) -> LabRecord:
-    """Hold the forwards in a background process recorded with the lab; return once the URL answers."""
-    if forward_alive(record):
-        return record
+def spawn_forward(settings: LabSettings, record: LabRecord) -> subprocess.Popen:
+    """Start the background forward process now. It logs in (riding the master) while Jupyter starts, and
+    opens the forwards as soon as the record says where Jupyter answers: ``lab.start --detach`` then ends
+    a moment after Jupyter answers, not a whole process start later."""
     log = state.log_path(settings.state_path, record.name)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     # The child must import this very package, installed or not.
     here = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fabfile_lib.forward_process", record.name, str(settings.state_path)],
-        stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, env=env)
-    os.close(fd)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fabfile_lib.forward_process", record.name, str(settings.state_path)],
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, env=env)
+    finally:
+        os.close(fd)
+
+
+def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60,
+                   proc: subprocess.Popen | None = None) -> LabRecord:
+    """Hold the forwards in a background process recorded with the lab (``proc``, if one was spawned
+    early); return once the URL answers."""
+    if forward_alive(record):
+        return record
+    log = state.log_path(settings.state_path, record.name)
+    proc = proc or spawn_forward(settings, record)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
@@ -382,7 +410,7 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
             return current
         if proc.poll() is not None:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     if proc.poll() is None:
         proc.terminate()
         proc.wait(5)

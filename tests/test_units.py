@@ -66,3 +66,10 @@ def test_resolve_aliases_proxyjump_and_proxycommand(tmp_path):
 def test_bad_port_in_host_spec():
     with pytest.raises(LabError, match="port"):
         resolve("host:ssh", load_ssh_config(None), _settings())
+
+
+def test_wait_polls_often_while_a_job_starts_and_gently_once_it_queues():
+    from fabfile_lib.lab import poll_interval
+
+    assert poll_interval(True, 500) == 0.1 and poll_interval(False, 3) == 0.2
+    assert poll_interval(False, 60) == 1.0 and poll_interval(False, 600) == 5.0

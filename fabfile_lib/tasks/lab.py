@@ -42,8 +42,8 @@ def _hints(record: state.LabRecord) -> None:
           f"End it: inv lab.cancel --name {record.name}")
 
 
-def _detached(settings: LabSettings, record: state.LabRecord, browser: bool) -> None:
-    record = lab.start_detached(settings, record)
+def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None) -> None:
+    record = lab.start_detached(settings, record, proc=proc)
     print(f"JupyterLab: {record.url()}")
     if browser:
         webbrowser.open(record.url())
@@ -137,17 +137,21 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
     with Hops(settings) as hops:
         record = lab.submit(settings, hops)
         print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})", flush=True)
+        # The background forward gets ready while the job starts (it logs in by itself, riding the master).
+        early = lab.spawn_forward(settings, record) if detach else None
         try:
             record = lab.wait(settings, record, hops, _progress)
         except (LabError, KeyboardInterrupt) as exc:
             # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
+            if early:
+                early.terminate()
             lab.cancel(settings, record, hops)
             if isinstance(exc, KeyboardInterrupt):
                 raise LabError(f"interrupted: job {record.job_id} cancelled, nothing left behind.") from None
             raise
         if detach:
-            hops.close()  # the background forward logs in by itself (riding the master, if any)
-            _detached(settings, record, browser=not no_browser)
+            hops.close()
+            _detached(settings, record, browser=not no_browser, proc=early)
         else:
             _foreground(settings, record, browser=not no_browser, hops=hops)
 
