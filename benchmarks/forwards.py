@@ -18,6 +18,7 @@ import argparse
 import os
 import posixpath
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -163,12 +164,15 @@ def floor_ms(settings: LabSettings) -> float:
 
 
 def wait_idle(settings: LabSettings, timeout: float = 60) -> None:
-    """Both measurements start from an idle node: a job just cancelled keeps it busy for a moment."""
+    """Both measurements start from a settled, idle node: a job just cancelled keeps it busy a moment."""
     deadline = time.monotonic() + timeout
     with Hops(settings) as hops:
         while time.monotonic() < deadline:
             states = hops.login().run("sinfo -h -N -o %t", hide=True, in_stream=False).stdout.split()
             if states and set(states) <= {"idle"}:
+                # "idle" comes a moment before Slurm places a new job there without delay: settle, so
+                # neither measurement pays for the previous job's cleanup.
+                time.sleep(3)
                 return
             time.sleep(0.2)
 
@@ -176,7 +180,8 @@ def wait_idle(settings: LabSettings, timeout: float = 60) -> None:
 def bench_tasks(settings: LabSettings, args) -> tuple[list[float], list[float], list[float]]:
     config = Path(settings.state_dir) / "bench.yaml"
     config.write_text(yaml.safe_dump({"lab": _lab_config(settings)}))
-    _inv(config, "lab.login")
+    if settings.transport != "paramiko":
+        _inv(config, "lab.login")
     starts, floors, statuses = [], [], []
     for i in range(args.rounds):
         wait_idle(settings)
@@ -194,7 +199,7 @@ def main() -> None:
     ap.add_argument("--transport", default="auto", choices=["auto", "openssh", "paramiko"])
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--requests", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="leave the benchmark sandbox up")
     args = ap.parse_args()
 
@@ -213,6 +218,7 @@ def main() -> None:
         tasks = bench_tasks(LabSettings.from_config(base), args)
     finally:
         blob.unlink(missing_ok=True)
+        shutil.rmtree(statedir, ignore_errors=True)
         if args.transport != "paramiko":
             master.plan(LabSettings.from_config(base)).close()
         if not args.keep:
@@ -228,9 +234,10 @@ def main() -> None:
               f"latency ours {o_ms:6.2f} ms  ssh -L {t_ms:6.2f} ms  ratio {o_ms / t_ms:.2f}x")
     starts, floors, statuses = tasks
     print(f"  inv lab.status           {med(statuses):5.2f} s (median of {len(statuses)}, login kept)")
+    over = [start - floor for start, floor in zip(starts, floors, strict=True)]
     print(f"  inv lab.start --detach   {med(starts):5.2f} s; floor (sbatch until Jupyter answers, on the login "
-          f"node) {med(floors):5.2f} s; over the floor {med(starts) - med(floors):+.2f} s")
-
+          f"node) {med(floors):5.2f} s; over the floor, round by round: median {med(over):+.2f} s "
+          f"(min {min(over):+.2f}, max {max(over):+.2f})")
 
 if __name__ == "__main__":
     main()

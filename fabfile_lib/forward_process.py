@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from . import state
@@ -61,6 +62,9 @@ def main(name: str, state_dir: str) -> int:
         hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True), interactive=False)
     except LabError as exc:
         print(f"error: {exc}", flush=True)
+        return 1
+    except Exception as exc:  # a bug of ours: say so in the log, with the details, and end cleanly
+        print(f"internal error: {type(exc).__name__}: {exc} (please report)\n{traceback.format_exc()}", flush=True)
         return 1
     return 0
 

@@ -387,18 +387,25 @@ class Hops:
         self._master = None
 
 
-def run(conn: Connection, argv: list[str], *, check: bool = True, timeout: float = 60) -> str:
-    """Run ``argv`` on ``conn`` with every word shell-quoted; a failure becomes a LabError."""
+def run_command(conn: Connection, command: str, *, timeout: float = 60):
+    """Run a shell ``command`` on ``conn`` and return Invoke's Result (any exit status); a connection that
+    fails on the way -- SSH error, dead ProxyCommand or master, timeout -- becomes a ConnectError."""
     try:
-        result = conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False, timeout=timeout)
+        result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
     except LabError:
         raise
-    except (TimeoutError, paramiko.SSHException, OSError) as exc:
-        raise ConnectError(f"`{argv[0]}` on {conn.host} failed: {exc}") from None
+    except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+        raise ConnectError(f"`{command.split()[0]}` on {conn.host} failed: {exc or type(exc).__name__}") from None
     except Exception as exc:  # invoke's CommandTimedOut and friends
-        raise ConnectError(f"`{argv[0]}` on {conn.host} did not finish: {exc}") from None
+        raise ConnectError(f"`{command.split()[0]}` on {conn.host} did not finish: {exc}") from None
     if isinstance(conn, MasterConnection) and result.exited == 255:
-        raise openssh.explain(result.stderr, f"`{argv[0]}` on {conn.host}", 255)
+        raise openssh.explain(result.stderr, f"`{command.split()[0]}` on {conn.host}", 255)
+    return result
+
+
+def run(conn: Connection, argv: list[str], *, check: bool = True, timeout: float = 60) -> str:
+    """Run ``argv`` on ``conn`` with every word shell-quoted; a failure becomes a LabError."""
+    result = run_command(conn, shlex.join(argv), timeout=timeout)
     if check and result.exited != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise LabError(f"`{argv[0]}` on {conn.host} failed: {lines[-1] if lines else f'exit {result.exited}'}")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import openssh
-from .errors import ConnectError, HostKeyError, LabError, PromptNeeded
+from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
 log = logging.getLogger(__name__)
@@ -141,12 +141,14 @@ class Master:
         """Why the hop before the login node failed. OpenSSH silences a ProxyCommand's stderr when the
         connection is to become a persistent master, leaving only "Connection closed"; the same hop tried
         once as a plain connection, with no prompt allowed, says why in its own words."""
+        # In a session of its own: no terminal, so a hop before this one cannot ask for a code again.
         proc = _run([*self.argv("-o", "ControlMaster=no", "-o", "ControlPath=none"), "-T", self.dest, "true"],
-                    timeout=self.connect_timeout * 2 + 5)
+                    timeout=self.connect_timeout * 2 + 5, detach=True)
         if proc.returncode == 0:
             return None
         failure = openssh.explain(proc.stderr, f"cannot log in to {self.label}", proc.returncode)
-        return failure if not openssh.proxy_died(proc.stderr) or isinstance(failure, HostKeyError) else None
+        specific = isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded))
+        return failure if specific or not openssh.proxy_died(proc.stderr) else None
 
     # -- forwards on the master ----------------------------------------------------------------------
 
@@ -187,10 +189,10 @@ def _ignore_hangup() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(argv: list[str], timeout: float, detach: bool = False) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              check=False)
+                              check=False, start_new_session=detach)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 255, "", f"`{' '.join(argv[:1])}` timed out after {timeout} s")
 

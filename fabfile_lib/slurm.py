@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fabric import Connection
 
 from .errors import LabError
-from .hops import run
+from .hops import run, run_command
 
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED"}
 
@@ -38,7 +38,7 @@ class JobInfo:
 def submit(login: Connection, script_path: str, workdir: str) -> str:
     """``sbatch --parsable`` the script; return the job id. umask 077 keeps the job log private."""
     cmd = f"cd {shlex.quote(workdir)} && umask 077 && sbatch --parsable {shlex.quote(script_path)}"
-    result = login.run(cmd, hide=True, warn=True, in_stream=False, timeout=60)
+    result = run_command(login, cmd)
     if result.exited != 0:
         lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
         raise LabError(f"sbatch refused the job: {lines[-1] if lines else f'exit {result.exited}'}")
@@ -48,9 +48,8 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
     return job_id
 
 
-def query(login: Connection, job_id: str) -> JobInfo:
-    result = login.run(f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S'", hide=True, warn=True, in_stream=False,
-                       timeout=60)
+def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
+    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S'", timeout=timeout)
     line = next((ln for ln in result.stdout.splitlines() if "|" in ln), "")
     if not line:
         # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.

@@ -67,6 +67,11 @@ def _execute(base: str, token: str, code: str) -> str:
         requests.delete(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
 
 
+def _jump_logins(sbx) -> int:
+    """How many logins the jump host has accepted so far (its sshd log)."""
+    return (sbx.log_dir / "sshd-jump.log").read_text().count("Accepted ")
+
+
 def _listeners_of(port: int) -> set[str]:
     """The names of the local processes listening on ``port`` (127.0.0.1 and ::1)."""
     out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
@@ -83,6 +88,7 @@ def _listening(sbx, host: str, port: int) -> list[str]:
                                            ("compute", "paramiko"), ("login", "paramiko")])
 def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     cli = lab_cli(via=via, transport=transport)
+    logins_before = _jump_logins(sbx)
     proc = cli("lab.start", "--name", f"m{via}", "--no-browser", "--detach")
     assert proc.returncode == 0, proc.stderr
     url = _url(proc)
@@ -112,6 +118,8 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     proc = cli("lab.tunnel", "--name", f"m{via}", "--detach", "--no-browser")
     assert proc.returncode == 0, proc.stderr
     assert requests.get(_url(proc).replace("/lab?token=", "/api/status?token="), timeout=10).status_code == 200
+    if transport == "auto":  # start, status, two forwards: all rode one login through the jump host
+        assert _jump_logins(sbx) - logins_before == 1
 
     remote_dir = Path(rec["remote_dir"])
     assert remote_dir.is_dir()
