@@ -57,6 +57,8 @@ def missing_packages(mfa: bool = False) -> list[str]:
     missing = {pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None}
     if mfa and not any(True for d in ("/lib", "/usr/lib") for _ in Path(d).glob("*/security/pam_oath.so")):
         missing.add("libpam-oath")
+    if mfa and shutil.which("oathtool") is None:
+        missing.add("oathtool")  # codes for a newcomer trying the sandbox by hand
     # The compute node's Jupyter env is built by the system Python, which the cluster user can read.
     probe = ["/usr/bin/python3", "-c", "import ensurepip, venv"]
     if not Path(probe[0]).exists() or subprocess.run(probe, capture_output=True, check=False).returncode:
