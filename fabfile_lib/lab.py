@@ -29,10 +29,10 @@ from pathlib import Path
 
 import paramiko
 
-from . import launch, slurm, ssh_forward, state
+from . import launch, master, slurm, ssh_forward, state
 from .errors import AuthenticationError, HostKeyError, LabError, PromptNeeded
 from .forwards import Forward, check_port_free, forward_local
-from .hops import Hops, run
+from .hops import Hops, choose_transport, run
 from .procs import alive, terminate
 from .settings import MODES, LabSettings
 from .state import LabRecord
@@ -354,14 +354,26 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
                 raise
-            log(f"{exc} Waiting for a login (checked every 10 s).")
-            stop.wait(10)
+            log(f"{exc} Waiting for that login.")
+            _await_login(settings, stop, waiting_since + LOGIN_WAIT)
         except LabError as exc:
             failures += 1
             if not connected_once or failures > max_retries:  # retry a drop, not a bad start
                 raise
             log(f"{exc}; retrying ({failures}/{max_retries})")
             stop.wait(min(30, 2 ** failures))
+
+
+def _await_login(settings: LabSettings, stop: threading.Event, until: float) -> None:
+    """Wait for the user to log in again. With OpenSSH that is a local look at the master's socket every
+    2 s (no connection to the site, which may rate-limit logins); with Paramiko, one attempt per 10 s."""
+    if choose_transport(settings) != "openssh":
+        stop.wait(10)
+        return
+    plan = master.plan(settings)
+    while not stop.wait(2) and time.monotonic() < until:
+        if plan.check().alive:
+            return
 
 
 def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
@@ -419,6 +431,11 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     if errors:
         raise LabError(f"the background forward could not start: {errors[-1]} (log: {log})")
     raise LabError(f"the background forward did not come up: {' | '.join(lines[-3:]) or 'no output'} (log: {log}).")
+
+
+def forwarding_labs(state_dir: Path) -> list[str]:
+    """The labs recorded in ``state_dir`` whose background forward runs."""
+    return [name for name in state.names(state_dir) if forward_alive(state.load(state_dir, name))]
 
 
 def _end_forward_process(record: LabRecord) -> bool:

@@ -57,6 +57,8 @@ class Master:
     control_path: str  # "" when the user's own config names it
     persist: str  # ControlPersist; "0" = none kept between tasks
     connect_timeout: float
+    marker_dir: Path = Path(".")  # the tool's private socket directory
+    key: str = ""  # which cluster: a hash of config, login and jump
 
     @property
     def user_managed(self) -> bool:
@@ -96,8 +98,11 @@ class Master:
         """
         if self.check().alive:
             return False
+        if not interactive and self._logged_out().exists():
+            raise PromptNeeded(f"you logged out of {self.label} (`inv lab.logout`): `inv lab.login` to resume.")
         if self.control_path:
             Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._logged_out().unlink(missing_ok=True)
         batch = not interactive or not openssh.tty_available()
         persist = self.persist if self.persist not in ("0", "") else "yes"
         argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-f", "-N", self.dest,
@@ -125,8 +130,13 @@ class Master:
         self._write_meta({"created": time.time(), "persist": self.persist, "label": self.label})
         return True
 
-    def close(self) -> bool:
-        """End the master (``ssh -O exit``); True if one was running."""
+    def close(self, *, logout: bool = False) -> bool:
+        """End the master (``ssh -O exit``); True if one was running. ``logout``: and keep background
+        forwards from logging in again by themselves until the user does (``lab.login``, any task)."""
+        if logout:
+            marker = self._logged_out()
+            marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            marker.touch(mode=0o600)
         alive = self.check().alive
         if alive:
             _run(self.argv("-O", "exit", self.dest), timeout=10)
@@ -161,6 +171,10 @@ class Master:
                                   proc.returncode)
 
     # -- metadata beside the socket (when the tool made it) -----------------------------------------
+
+    def _logged_out(self) -> Path:
+        """The mark of an explicit logout, in the tool's socket directory (for a user-managed master too)."""
+        return self.marker_dir / f"{self.key}.logged-out"
 
     def _meta_path(self) -> Path:
         return Path(f"{self.control_path}.json")
@@ -233,7 +247,8 @@ def plan(settings: LabSettings) -> Master:
     elif strict == "ask":  # never a yes/no question mid-task: unknown hosts are refused, as documented
         words += ["-o", "StrictHostKeyChecking=yes"]
     user_path = openssh.first(opts, "controlpath", "none")
-    control = "" if user_path.lower() != "none" else str(control_dir(settings.state_path) / _cluster_key(settings))
+    sockets, key = control_dir(settings.state_path), _cluster_key(settings)
+    control = "" if user_path.lower() != "none" else str(sockets / key)
     return Master(label=settings.login, dest=openssh.destination(settings.login), options=tuple(words),
                   control_path=control, persist=_persist(settings.persist),
-                  connect_timeout=settings.connect_timeout)
+                  connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key)

@@ -448,3 +448,27 @@ def test_a_users_own_controlmaster_is_reused(lab_cli, sbx, tmp_path):
     time.sleep(0.5)
     assert not list(short.iterdir())
     short.rmdir()
+
+
+def test_logout_holds_background_forwards_until_the_next_login(lab_cli, sbx):
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", "lo", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    status_url = _url(proc).replace("/lab?", "/api/status?")
+    proc = cli("lab.logout")
+    assert proc.returncode == 0 and "logged out" in proc.stdout and "wait for the next login" in proc.stdout
+    time.sleep(4)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(status_url, timeout=5)  # the forward did not log in again by itself
+    assert "you logged out" in (cli.state_dir / "labs" / "lo.forward.log").read_text()
+    proc = cli("lab.login")
+    assert proc.returncode == 0 and "logged in" in proc.stdout, proc.stderr
+    deadline = time.monotonic() + 20
+    code = 0
+    while time.monotonic() < deadline and code != 200:
+        time.sleep(0.5)
+        try:
+            code = requests.get(status_url, timeout=5).status_code
+        except requests.ConnectionError:
+            code = 0
+    assert code == 200  # the same URL again, once logged in

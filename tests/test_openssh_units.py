@@ -156,3 +156,11 @@ def test_a_dead_master_answers_check_quickly(tmp_path):
     info = plan.check()
     assert not info.alive and info.pid == 0
     assert subprocess.run(plan.argv("-O", "check", plan.dest), capture_output=True).returncode != 0
+
+
+@needs_ssh
+def test_after_logout_nothing_logs_in_by_itself(tmp_path):
+    plan = master.plan(_settings(tmp_path))
+    assert not plan.close(logout=True)  # nothing was open; the mark is left all the same
+    with pytest.raises(PromptNeeded, match="logged out"):
+        plan.open(interactive=False)

@@ -260,7 +260,10 @@ def logout(c, name=None):
         print("no login is kept on this transport")
         return
     plan = master.plan(settings)
-    print(f"logged out of {plan.label}" if plan.close() else f"no login to {plan.label} was open")
+    closed = plan.close(logout=True)
+    print(f"logged out of {plan.label}" if closed else f"no login to {plan.label} was open")
+    if lab.forwarding_labs(local_lab(c.config.get("lab", {}))[0]):
+        print("background forwards wait for the next login (`inv lab.login`) before they answer again")
 
 
 ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel, login, logout)
