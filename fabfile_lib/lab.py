@@ -168,14 +168,15 @@ def _unreachable_node(exc: LabError) -> LabError:
 
 
 def _stream(hops: Hops, record: LabRecord):
-    """A byte stream to Jupyter as seen from the far end of this lab's mode, or (None, why not)."""
+    """A byte stream to Jupyter as seen from the far end of this lab's mode: ``ssh -W`` on the OpenSSH
+    transport, a ``direct-tcpip`` channel on Paramiko's."""
     host, port = record.remote_host, record.remote_port
     if hops.openssh:
         if record.via == "compute":
             argv = hops.node_ssh(record.node_addr, "-W", f"127.0.0.1:{port}")
             return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
-        master = hops.master
-        return ssh_forward.Stream(master.argv("-W", f"{host}:{port}", master.dest), f"{host}:{port}")
+        login_master = hops.master
+        return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
     if record.via == "compute":
         try:
             transport = hops.node(record.node_addr).transport
