@@ -28,3 +28,15 @@ class AuthenticationError(ConnectError):
 
 class PromptNeeded(ConnectError):
     """Logging in needs an answer (passphrase, second factor) and nobody can be asked here."""
+
+
+class SchedulerError(LabError):
+    """Slurm refused a request, or could not be asked (which never means the job ended)."""
+
+
+class JobEnded(LabError):
+    """The job ended (failed, was cancelled, ran out of time) before Jupyter answered."""
+
+
+class WaitTimeout(LabError):
+    """Jupyter did not answer within the time allowed; the job may still be pending or starting."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import paramiko
 
 from . import launch, master, slurm, ssh_forward, state
-from .errors import AuthenticationError, HostKeyError, LabError, PromptNeeded
+from .errors import AuthenticationError, HostKeyError, JobEnded, LabError, PromptNeeded, WaitTimeout
 from .forwards import Forward, check_port_free, forward_local
 from .hops import Hops, choose_transport, run
 from .procs import alive, terminate
@@ -237,7 +237,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             last = (info.state, info.reason)
             if not info.active:
                 tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
-                raise LabError(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
+                raise JobEnded(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
                                f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
         if info.running:
             ready, unreachable = _ready(hops, record, info)
@@ -253,9 +253,8 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
                                f"cannot be reached via {record.via} ({unreachable}); set lab.via to one of: "
                                f"{others}.")
         if time.monotonic() > deadline:
-            why = f"pending: {info.reason}" if info.state == "PENDING" else info.state.lower()
-            raise LabError(f"Jupyter did not answer within {settings.wait_timeout:.0f} s (job {record.job_id} "
-                           f"{why}); raise lab.wait_timeout or check `inv lab.logs --name {record.name}`.")
+            why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
+            raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
         time.sleep(poll_interval(info.running, time.monotonic() - begun))
 
 

@@ -76,7 +76,9 @@ def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
         if value is True:
             lines.append(f"#SBATCH --{key}")
         elif value not in (False, None, ""):
-            lines.append(f"#SBATCH --{key}={value}")
+            text = str(value)
+            # sbatch splits #SBATCH lines on blanks but keeps a double-quoted word whole.
+            lines.append(f'#SBATCH --{key}="{text}"' if any(c.isspace() for c in text) else f"#SBATCH --{key}={text}")
     return lines
 
 

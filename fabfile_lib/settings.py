@@ -6,10 +6,11 @@ every later step can trust it and a bad value is reported before anything is sub
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -45,6 +46,78 @@ DEFAULTS: dict = {
 }
 
 
+# What each key must be, for one-line errors that name the key and the type wanted.
+_KINDS = {
+    **dict.fromkeys(("ssh_config", "login", "jump", "via", "command", "notebook_dir", "name", "reverse_target",
+                     "remote_dir", "state_dir", "transport"), "text"),
+    **dict.fromkeys(("local_port", "keepalive"), "integer"),
+    **dict.fromkeys(("wait_timeout", "connect_timeout"), "number"),
+    "accept_new_host_keys": "boolean",
+    "sbatch": "mapping",
+    "setup": "list",
+    "persist": "duration",
+}
+_EXAMPLES = {"text": "a string", "integer": "a whole number, e.g. 8888", "number": "a number of seconds, e.g. 300",
+             "boolean": "true or false", "mapping": "a mapping of sbatch long options, e.g. {partition: gpu, "
+             "time: '04:00:00'}", "list": "a list of shell lines, e.g. ['module load jupyter']",
+             "duration": "a duration, e.g. 8h, 30m, 3600, or 0 for off"}
+
+
+def _wrong(key: str, value: object) -> ConfigError:
+    kind = _KINDS[key]
+    return ConfigError(f"lab.{key} must be {_EXAMPLES[kind]}, not {type(value).__name__} {value!r}"[:300] + ".")
+
+
+def _coerce(key: str, value: object) -> object:
+    """``value`` as the type ``key`` wants, or a ConfigError naming the key and that type. Strings of
+    numbers and booleans are taken: environment variables (INVOKE_LAB_...) arrive as strings."""
+    kind = _KINDS[key]
+    if kind == "text":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _wrong(key, value)
+        return str(value)
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _wrong(key, value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise _wrong(key, value) from None
+        if kind == "integer":
+            if number != int(number):
+                raise _wrong(key, value)
+            return int(number)
+        return number
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise _wrong(key, value)
+    if kind == "mapping":
+        if not hasattr(value, "items") or isinstance(value, str):
+            raise _wrong(key, value)
+        options = {str(k): v for k, v in value.items()}
+        for option, item in options.items():
+            if not (item is None or isinstance(item, str | int | float | bool)):
+                raise ConfigError(f"lab.sbatch option {option!r} must be a single value, not "
+                                  f"{type(item).__name__} {item!r}.")
+        return options
+    if kind == "list":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise _wrong(key, value)
+        for line in value:
+            if isinstance(line, bool) or not isinstance(line, str | int | float):
+                raise ConfigError(f"lab.{key} must hold shell lines (strings), not {type(line).__name__} {line!r}.")
+        return tuple(str(line) for line in value)
+    # duration
+    if value is False or value == 0:
+        return "0"
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _wrong(key, value)
+    return str(value).strip()
+
+
 @dataclass(frozen=True)
 class LabSettings:
     login: str
@@ -69,21 +142,17 @@ class LabSettings:
 
     @classmethod
     def from_config(cls, data: Mapping, **overrides) -> LabSettings:
-        merged = {**DEFAULTS, **{k: v for k, v in dict(data).items() if v is not None}}
+        given = {str(k): v for k, v in dict(data).items() if v is not None}
+        for key in given:
+            if key not in _KINDS:
+                close = difflib.get_close_matches(key, _KINDS, n=1)
+                hint = f" (did you mean lab.{close[0]}?)" if close else ""
+                raise ConfigError(f"lab.{key} is not a setting{hint}: the settings are listed in invoke.yaml.")
+        merged = {**DEFAULTS, **given}
         merged.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in merged.items() if k in names}
-        kwargs["setup"] = tuple(str(line) for line in (kwargs.get("setup") or ()))
-        kwargs["sbatch"] = dict(kwargs.get("sbatch") or {})
-        persist = kwargs.get("persist", "8h")
-        kwargs["persist"] = "0" if persist is False or persist == 0 else str(persist).strip()
-        try:
-            kwargs["local_port"] = int(kwargs["local_port"])
-            kwargs["wait_timeout"] = float(kwargs["wait_timeout"])
-            kwargs["keepalive"] = int(kwargs["keepalive"])
-            kwargs["connect_timeout"] = float(kwargs["connect_timeout"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"lab config: a numeric setting is not a number ({exc}).") from None
+        kwargs = {key: _coerce(key, merged[key]) for key in _KINDS}
+        # sbatch options add to the defaults (a site's partition keeps the default time limit).
+        kwargs["sbatch"] = {**DEFAULTS["sbatch"], **kwargs["sbatch"]}
         settings = cls(**kwargs)
         settings.validate()
         return settings
@@ -94,8 +163,7 @@ class LabSettings:
                            "in invoke.yaml or with `inv -f FILE`.")
         if self.via not in MODES:
             raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(MODES)}.")
-        if not _NAME.match(self.name):
-            raise ConfigError(f"lab name {self.name!r} is invalid: use letters, digits, '.', '_' or '-'.")
+        check_name(self.name)
         if not 0 <= self.local_port <= 65535:
             raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
         if self.transport not in TRANSPORTS:
@@ -116,6 +184,9 @@ class LabSettings:
                 raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself; remove it.")
             if "\n" in str(value) or "\r" in str(value):
                 raise ConfigError(f"lab.sbatch option {key!r} has a line break in its value.")
+            if '"' in str(value) and any(c.isspace() for c in str(value)):
+                raise ConfigError(f"lab.sbatch option {key!r}: a value with both blanks and double quotes cannot be "
+                                  "written on an #SBATCH line; drop the quotes.")
         for line in (*self.setup, self.command, self.notebook_dir):
             if "\n" in line or "\r" in line:
                 raise ConfigError(f"lab config: {line!r} has a line break; give one setup line per list item.")
@@ -143,7 +214,17 @@ def state_path(state_dir: str = "") -> Path:
     return Path(base) / "fabfile-lab"
 
 
+def check_name(name: str) -> str:
+    """A lab name is part of file names here and on the cluster: letters, digits, '.', '_', '-' only."""
+    if not _NAME.match(name) or name in (".", ".."):
+        raise ConfigError(f"lab name {name!r} is invalid: use up to 40 letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit.")
+    return name
+
+
 def local_lab(config: Mapping, name: str | None = None) -> tuple[Path, str]:
     """The state directory and lab name from a ``lab`` config, without requiring the cluster settings:
     a recorded lab carries its own."""
-    return state_path(str(config.get("state_dir") or "")), name or str(config.get("name") or DEFAULTS["name"])
+    state_dir = _coerce("state_dir", config.get("state_dir") or "")
+    lab_name = _coerce("name", name or config.get("name") or DEFAULTS["name"])
+    return state_path(str(state_dir)), check_name(str(lab_name))

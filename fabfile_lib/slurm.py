@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-from .errors import LabError
+from .errors import LabError, SchedulerError
 from .hops import run, run_command
 
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED"}
@@ -41,7 +41,7 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
     result = run_command(login, cmd)
     if result.exited != 0:
         lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
-        raise LabError(f"sbatch refused the job: {lines[-1] if lines else f'exit {result.exited}'}")
+        raise SchedulerError(f"sbatch refused the job: {lines[-1] if lines else f'exit {result.exited}'}")
     job_id = result.stdout.strip().split(";")[0]
     if not job_id.isdigit():
         raise LabError(f"sbatch printed no job id: {result.stdout.strip()!r}")
@@ -55,7 +55,8 @@ def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
         # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.
         text = (result.stderr + result.stdout).strip()
         if result.exited != 0 and "Invalid job id" not in text:
-            raise LabError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
+            raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}"
+                                 " -- the scheduler could not be asked; the job and the record are kept.")
         return JobInfo(job_id, "ENDED")
     state, reason, node, left, start = (line.split("|") + [""] * 5)[:5]
     return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .errors import LabError
+from .settings import check_name
 
 
 @dataclass
@@ -49,7 +50,8 @@ def _dir(state_dir: Path) -> Path:
 
 
 def path_for(state_dir: Path, name: str) -> Path:
-    return _dir(state_dir) / f"{name}.json"
+    """The record of lab ``name``; a name that could leave the state directory is refused."""
+    return _dir(state_dir) / f"{check_name(name)}.json"
 
 
 def save(state_dir: Path, record: LabRecord) -> None:
@@ -91,4 +93,4 @@ def names(state_dir: Path) -> list[str]:
 
 def log_path(state_dir: Path, name: str) -> Path:
     """The background forward's own log (never holds the token)."""
-    return _dir(state_dir) / f"{name}.forward.log"
+    return _dir(state_dir) / f"{check_name(name)}.forward.log"

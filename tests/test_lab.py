@@ -472,3 +472,17 @@ def test_logout_holds_background_forwards_until_the_next_login(lab_cli, sbx):
         except requests.ConnectionError:
             code = 0
     assert code == 200  # the same URL again, once logged in
+
+
+def test_timeouts_say_what_was_done_with_the_job(lab_cli, sbx):
+    cli = lab_cli(sbatch={"partition": "debug", "begin": "now+3600"}, wait_timeout=3)
+    err = _one_line_error(cli("lab.start", "--name", "slow", "--no-browser"))
+    assert "within 3 s" in err and "pending" in err and "cancelled and nothing kept" in err, err
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert not (cli.state_dir / "labs" / "slow.json").exists()
+
+    assert cli("lab.submit", "--name", "slow").returncode == 0
+    err = _one_line_error(cli("lab.wait", "--name", "slow", "--timeout", "2"))
+    assert "within 2 s" in err and "kept" in err and "inv lab.wait --name slow" in err, err
+    assert "slow" in cli("lab.status", "--name", "slow").stdout  # the command it suggests works from here
+    assert cli("lab.cancel", "--name", "slow").returncode == 0

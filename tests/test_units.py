@@ -19,7 +19,7 @@ def test_launch_script_has_sbatch_options_and_no_secret():
     script = launch.render(s, "/home/u/.fabfile-lab/my lab-0011aabb")
     assert "#SBATCH --partition=gpu" in script and "#SBATCH --cpus-per-task=4" in script
     assert "#SBATCH --exclusive" in script and "--gpus" not in script
-    assert "#SBATCH --output=/home/u/.fabfile-lab/my lab-0011aabb/job.log" in script
+    assert '#SBATCH --output="/home/u/.fabfile-lab/my lab-0011aabb/job.log"' in script  # sbatch keeps it whole
     assert "LAB_DIR='/home/u/.fabfile-lab/my lab-0011aabb'" in script  # quoted for the shell
     assert 'JUPYTER_TOKEN_FILE="$LAB_DIR/token"' in script and "JUPYTER_TOKEN=" not in script
     assert "--port=0 --ServerApp.port_retries=0" in script
@@ -33,7 +33,21 @@ def test_launch_script_has_sbatch_options_and_no_secret():
     ({"sbatch": {"comment": "a\nb"}}, "line break"),
     ({"setup": ["ok", "two\nlines"]}, "line break"),
     ({"local_port": 70000}, "out of range"),
-    ({"local_port": "abc"}, "not a number"),
+    ({"sbatch": "partition=gpu"}, "lab.sbatch must be a mapping"),
+    ({"sbatch": {"comment": ["a", "b"]}}, "single value"),
+    ({"sbatch": {"comment": 'say "hi" now'}}, "double quotes"),
+    ({"setup": "module load jupyter"}, "lab.setup must be a list"),
+    ({"setup": [["nested"]]}, "shell lines"),
+    ({"wait_timeout": "soon"}, "lab.wait_timeout must be a number"),
+    ({"keepalive": 1.5}, "lab.keepalive must be a whole number"),
+    ({"accept_new_host_keys": "maybe"}, "true or false"),
+    ({"login": ["a", "b"]}, "lab.login must be a string"),
+    ({"via": True}, "lab.via must be a string"),
+    ({"persist": [1]}, "lab.persist must be a duration"),
+    ({"wait_timout": 10}, "did you mean lab.wait_timeout"),
+    ({"name": "../../x"}, "invalid"),
+    ({"name": ".."}, "invalid"),
+    ({"local_port": "abc"}, "whole number"),
     ({"name": "bad name"}, "invalid"),
     ({"login": ""}, "lab.login is not set"),
 ])
@@ -73,3 +87,24 @@ def test_wait_polls_often_while_a_job_starts_and_gently_once_it_queues():
 
     assert poll_interval(True, 500) == 0.1 and poll_interval(False, 3) == 0.2
     assert poll_interval(False, 60) == 1.0 and poll_interval(False, 600) == 5.0
+
+
+def test_sbatch_values_with_blanks_are_quoted_and_defaults_kept():
+    s = _settings(sbatch={"comment": "two words", "partition": "debug"})
+    lines = launch.sbatch_lines(s, "/lab")
+    assert '#SBATCH --comment="two words"' in lines and "#SBATCH --partition=debug" in lines
+    assert "#SBATCH --time=01:00:00" in lines  # the default limit stays unless the site's is wanted
+    assert "#SBATCH --time" not in " ".join(launch.sbatch_lines(_settings(sbatch={"time": ""}), "/lab"))
+
+
+def test_environment_strings_are_taken_for_numbers_and_booleans():
+    s = _settings(wait_timeout="30", local_port="8888", accept_new_host_keys="true")
+    assert (s.wait_timeout, s.local_port, s.accept_new_host_keys) == (30.0, 8888, True)
+
+
+def test_record_paths_never_leave_the_state_directory(tmp_path):
+    from fabfile_lib import state
+
+    for bad in ("../x", "a/b", "..", ""):
+        with pytest.raises(LabError, match="invalid"):
+            state.path_for(tmp_path, bad)

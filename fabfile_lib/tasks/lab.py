@@ -10,7 +10,7 @@ import webbrowser
 from invoke import Collection, task
 
 from .. import lab, master, state
-from ..errors import LabError
+from ..errors import ConfigError, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab
 from ..slurm import JobInfo
@@ -80,10 +80,27 @@ def submit(c, name=None):
 @user_errors
 def wait(c, name=None, timeout=None):
     """Wait until the job runs and Jupyter answers, showing state and pending reason meanwhile."""
+    limit = _seconds("--timeout", timeout)
     settings, record = _record(c, name)
     with Hops(settings) as hops:
-        record = lab.wait(settings, record, hops, _progress, float(timeout) if timeout else None)
+        try:
+            record = lab.wait(settings, record, hops, _progress, limit)
+        except WaitTimeout as exc:
+            raise LabError(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
+                           f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
     print(f"Jupyter answers on {record.node}:{record.jupyter_port} (job {record.job_id})")
+
+
+def _seconds(option: str, value) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{option} must be a number of seconds, not {value!r}.") from None
+    if seconds <= 0:
+        raise ConfigError(f"{option} must be more than 0 seconds.")
+    return seconds
 
 
 @task(help={"name": NAME, "detach": "hold the forwards in a background process and return",
@@ -146,14 +163,22 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
             if early:
                 early.terminate()
             lab.cancel(settings, record, hops)
-            if isinstance(exc, KeyboardInterrupt):
-                raise LabError(f"interrupted: job {record.job_id} cancelled, nothing left behind.") from None
-            raise
+            raise LabError(_after_cancel(exc, record, settings)) from None
         if detach:
             hops.close()
             _detached(settings, record, browser=not no_browser, proc=early)
         else:
             _foreground(settings, record, browser=not no_browser, hops=hops)
+
+
+def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSettings) -> str:
+    """What went wrong, and what the tool did about it: the job is cancelled and nothing is kept."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted: job {record.job_id} cancelled, nothing left behind."
+    if isinstance(exc, WaitTimeout):
+        return (f"{exc}; job {record.job_id} was cancelled and nothing kept: raise lab.wait_timeout (now "
+                f"{settings.wait_timeout:.0f} s) and start again, or use `inv lab.submit` then `inv lab.wait`.")
+    return f"{exc} (job {record.job_id} cancelled, nothing kept)"
 
 
 def _statuses(c, names) -> list[lab.LabStatus]:
@@ -267,4 +292,6 @@ def logout(c, name=None):
 
 
 ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel, login, logout)
-ns.configure({"lab": dict(DEFAULTS)})
+# sbatch is left out on purpose: a mapping here would make Invoke itself fail, with a traceback, on a user's
+# file that gives a string; LabSettings adds its defaults and says what is wrong in one line.
+ns.configure({"lab": {k: v for k, v in DEFAULTS.items() if k != "sbatch"}})
