@@ -30,12 +30,23 @@ from pathlib import Path
 import paramiko
 
 from . import launch, master, slurm, ssh_forward, state
-from .errors import AuthenticationError, HostKeyError, JobEnded, LabError, PromptNeeded, WaitTimeout
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    HostKeyError,
+    JobEnded,
+    LabError,
+    PromptNeeded,
+    SchedulerError,
+    WaitTimeout,
+)
 from .forwards import Forward, check_port_free, forward_local
 from .hops import Hops, choose_transport, run
 from .procs import alive, terminate
+from .reconnect import Backoff
 from .settings import MODES, LabSettings
 from .state import LabRecord
+from .watch import JobWatch
 
 Progress = Callable[[slurm.JobInfo], None]
 LOGIN_WAIT = 30 * 60  # how long a held forward waits for the user to log in again before it gives up
@@ -324,44 +335,83 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
             yield fwd
 
 
+JOB_POLL = 5.0  # seconds between looks at a held lab's job: the forwards stop within about this of its end
+
+
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
-         stop: threading.Event, log: Callable[[str], None] = print, max_retries: int = 10,
-         hops: Hops | None = None, interactive: bool = True) -> None:
-    """Hold the forwards until ``stop`` is set; reopen them when the connection drops (bounded retries),
-    and stop when the job has ended. ``hops``, if given, is used for the first attempt (no new login)."""
+         stop: threading.Event, log: Callable[[str], None] = print, hops: Hops | None = None,
+         interactive: bool = True, backoff: Backoff = Backoff()) -> None:
+    """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
+
+    A dropped connection is reopened on the same local port, within the site-friendly limits of
+    ``backoff``; a first attempt that fails is an error at once (a bad start is not a drop). ``hops``, if
+    given, is used for the first attempt (no new login).
+    """
     port = record.forward_port or record.local_port
-    failures = 0
-    connected_once = False
+    watch = JobWatch(record.name, record.job_id, log)
+    failures, connected_once = 0, False
+    failing_since: float | None = None
     waiting_since: float | None = None
     while not stop.is_set():
         current, hops = hops or Hops(settings, interactive=interactive), None
+        last_attempt = time.monotonic()
         try:
             with current, tunnel(record, current, port) as fwd:
                 port = fwd.port
-                failures, connected_once, waiting_since = 0, True, None
+                failures, failing_since, connected_once, waiting_since = 0, None, True, None
                 on_ready(fwd)
-                checked = time.monotonic()
-                while not stop.wait(1.0):
-                    if not fwd.alive():
-                        log("connection to the cluster dropped; reconnecting")
-                        break
-                    if time.monotonic() - checked > 30:
-                        checked = time.monotonic()
-                        if not slurm.query(current.login(), record.job_id).active:
-                            log(f"job {record.job_id} has ended; stopping the forwards")
-                            return
+                if _held(current, record, fwd, watch, stop, log):
+                    return
         except PromptNeeded as exc:
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
                 raise
             log(f"{exc} Waiting for that login.")
             _await_login(settings, stop, waiting_since + LOGIN_WAIT)
+            continue
         except LabError as exc:
-            failures += 1
-            if not connected_once or failures > max_retries:  # retry a drop, not a bad start
+            if not connected_once:
                 raise
-            log(f"{exc}; retrying ({failures}/{max_retries})")
-            stop.wait(min(30, 2 ** failures))
+            failures += 1
+            failing_since = failing_since or last_attempt
+            if backoff.exhausted(time.monotonic() - failing_since):
+                raise ConnectError(f"{exc}; gave up after {backoff.give_up_after / 60:.0f} minutes of trying to "
+                                   f"reconnect: `inv lab.tunnel --name {record.name}` to try again.") from None
+            delay = backoff.delay(failures, time.monotonic() - last_attempt)
+            log(f"{exc}; retrying in {delay:.0f} s")
+            stop.wait(delay)
+            continue
+        delay = backoff.delay(0, time.monotonic() - last_attempt)
+        if delay and not stop.is_set():
+            log(f"reconnecting in {delay:.0f} s (at most one login per {backoff.min_interval:.0f} s)")
+            stop.wait(delay)
+
+
+def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: threading.Event,
+          log: Callable[[str], None]) -> bool:
+    """Watch a held forward and its job; True once the job has ended, False when the connection drops."""
+    next_look = 0.0
+    last_problem = ""
+    while not stop.wait(1.0):
+        if not fwd.alive():
+            log("connection to the cluster dropped; reconnecting")
+            return False
+        if time.monotonic() < next_look:
+            continue
+        next_look = time.monotonic() + JOB_POLL
+        try:
+            info = slurm.query(hops.login(), record.job_id)
+        except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
+            if str(exc) != last_problem:
+                log(str(exc))
+            last_problem = str(exc)
+            continue
+        last_problem = ""
+        if not info.active:
+            watch.ended(slurm.end_reason(hops.login(), record.job_id, log_tail(hops, record, 30)))
+            return True
+        watch.update(info)
+    return False
 
 
 def _await_login(settings: LabSettings, stop: threading.Event, until: float) -> None:
@@ -472,6 +522,8 @@ class LabStatus:
     url: str
     forwarding: bool
     remote_dir: str
+    end: str = ""  # when the job reaches its time limit
+    ended_because: str = ""  # once it has ended
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -481,9 +533,10 @@ def status(record: LabRecord, hops: Hops) -> LabStatus:
     info = slurm.query(hops.login(), record.job_id)
     forwarding = forward_alive(record)
     port = record.forward_port if forwarding else record.local_port
+    why = "" if info.active else slurm.end_reason(hops.login(), record.job_id, log_tail(hops, record, 30))
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
                      info.time_left, record.via, record.remote_port, record.jupyter_port, port,
-                     record.url(port) if port else "", forwarding, record.remote_dir)
+                     record.url(port) if port else "", forwarding, record.remote_dir, info.end, why)
 
 
 def logs(record: LabRecord, hops: Hops) -> str:

@@ -61,15 +61,22 @@ if [ "$LAB_VIA" = reverse ]; then
         REVERSE_PID=$!
     fi
 fi
-wait $JUPYTER_PID
-STATUS=$?
+# Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep Jupyter running.
+trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
+while :; do
+    wait $JUPYTER_PID
+    STATUS=$?
+    kill -0 $JUPYTER_PID 2>/dev/null || break  # a trapped signal interrupts wait; Jupyter still runs
+done
 echo "fabfile-lab: jupyter exited with status $STATUS"
 exit $STATUS
 """
 
 
 def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
-    options = {"job-name": f"lab-{settings.name}", **{str(k): v for k, v in settings.sbatch.items()}}
+    # A warning signal to the batch shell 5 minutes before the time limit (logged in the job log).
+    options = {"job-name": f"lab-{settings.name}", "signal": "B:USR1@300",
+               **{str(k): v for k, v in settings.sbatch.items()}}
     options["output"] = f"{lab_dir}/{JOB_LOG}"
     lines = []
     for key, value in options.items():

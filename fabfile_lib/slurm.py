@@ -6,6 +6,7 @@ raises, and only a job that squeue no longer lists, or lists in a final state, c
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ class JobInfo:
     node: str = ""
     time_left: str = ""
     start: str = ""
+    end: str = ""  # the expected end (walltime), squeue's %e
+
+    @property
+    def seconds_left(self) -> float | None:
+        return parse_duration(self.time_left)
 
     @property
     def active(self) -> bool:
@@ -49,7 +55,7 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
 
 
 def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
-    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S'", timeout=timeout)
+    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S|%e'", timeout=timeout)
     line = next((ln for ln in result.stdout.splitlines() if "|" in ln), "")
     if not line:
         # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.
@@ -58,8 +64,44 @@ def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
             raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}"
                                  " -- the scheduler could not be asked; the job and the record are kept.")
         return JobInfo(job_id, "ENDED")
-    state, reason, node, left, start = (line.split("|") + [""] * 5)[:5]
-    return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start)
+    state, reason, node, left, start, end = (line.split("|") + [""] * 6)[:6]
+    return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start,
+                   "" if end in ("N/A", "Unknown", "NONE") else end)
+
+
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)$")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Slurm duration (``[D-]HH:MM:SS``, ``MM:SS``, ``SS``); None for UNLIMITED and the like."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        return None
+    days, first, second, last = match.groups()
+    if second is None:  # MM:SS or D-HH:MM? Slurm prints D-HH:MM:SS with days, else [HH:]MM:SS
+        hours, minutes = (int(first), 0) if days else (0, int(first or 0))
+        if days:
+            return int(days) * 86400 + hours * 3600 + int(last) * 60
+        return minutes * 60 + int(last)
+    return int(days or 0) * 86400 + int(first) * 3600 + int(second) * 60 + int(last)
+
+
+def end_reason(login: Connection, job_id: str, log_text: str) -> str:
+    """Why a job ended, in a few words: from sacct where the site keeps accounting, else the job log."""
+    result = run_command(login, f"sacct -n -X -P -j {shlex.quote(job_id)} -o State", timeout=15)
+    state = result.stdout.strip().splitlines()[0].split()[0] if result.exited == 0 and result.stdout.strip() else ""
+    if state:
+        return {"TIMEOUT": "it reached its time limit (walltime)", "CANCELLED": "it was cancelled",
+                "FAILED": "it failed", "COMPLETED": "Jupyter exited", "OUT_OF_MEMORY": "it ran out of memory",
+                "NODE_FAIL": "its node failed", "PREEMPTED": "it was preempted"}.get(state, state.lower())
+    if "DUE TO TIME LIMIT" in log_text:
+        return "it reached its time limit (walltime)"
+    if "CANCELLED AT" in log_text:
+        return "it was cancelled"
+    if "jupyter exited with status" in log_text:
+        status = log_text.rsplit("jupyter exited with status", 1)[1].split()[0]
+        return "Jupyter exited" if status == "0" else f"Jupyter exited with status {status}"
+    return "the scheduler no longer lists it"
 
 
 def node_address(login: Connection, node: str) -> str:

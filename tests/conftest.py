@@ -97,7 +97,7 @@ class LabCli:
             for name in state.names(self.state_dir):
                 record = state.load(self.state_dir, name)
                 settings = lab.settings_for(record, state_dir=str(self.state_dir))
-                with Hops(settings, interactive=False) as hops:
+                with Hops(settings) as hops:  # may log in again (no terminal: never asks)
                     lab.cancel(settings, record, hops)
         try:
             settings = LabSettings.from_config(self.lab)

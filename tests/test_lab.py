@@ -457,10 +457,13 @@ def test_logout_holds_background_forwards_until_the_next_login(lab_cli, sbx):
     status_url = _url(proc).replace("/lab?", "/api/status?")
     proc = cli("lab.logout")
     assert proc.returncode == 0 and "logged out" in proc.stdout and "wait for the next login" in proc.stdout
-    time.sleep(4)
+    log = cli.state_dir / "labs" / "lo.forward.log"
+    deadline = time.monotonic() + 20  # the forward notices at once, and tries again within 10 s
+    while "you logged out" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
     with pytest.raises(requests.ConnectionError):
         requests.get(status_url, timeout=5)  # the forward did not log in again by itself
-    assert "you logged out" in (cli.state_dir / "labs" / "lo.forward.log").read_text()
     proc = cli("lab.login")
     assert proc.returncode == 0 and "logged in" in proc.stdout, proc.stderr
     deadline = time.monotonic() + 20

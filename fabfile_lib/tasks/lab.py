@@ -194,9 +194,14 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
     if not results:
         print("no labs recorded; start one with `inv lab.start`")
     for st in results:
+        if st.ended_because:
+            print(f"{st.name}: job {st.job_id} has ended: {st.ended_because}. `inv lab.cancel --name {st.name}` "
+                  "removes its files and record.")
+            continue
         reason = f" ({st.reason})" if st.reason else ""
+        ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""
         print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}, "
-              f"time left {st.time_left or '-'}, via {st.via}")
+              f"time left {st.time_left or '-'}{ends}, via {st.via}")
         print(f"  {st.url if st.forwarding else 'no forwards open: inv lab.tunnel --name ' + st.name}")
 
 

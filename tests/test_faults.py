@@ -1,0 +1,83 @@
+"""Faults injected under a running lab, against the sandbox: the job ending behind the tool's back, the
+walltime running out, the scheduler going away. Each is bounded in time and touches only the sandbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from fabfile_lib.procs import alive
+from fabfile_lib.sandbox import cluster, daemons
+
+from .conftest import ssh
+
+pytestmark = pytest.mark.sandbox
+
+
+def _start(cli, name: str) -> dict:
+    proc = cli("lab.start", "--name", name, "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    return cli.record(name)
+
+
+def _wait_for(predicate, timeout: float, step: float = 0.5) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def test_a_job_cancelled_behind_the_tools_back_stops_the_forward_and_status_says_why(lab_cli, sbx):
+    cli = lab_cli()
+    rec = _start(cli, "behind")
+    assert ssh(sbx, "login", f"scancel {rec['job_id']}").returncode == 0
+    _wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    log = (cli.state_dir / "labs" / "behind.forward.log").read_text()
+    assert "has ended: it was cancelled" in log, log
+    out = cli("lab.status", "--name", "behind").stdout
+    assert "has ended: it was cancelled" in out and "inv lab.cancel --name behind" in out, out
+    assert json.loads(cli("lab.status", "--name", "behind", "--json").stdout)["ended_because"]
+
+
+def test_the_walltime_is_announced_and_the_forward_stops_with_the_job(lab_cli, sbx):
+    cli = lab_cli(sbatch={"partition": "debug", "time": "00:02:00"})
+    rec = _start(cli, "short")
+    log_path = cli.state_dir / "labs" / "short.forward.log"
+    _wait_for(lambda: "about 1 minute" in log_path.read_text(), timeout=150, step=1)
+    url = f"http://127.0.0.1:{rec['forward_port']}/api/status"
+    assert requests.get(url, headers={"Authorization": f"token {rec['token']}"}, timeout=10).status_code == 200
+
+    def job_gone() -> bool:
+        return ssh(sbx, "login", f"squeue -h -j {rec['job_id']}").stdout.strip() == ""
+
+    _wait_for(job_gone, timeout=120, step=1)
+    ended = time.monotonic()
+    _wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    assert time.monotonic() - ended <= 10
+    log = log_path.read_text()
+    assert re.search(r"has ended: (it reached its time limit|it was cancelled)", log), log
+    job_log = (sbx.home / ".fabfile-lab").glob("short-*/job.log")
+    assert any("Slurm warns" in p.read_text() for p in job_log)  # --signal=B:USR1@300, logged by the script
+
+
+def test_status_with_the_scheduler_down_says_so_and_keeps_the_lab(lab_cli, sbx):
+    cli = lab_cli(connect_timeout=10)
+    _start(cli, "noctld")
+    daemons.stop(sbx.run_dir / "slurmctld.pid")
+    try:
+        started = time.monotonic()
+        proc = cli("lab.status", "--name", "noctld")
+        assert time.monotonic() - started <= 10 + 10 + 3  # connect_timeout + 10, and inv's own start-up
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "scheduler" in proc.stderr and "kept" in proc.stderr, proc.stderr
+        assert (cli.state_dir / "labs" / "noctld.json").exists()
+    finally:
+        cluster.start_slurm(sbx)
+        _wait_for(lambda: ssh(sbx, "login", "squeue -h").returncode == 0, timeout=60)
+    assert json.loads(cli("lab.status", "--name", "noctld", "--json").stdout)["state"] == "RUNNING"
