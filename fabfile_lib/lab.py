@@ -240,7 +240,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     next_query = 0.0
     while True:
         if info is None or time.monotonic() >= next_query:
-            info = slurm.query(login, record.job_id)
+            info = slurm.query(login, record.job_id, timeout=settings.connect_timeout + 10)
             # squeue is the scheduler's load: once the job runs, the runtime file is what changes.
             next_query = time.monotonic() + (1.0 if info.running else 0.0)
             if (info.state, info.reason) != last and progress:
@@ -400,7 +400,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: th
             continue
         next_look = time.monotonic() + JOB_POLL
         try:
-            info = slurm.query(hops.login(), record.job_id)
+            info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
         except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
             if str(exc) != last_problem:
                 log(str(exc))
@@ -530,7 +530,7 @@ class LabStatus:
 
 
 def status(record: LabRecord, hops: Hops) -> LabStatus:
-    info = slurm.query(hops.login(), record.job_id)
+    info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
     forwarding = forward_alive(record)
     port = record.forward_port if forwarding else record.local_port
     why = "" if info.active else slurm.end_reason(hops.login(), record.job_id, log_tail(hops, record, 30))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
 
 
 def start_time(pid: int) -> str | None:
@@ -49,3 +53,15 @@ def terminate(pid: int, *, started: str | None = None, grace: float = 5.0) -> No
     except ProcessLookupError:
         return
     _reap(pid)
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Linux): end it when the process that started it dies, even by SIGKILL, so
+    a killed background forward never leaves its ssh holding the local port. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from . import openssh
+from . import openssh, procs
 from .errors import ConnectError, LabError
 from .forwards import Forward, bind_loopback
 from .master import Master
@@ -81,7 +81,7 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
     spec = _spec(port, host, remote_port)
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen(argv_for_port(spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
+                                stderr=err, start_new_session=True, preexec_fn=procs.die_with_parent)
         try:
             deadline = time.monotonic() + timeout
             while not _listening(port):

@@ -4,7 +4,10 @@ walltime running out, the scheduler going away. Each is bounded in time and touc
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
@@ -81,3 +84,41 @@ def test_status_with_the_scheduler_down_says_so_and_keeps_the_lab(lab_cli, sbx):
         cluster.start_slurm(sbx)
         _wait_for(lambda: ssh(sbx, "login", "squeue -h").returncode == 0, timeout=60)
     assert json.loads(cli("lab.status", "--name", "noctld", "--json").stdout)["state"] == "RUNNING"
+
+
+def _answers(rec: dict, port: int | None = None) -> bool:
+    try:
+        url = f"http://127.0.0.1:{port or rec['forward_port']}/api/status"
+        return requests.get(url, headers={"Authorization": f"token {rec['token']}"}, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_killed_background_forward_is_restored_by_tunnel_detach(lab_cli, sbx):
+    cli = lab_cli()
+    rec = _start(cli, "k9")
+    os.kill(rec["forward_pid"], signal.SIGKILL)
+    _wait_for(lambda: not _answers(rec), timeout=10)  # its ssh went with it: the port is free again
+    proc = cli("lab.tunnel", "--name", "k9", "--detach", "--no-browser")
+    assert proc.returncode == 0, proc.stderr
+    assert _answers(cli.record("k9"))
+
+
+def test_a_reset_of_the_jump_hosts_tcp_sessions_heals_by_itself(lab_cli, sbx):
+    cli = lab_cli()
+    rec = _start(cli, "reset")
+    subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('jump')}", "ss", "-K", "-tn", "dst",
+                    sbx.links[0].left_addr], check=True, capture_output=True)
+    _wait_for(lambda: "dropped" in (cli.state_dir / "labs" / "reset.forward.log").read_text(), timeout=10)
+    _wait_for(lambda: _answers(rec), timeout=60)  # the same URL, no user action
+
+
+def test_a_link_down_for_20_seconds_heals(lab_cli, sbx):
+    cli = lab_cli()
+    rec = _start(cli, "link")
+    subprocess.run(["ip", "link", "set", sbx.root_ifname, "down"], check=True)
+    try:
+        time.sleep(20)
+    finally:
+        subprocess.run(["ip", "link", "set", sbx.root_ifname, "up"], check=True)
+    _wait_for(lambda: _answers(rec), timeout=60)
