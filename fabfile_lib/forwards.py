@@ -14,6 +14,7 @@ import errno
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -96,6 +97,42 @@ class Forward:
     alive: Callable[[], bool] = lambda: True  # False once the connection carrying it has ended
     errors: list[str] = field(default_factory=list)
     connections: int = 0
+
+
+class Heartbeat:
+    """OpenSSH's ServerAliveInterval/CountMax for a Paramiko transport: a ``keepalive@openssh.com`` request
+    every ``interval`` seconds, and the connection counts as dead once ``count`` intervals pass without an
+    answer. (Paramiko's own keepalive sends but never listens: a dead hop would go unnoticed until TCP gives
+    up, many minutes later.)"""
+
+    def __init__(self, transport: paramiko.Transport, interval: float, count: int = 3):
+        self.transport, self.interval, self.count = transport, interval, count
+        self.answered = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval) and self.transport.is_active():
+            # Blocks until an answer comes (sshd refuses this request: a refusal is an answer too) or the
+            # transport closes; alive() below is the timeout.
+            self.transport.global_request("keepalive@openssh.com", wait=True)
+            if self.transport.is_active():
+                self.answered = time.monotonic()
+
+    def alive(self) -> bool:
+        if not self.transport.is_active():
+            return False
+        if time.monotonic() - self.answered > self.interval * self.count + 1:
+            self.transport.close()  # dead: end it, so everything waiting on it fails now
+            return False
+        return True
 
 
 @contextlib.contextmanager

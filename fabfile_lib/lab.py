@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from .errors import (
     SchedulerError,
     WaitTimeout,
 )
-from .forwards import Forward, check_port_free, forward_local
+from .forwards import Forward, Heartbeat, check_port_free, forward_local
 from .hops import Hops, choose_transport, run
 from .procs import alive, terminate
 from .reconnect import Backoff
@@ -188,13 +189,14 @@ def _stream(hops: Hops, record: LabRecord):
             return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
         login_master = hops.master
         return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
+    login = hops.login()  # a failure before the login node is not the compute node's
     if record.via == "compute":
         try:
             transport = hops.node(record.node_addr).transport
         except LabError as exc:
             raise _unreachable_node(exc) from None
     else:
-        transport = hops.login().transport
+        transport = login.transport
     return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
 
 
@@ -324,14 +326,17 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
         with ssh_forward.on_master(hops.master, host, port, port_wanted) as fwd:
             yield fwd
     else:
+        login = hops.login()  # a failure before the login node is not the compute node's
         if record.via == "compute":
             try:
                 transport = hops.node(record.node_addr).transport
             except LabError as exc:
                 raise _unreachable_node(exc) from None
         else:
-            transport = hops.login().transport
-        with forward_local(transport, host, port, port_wanted) as fwd:
+            transport = login.transport
+        with Heartbeat(transport, hops.settings.keepalive) as beat, \
+                forward_local(transport, host, port, port_wanted) as fwd:
+            fwd.alive = beat.alive
             yield fwd
 
 
@@ -389,29 +394,42 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
 
 def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: threading.Event,
           log: Callable[[str], None]) -> bool:
-    """Watch a held forward and its job; True once the job has ended, False when the connection drops."""
-    next_look = 0.0
-    last_problem = ""
-    while not stop.wait(1.0):
-        if not fwd.alive():
-            log("connection to the cluster dropped; reconnecting")
-            return False
-        if time.monotonic() < next_look:
-            continue
-        next_look = time.monotonic() + JOB_POLL
-        try:
-            info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
-        except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
-            if str(exc) != last_problem:
-                log(str(exc))
-            last_problem = str(exc)
-            continue
+    """Watch a held forward and its job; True once the job has ended, False when the connection drops.
+
+    squeue runs beside the watch, never in its way: over a hop that just died it would block until its
+    timeout, while the forward's own liveness check knows within seconds.
+    """
+    timeout = hops.settings.connect_timeout + 10
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeue")
+    try:
+        pending: Future | None = None
+        next_look = 0.0
         last_problem = ""
-        if not info.active:
-            watch.ended(slurm.end_reason(hops.login(), record.job_id, log_tail(hops, record, 30)))
-            return True
-        watch.update(info)
-    return False
+        while not stop.wait(1.0):
+            if not fwd.alive():
+                log("connection to the cluster dropped; reconnecting")
+                return False
+            if pending is None and time.monotonic() >= next_look:
+                pending = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
+            if pending is None or not pending.done():
+                continue
+            try:
+                info = pending.result()
+            except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
+                if str(exc) != last_problem:
+                    log(str(exc))
+                last_problem = str(exc)
+                continue
+            finally:
+                pending, next_look = None, time.monotonic() + JOB_POLL
+            last_problem = ""
+            if not info.active:
+                watch.ended(slurm.end_reason(hops.login(), record.job_id, log_tail(hops, record, 30)))
+                return True
+            watch.update(info)
+        return False
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a squeue stuck on a dead hop is not waited for
 
 
 def _await_login(settings: LabSettings, stop: threading.Event, until: float) -> None:

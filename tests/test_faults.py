@@ -122,3 +122,17 @@ def test_a_link_down_for_20_seconds_heals(lab_cli, sbx):
     finally:
         subprocess.run(["ip", "link", "set", sbx.root_ifname, "up"], check=True)
     _wait_for(lambda: _answers(rec), timeout=60)
+
+
+@pytest.mark.parametrize("transport", ["auto", "paramiko"])
+def test_a_dead_hop_is_noticed_within_three_keepalives(lab_cli, sbx, transport):
+    cli = lab_cli(transport=transport, keepalive=2)
+    rec = _start(cli, f"dead{transport}")
+    log = cli.state_dir / "labs" / f"dead{transport}.forward.log"
+    subprocess.run(["ip", "link", "set", sbx.root_ifname, "down"], check=True)
+    try:
+        took = _wait_for(lambda: "dropped" in log.read_text(), timeout=2 * 3 + 5)
+    finally:
+        subprocess.run(["ip", "link", "set", sbx.root_ifname, "up"], check=True)
+    assert took <= 2 * 3 + 4  # keepalive x 3, and the once-a-second look
+    _wait_for(lambda: _answers(rec), timeout=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import paramiko
 import pytest
@@ -117,3 +118,34 @@ def test_listens_on_loopback_only_and_closes_on_exit():
         port = fwd.port
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+class HeartbeatTransport:
+    """Answers keepalive requests while ``answering``; otherwise never (a dead hop)."""
+
+    def __init__(self, answering: bool):
+        self.answering, self.active = answering, True
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def global_request(self, kind, wait=True):
+        while not self.answering and self.active:
+            time.sleep(0.01)
+        return None  # sshd refuses keepalive@openssh.com: a refusal is still an answer
+
+    def close(self) -> None:
+        self.active = False
+
+
+def test_a_dead_hop_is_noticed_after_three_unanswered_keepalives():
+    from fabfile_lib.forwards import Heartbeat
+
+    with Heartbeat(HeartbeatTransport(answering=True), interval=0.1) as beat:
+        time.sleep(0.6)
+        assert beat.alive()
+    dead = HeartbeatTransport(answering=False)
+    with Heartbeat(dead, interval=0.1) as beat:
+        assert beat.alive()
+        time.sleep(1.5)  # 3 intervals + 1 s
+        assert not beat.alive() and not dead.active  # and the transport is closed, so waiters fail now
