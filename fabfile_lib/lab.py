@@ -179,6 +179,17 @@ def _unreachable_node(exc: LabError) -> LabError:
                      f"set lab.via to one of: {_other_modes('compute')}.")
 
 
+def _paramiko_transport(hops: Hops, record: LabRecord) -> paramiko.Transport:
+    """The Paramiko transport whose far end reaches Jupyter in this lab's mode."""
+    login = hops.login()  # a failure before the login node is not the compute node's
+    if record.via != "compute":
+        return login.transport
+    try:
+        return hops.node(record.node_addr).transport
+    except LabError as exc:
+        raise _unreachable_node(exc) from None
+
+
 def _stream(hops: Hops, record: LabRecord):
     """A byte stream to Jupyter as seen from the far end of this lab's mode: ``ssh -W`` on the OpenSSH
     transport, a ``direct-tcpip`` channel on Paramiko's."""
@@ -189,15 +200,7 @@ def _stream(hops: Hops, record: LabRecord):
             return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
         login_master = hops.master
         return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
-    login = hops.login()  # a failure before the login node is not the compute node's
-    if record.via == "compute":
-        try:
-            transport = hops.node(record.node_addr).transport
-        except LabError as exc:
-            raise _unreachable_node(exc) from None
-    else:
-        transport = login.transport
-    return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
+    return _paramiko_transport(hops, record).open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
 
 
 def _status_request(host: str, token: str) -> bytes:
@@ -326,14 +329,7 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
         with ssh_forward.on_master(hops.master, host, port, port_wanted) as fwd:
             yield fwd
     else:
-        login = hops.login()  # a failure before the login node is not the compute node's
-        if record.via == "compute":
-            try:
-                transport = hops.node(record.node_addr).transport
-            except LabError as exc:
-                raise _unreachable_node(exc) from None
-        else:
-            transport = login.transport
+        transport = _paramiko_transport(hops, record)
         with Heartbeat(transport, hops.settings.keepalive) as beat, \
                 forward_local(transport, host, port, port_wanted) as fwd:
             fwd.alive = beat.alive

@@ -7,6 +7,7 @@ machine and *fail* under CI=true: CI must never go green without having run them
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -38,16 +39,21 @@ def require_sandbox() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def sbx() -> SandboxConfig:
+@contextlib.contextmanager
+def sandbox_up(cfg: SandboxConfig):
+    """A sandbox for the duration of the ``with``, taken down afterwards even if bringing it up failed."""
     require_sandbox()
     try:
-        sandbox.up(TEST_SANDBOX, echo=lambda _msg: None)
-    except Exception:
-        sandbox.down(TEST_SANDBOX, echo=lambda _msg: None)
-        raise
-    yield TEST_SANDBOX
-    sandbox.down(TEST_SANDBOX, echo=lambda _msg: None)
+        sandbox.up(cfg, echo=lambda _msg: None)
+        yield cfg
+    finally:
+        sandbox.down(cfg, echo=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def sbx() -> SandboxConfig:
+    with sandbox_up(TEST_SANDBOX) as cfg:
+        yield cfg
 
 
 def ssh(cfg: SandboxConfig, host: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -67,6 +67,20 @@ def _execute(base: str, token: str, code: str) -> str:
         requests.delete(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
 
 
+def _answers_within(url: str, seconds: float) -> int:
+    """The HTTP status of ``url`` once it is 200, or the last one seen when ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    code = 0
+    while time.monotonic() < deadline and code != 200:
+        try:
+            code = requests.get(url, timeout=5).status_code
+        except requests.ConnectionError:
+            code = 0
+        if code != 200:
+            time.sleep(0.5)
+    return code
+
+
 def _jump_logins(sbx) -> int:
     """How many logins the jump host has accepted so far (its sshd log)."""
     return (sbx.log_dir / "sshd-jump.log").read_text().count("Accepted ")
@@ -327,15 +341,7 @@ def test_the_background_forward_reconnects_after_a_drop(lab_cli, sbx):
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(sshd)], capture_output=True, text=True).stdout
     assert children.split()
     subprocess.run(["kill", *children.split()], check=True)
-    deadline = time.monotonic() + 30
-    code = 0
-    while time.monotonic() < deadline and code != 200:
-        time.sleep(0.5)
-        try:
-            code = requests.get(status_url, timeout=5).status_code
-        except requests.ConnectionError:
-            code = 0
-    assert code == 200  # same local port, same URL
+    assert _answers_within(status_url, 30) == 200  # same local port, same URL
     assert "reconnecting" in (cli.state_dir / "labs" / "drop.forward.log").read_text()
 
 
@@ -388,16 +394,8 @@ def test_killing_the_jump_hop_under_a_background_forward_recovers(lab_cli, sbx, 
     assert proc.returncode == 0, proc.stderr
     status_url = _url(proc).replace("/lab?", "/api/status?")
     subprocess.run(["kill", "-9", str(_jump_hop_pid(cli, sbx, which))], check=True)
-    deadline = time.monotonic() + 60
-    code = 0
     time.sleep(1)
-    while time.monotonic() < deadline and code != 200:
-        try:
-            code = requests.get(status_url, timeout=5).status_code
-        except requests.ConnectionError:
-            code = 0
-            time.sleep(0.5)
-    assert code == 200  # the same URL, with no user action
+    assert _answers_within(status_url, 60) == 200  # the same URL, with no user action
     assert "reconnecting" in (cli.state_dir / "labs" / f"kill{which}.forward.log").read_text()
 
 
@@ -466,15 +464,7 @@ def test_logout_holds_background_forwards_until_the_next_login(lab_cli, sbx):
         requests.get(status_url, timeout=5)  # the forward did not log in again by itself
     proc = cli("lab.login")
     assert proc.returncode == 0 and "logged in" in proc.stdout, proc.stderr
-    deadline = time.monotonic() + 20
-    code = 0
-    while time.monotonic() < deadline and code != 200:
-        time.sleep(0.5)
-        try:
-            code = requests.get(status_url, timeout=5).status_code
-        except requests.ConnectionError:
-            code = 0
-    assert code == 200  # the same URL again, once logged in
+    assert _answers_within(status_url, 20) == 200  # the same URL again, once logged in
 
 
 def test_timeouts_say_what_was_done_with_the_job(lab_cli, sbx):

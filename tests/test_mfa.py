@@ -17,11 +17,10 @@ import pyotp
 import pytest
 import requests
 
-from fabfile_lib import sandbox
 from fabfile_lib.sandbox import SandboxConfig
 from fabfile_lib.sandbox.lifecycle import on_login, slurm_env
 
-from .conftest import REPO, LabCli, require_sandbox
+from .conftest import REPO, LabCli, sandbox_up
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,14 +43,8 @@ class Codes:
 
 @pytest.fixture(scope="module")
 def mfa():
-    require_sandbox()
-    try:
-        sandbox.up(MFA_SANDBOX, echo=lambda _msg: None)
-    except Exception:
-        sandbox.down(MFA_SANDBOX, echo=lambda _msg: None)
-        raise
-    yield MFA_SANDBOX, Codes(MFA_SANDBOX)
-    sandbox.down(MFA_SANDBOX, echo=lambda _msg: None)
+    with sandbox_up(MFA_SANDBOX) as cfg:
+        yield cfg, Codes(cfg)
     assert not MFA_SANDBOX.pam_file.exists()
 
 
