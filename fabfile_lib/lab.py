@@ -370,9 +370,10 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             log(f"{exc} Waiting for that login.")
             _await_login(settings, stop, waiting_since + LOGIN_WAIT)
             continue
-        except LabError as exc:
+        except (LabError, OSError, EOFError, paramiko.SSHException) as exc:
+            # Any failure of the connection itself (SFTP and Paramiko raise their own) is a drop too.
             if not connected_once:
-                raise
+                raise exc if isinstance(exc, LabError) else ConnectError(f"{exc or type(exc).__name__}") from None
             failures += 1
             failing_since = failing_since or last_attempt
             if backoff.exhausted(time.monotonic() - failing_since):

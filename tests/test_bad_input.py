@@ -112,3 +112,21 @@ def test_a_string_sbatch_in_a_users_file_is_not_invokes_traceback(lab_cli, sbx, 
     cli = lab_cli()
     cli.path.write_text(yaml.safe_dump({"lab": {**cli.lab, "sbatch": "partition=debug"}}))
     assert "lab.sbatch must be a mapping" in _error_line(cli(*START))
+
+
+def test_a_second_lab_with_the_same_name_is_refused_and_the_first_kept(lab_cli, sbx):
+    cli = lab_cli()
+    assert cli("lab.start", "--name", "twice", "--no-browser", "--detach").returncode == 0
+    first = cli.record("twice")
+    err = _error_line(cli("lab.start", "--name", "twice", "--no-browser", "--detach"))
+    assert "already recorded" in err and "lab.cancel --name twice" in err
+    assert cli.record("twice")["job_id"] == first["job_id"]
+    jobs = ssh(sbx, "login", f"squeue -h -u {sbx.username} -o %i").stdout.split()
+    assert jobs == [first["job_id"]]
+
+
+def test_a_sbatch_value_with_blanks_reaches_slurm_whole(lab_cli, sbx):
+    cli = lab_cli(sbatch={"partition": "debug", "comment": "two words"})
+    assert cli("lab.submit", "--name", "blanks").returncode == 0
+    job = cli.record("blanks")["job_id"]
+    assert "Comment=two words" in ssh(sbx, "login", f"scontrol show job {job}").stdout
