@@ -322,7 +322,7 @@ class Hops:
         if self._login is None:
             if self.openssh:
                 spec = self.resolve(self.settings.login)
-                conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port)
+                conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port, opened=True)
                 self._opened.append(conn)
                 self._login = conn
             elif self.settings.jump:

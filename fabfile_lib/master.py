@@ -41,10 +41,7 @@ _MAX_SOCKET_PATH = 84
 class MasterInfo:
     alive: bool
     pid: int = 0
-    created: float = 0.0
-    persist: str = ""
-    user_managed: bool = False
-    control_path: str = ""
+    created: float = 0.0  # when the tool started it (0 for the user's own master)
 
 
 @dataclass(frozen=True)
@@ -85,9 +82,8 @@ class Master:
         """Whether a master answers on the socket (``ssh -O check``), and what we recorded about it."""
         proc = _run(self.argv("-O", "check", self.dest), timeout=10)
         match = _PID.search(proc.stderr)
-        meta = self._meta()
-        return MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0, meta.get("created", 0.0),
-                          meta.get("persist", ""), self.user_managed, self.control_path)
+        return MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0,
+                          self._meta().get("created", 0.0))
 
     def open(self, *, interactive: bool) -> bool:
         """Make sure a master lives; return True if this call started it.
@@ -104,7 +100,7 @@ class Master:
             Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._logged_out().unlink(missing_ok=True)
         batch = not interactive or not openssh.tty_available()
-        persist = self.persist if self.persist not in ("0", "") else "yes"
+        persist = "yes" if self.persist == "0" else self.persist  # 0: held until the run that made it ends
         argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-f", "-N", self.dest,
                          batch=batch)
         log.info("opening the ssh master to %s", self.label)
@@ -229,10 +225,6 @@ def _cluster_key(settings: LabSettings) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
-def _persist(value: str) -> str:
-    return "0" if str(value).strip() in ("0", "no", "false", "") else str(value).strip()
-
-
 def plan(settings: LabSettings) -> Master:
     """The master for ``settings``' cluster: the user's own if their config names a ControlPath, else ours."""
     cfg = settings.ssh_config_path
@@ -250,5 +242,5 @@ def plan(settings: LabSettings) -> Master:
     sockets, key = control_dir(settings.state_path), _cluster_key(settings)
     control = "" if user_path.lower() != "none" else str(sockets / key)
     return Master(label=settings.login, dest=openssh.destination(settings.login), options=tuple(words),
-                  control_path=control, persist=_persist(settings.persist),
+                  control_path=control, persist=settings.persist,
                   connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key)

@@ -20,7 +20,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.runners import Local
 
-from . import openssh
+from . import openssh, procs
 from .errors import ConnectError
 from .master import Master
 
@@ -37,8 +37,7 @@ class MasterRemote(Local):
     """Invoke's local runner, running the command on the far side of the master."""
 
     def start(self, command: str, shell: str, env: dict) -> None:
-        inline = self.context.inline_env_for(env)
-        remote = f"{inline}{command}"
+        remote = f"{self.context.inline_env()}{command}"
         argv = self.context.master.command(remote)
         super().start(shlex.join(argv), "/bin/sh", env)
 
@@ -47,12 +46,13 @@ class MasterConnection(Connection):
     """A Fabric Connection riding ``master``: ``run``, ``sudo``, ``sftp``, ``put``/``get`` and
     ``forward_local`` work as usual; there is no Paramiko ``transport``."""
 
-    def __init__(self, master: Master, host: str, user: str, port: int = 22) -> None:
+    def __init__(self, master: Master, host: str, user: str, port: int = 22, *, opened: bool = False) -> None:
+        """``opened``: the caller has just made sure the master lives (no second ``ssh -O check``)."""
         # An explicit empty SSHConfig: the master already applied the user's config, through OpenSSH.
         super().__init__(host, user=user, port=port, config=Config(ssh_config=paramiko.SSHConfig()))
         self.master = master
         self._sftp_proc: subprocess.Popen | None = None
-        self._opened = False
+        self._opened = opened
 
     @property
     def is_connected(self) -> bool:
@@ -63,7 +63,7 @@ class MasterConnection(Connection):
             self.master.open(interactive=False)
             self._opened = True
 
-    def inline_env_for(self, env: dict) -> str:
+    def inline_env(self) -> str:
         """Only the variables the caller set for this command, exported in the remote shell."""
         wanted = self.config.run.env or {}
         return "".join(f"export {k}={shlex.quote(str(v))} && " for k, v in sorted(wanted.items()))
@@ -96,11 +96,7 @@ class MasterConnection(Connection):
                 self._sftp.close()
             self._sftp = None
         if self._sftp_proc is not None:
-            try:
-                self._sftp_proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._sftp_proc.kill()
-                self._sftp_proc.wait()
+            procs.end_child(self._sftp_proc, terminate=False)  # its socket closed: ssh -s ends by itself
             self._sftp_proc.stderr.close()
             self._sftp_proc = None
         self._opened = False

@@ -85,22 +85,21 @@ def _reason(stderr: str) -> str:
 
 def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     """The error for an ssh that failed while doing ``what``, from its stderr."""
-    text = stderr
     reason = _reason(stderr) or (f"exit status {returncode}" if returncode is not None else "no output")
-    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "has changed and you have requested strict" in text:
-        host = _between(text, "Host key for ", " has changed") or "a hop"
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or "has changed and you have requested strict" in stderr:
+        host = _between(stderr, "Host key for ", " has changed") or "a hop"
         return HostKeyError(f"{what}: host key of {host} does not match the one in your known_hosts (ssh: "
                             f"\"Host key verification failed.\"): refusing to connect. If the host was really "
                             f"re-keyed, verify the new key and replace its line (ssh-keygen -R {host}).")
-    if "host key is known for" in text or ("Host key verification failed" in text):
-        host = _between(text, "host key is known for ", " and you") or "a hop"
+    if "host key is known for" in stderr or ("Host key verification failed" in stderr):
+        host = _between(stderr, "host key is known for ", " and you") or "a hop"
         return HostKeyError(f"{what}: {host} is not in the known hosts (ssh: \"Host key verification "
                             f"failed.\"): refusing an unverified host. Connect once with ssh to check and record "
                             f"its key, or set lab.accept_new_host_keys: true.")
-    if "Permission denied" in text or "Too many authentication failures" in text:
+    if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return AuthenticationError(f"{what}: authentication failed (ssh: \"{reason}\"): check the user, "
                                    f"IdentityFile and agent; a second factor needs `inv lab.login` in a terminal.")
-    if "read_passphrase" in text or "can't open /dev/tty" in text or "No such device or address" in text:
+    if "read_passphrase" in stderr or "can't open /dev/tty" in stderr or "No such device or address" in stderr:
         return PromptNeeded(f"{what}: ssh needs to ask for a passphrase or code and has no terminal: run "
                             f"`inv lab.login` in a terminal first.")
     return ConnectError(f"{what}: {reason}")

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,18 @@ def terminate(pid: int, *, started: str | None = None, grace: float = 5.0) -> No
     except ProcessLookupError:
         return
     _reap(pid)
+
+
+def end_child(proc: subprocess.Popen, *, terminate: bool = True, grace: float = 5.0) -> None:
+    """End a child we started (SIGTERM unless it is already on its way out), and reap it; SIGKILL after
+    ``grace`` seconds."""
+    if terminate and proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def die_with_parent() -> None:

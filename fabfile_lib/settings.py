@@ -110,12 +110,13 @@ def _coerce(key: str, value: object) -> object:
             if isinstance(line, bool) or not isinstance(line, str | int | float):
                 raise ConfigError(f"lab.{key} must hold shell lines (strings), not {type(line).__name__} {line!r}.")
         return tuple(str(line) for line in value)
-    # duration
+    # duration: "0" whenever nothing is to be kept (0, false, no), so later code tests one spelling
     if value is False or value == 0:
         return "0"
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _wrong(key, value)
-    return str(value).strip()
+    text = str(value).strip()
+    return "0" if text.lower() in ("0", "no", "false") else text
 
 
 @dataclass(frozen=True)

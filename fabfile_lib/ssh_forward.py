@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from . import openssh, procs
 from .errors import ConnectError, LabError
-from .forwards import Forward, bind_loopback
+from .forwards import Forward, bind_loopback, check_port_free
 from .master import Master
 
 
@@ -66,8 +66,7 @@ def on_master(master: Master, host: str, remote_port: int, local_port: int) -> I
 
 def _taken(port: int) -> bool:
     try:
-        for sock in bind_loopback(port):
-            sock.close()
+        check_port_free(port)
     except LabError:
         return True
     return False
@@ -93,13 +92,7 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
                 time.sleep(0.05)
             yield Forward(port, (host, remote_port), alive=lambda: proc.poll() is None)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            procs.end_child(proc)
 
 
 class Stream:
@@ -131,10 +124,6 @@ class Stream:
 
     def close(self) -> None:
         self.sock.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        procs.end_child(self.proc, terminate=False)  # our end closed: ssh -W ends by itself
         self.failure()
         self._err.close()
