@@ -151,3 +151,14 @@ def test_not_root_is_a_one_line_error(monkeypatch):
     except LabError as exc:
         proc_err = str(exc)
     assert proc_err and "root" in proc_err and "\n" not in proc_err
+
+
+def test_down_of_another_name_never_removes_a_live_sandboxs_route(sbx):
+    """`down` given a range it never brought up (a name with no recorded range, the other's subnet) must
+    keep the blackhole route that the live sandbox's link still relies on."""
+    ghost = SandboxConfig(name="ghost", subnet=sbx.subnet, dir="/var/tmp/fabfile-lab/ghost")
+    sandbox.down(ghost, echo=lambda _msg: None)
+    routes = subprocess.run(["ip", "route", "show", "type", "blackhole", sbx.subnet], capture_output=True,
+                            text=True, check=True).stdout
+    assert sbx.subnet in routes
+    assert ssh(sbx, "compute", "hostname").returncode == 0
