@@ -402,10 +402,13 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: th
         pending: Future | None = None
         next_look = 0.0
         last_problem = ""
+        refused = len(fwd.errors)
         while not stop.wait(1.0):
             if not fwd.alive():
                 log("connection to the cluster dropped; reconnecting")
                 return False
+            if len(fwd.errors) > refused:  # Jupyter refused a channel: its job may have just ended
+                refused, next_look = len(fwd.errors), 0.0
             if pending is None and time.monotonic() >= next_look:
                 pending = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
             if pending is None or not pending.done():

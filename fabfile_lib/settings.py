@@ -229,3 +229,20 @@ def local_lab(config: Mapping, name: str | None = None) -> tuple[Path, str]:
     state_dir = _coerce("state_dir", config.get("state_dir") or "")
     lab_name = _coerce("name", name or config.get("name") or DEFAULTS["name"])
     return state_path(str(state_dir)), check_name(str(lab_name))
+
+
+def merge_conflict(base: Mapping, updates: Mapping, prefix: str = "") -> tuple[str, object] | None:
+    """The first dotted key where ``updates`` gives a mapping for a non-mapping in ``base`` or the reverse --
+    what Invoke's merge cannot reconcile -- with the value ``updates`` gives; None if there is none."""
+    for key, value in (updates or {}).items():
+        if key not in base:
+            continue
+        dotted = f"{prefix}{key}"
+        old = base[key]
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            found = merge_conflict(old, value, f"{dotted}.")
+            if found:
+                return found
+        elif isinstance(value, Mapping) or isinstance(old, Mapping):
+            return dotted, value
+    return None

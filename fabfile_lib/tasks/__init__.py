@@ -3,6 +3,9 @@
 from invoke import Collection
 
 from . import lab, sandbox
+from ._errors import install_guard
+
+install_guard()
 
 namespace = Collection()
 namespace.add_collection(lab.ns)

@@ -14,18 +14,18 @@ from ..errors import ConfigError, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab
 from ..slurm import JobInfo
-from ._errors import user_errors
+from ._errors import lab_config, user_errors
 
 NAME = "lab name, so several labs can run at once (default: lab.name from config)"
 
 
 def _settings(c, name: str | None = None, **overrides) -> LabSettings:
-    return LabSettings.from_config(c.config.get("lab", {}), name=name, **overrides)
+    return LabSettings.from_config(lab_config(c), name=name, **overrides)
 
 
 def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
     """A recorded lab and the settings it was started with (its cluster does not change with the config)."""
-    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    state_dir, lab_name = local_lab(lab_config(c), name)
     record = state.load(state_dir, lab_name)
     return lab.settings_for(record, state_dir=str(state_dir)), record
 
@@ -209,7 +209,7 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
 @user_errors
 def status(c, name=None, json_=False):
     """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
-    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    state_dir, lab_name = local_lab(lab_config(c), name)
     results = _statuses(c, [lab_name] if name else state.names(state_dir))
     if json_:
         print(json.dumps(results[0].to_dict() if name else [r.to_dict() for r in results], indent=2))
@@ -221,7 +221,7 @@ def status(c, name=None, json_=False):
 @user_errors
 def list(c):  # noqa: A001
     """Every lab recorded on this machine, with its job's state from squeue."""
-    _print_statuses(_statuses(c, state.names(local_lab(c.config.get("lab", {}))[0])))
+    _print_statuses(_statuses(c, state.names(local_lab(lab_config(c))[0])))
 
 
 @task(help={"name": NAME})
@@ -245,7 +245,7 @@ def cancel(c, name=None):
 
 def _cluster_settings(c, name: str | None) -> LabSettings:
     """The cluster of lab ``name`` if it is recorded, else of the current config."""
-    state_dir, lab_name = local_lab(c.config.get("lab", {}), name)
+    state_dir, lab_name = local_lab(lab_config(c), name)
     if name and state.exists(state_dir, lab_name):
         return _record(c, name)[0]
     return _settings(c, name)
@@ -292,7 +292,7 @@ def logout(c, name=None):
     plan = master.plan(settings)
     closed = plan.close(logout=True)
     print(f"logged out of {plan.label}" if closed else f"no login to {plan.label} was open")
-    if lab.forwarding_labs(local_lab(c.config.get("lab", {}))[0]):
+    if lab.forwarding_labs(local_lab(lab_config(c))[0]):
         print("background forwards wait for the next login (`inv lab.login`) before they answer again")
 
 
