@@ -31,8 +31,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fabfile_lib import batch_script, lab_dir, master, sandbox, state  # noqa: E402
 from fabfile_lib import lab as labapi  # noqa: E402
-from fabfile_lib import launch, master, sandbox, state  # noqa: E402
 from fabfile_lib.hops import Hops  # noqa: E402
 from fabfile_lib.sandbox import SandboxConfig  # noqa: E402
 from fabfile_lib.settings import LabSettings  # noqa: E402
@@ -149,18 +149,18 @@ def floor_ms(settings: LabSettings) -> float:
     s = LabSettings.from_config({**_lab_config(settings), "via": "login", "name": "floor"})
     with Hops(s) as hops:
         sftp = hops.login().sftp()
-        base = labapi._remote_base(hops, s)
-        labapi._mkdir_private(sftp, base)
-        lab_dir = posixpath.join(base, f"floor-{secrets.token_hex(4)}")
-        labapi._mkdir_private(sftp, lab_dir)
-        labapi._write_private(sftp, posixpath.join(lab_dir, launch.TOKEN_FILE), secrets.token_urlsafe(32))
-        labapi._write_private(sftp, posixpath.join(lab_dir, launch.SCRIPT), launch.render(s, lab_dir))
-        labapi._write_private(sftp, posixpath.join(lab_dir, "probe.py"), FLOOR_PROBE)
+        base = lab_dir.base(hops, s.remote_dir)
+        lab_dir.mkdir_private(sftp, base)
+        where = posixpath.join(base, f"floor-{secrets.token_hex(4)}")
+        lab_dir.mkdir_private(sftp, where)
+        lab_dir.write_private(sftp, posixpath.join(where, batch_script.TOKEN_FILE), secrets.token_urlsafe(32))
+        lab_dir.write_private(sftp, posixpath.join(where, batch_script.SCRIPT), batch_script.render(s, where))
+        lab_dir.write_private(sftp, posixpath.join(where, "probe.py"), FLOOR_PROBE)
         try:
-            out = hops.login().run(f"/usr/bin/python3 {lab_dir}/probe.py {lab_dir}", hide=True, in_stream=False)
+            out = hops.login().run(f"/usr/bin/python3 {where}/probe.py {where}", hide=True, in_stream=False)
             return float(out.stdout.strip())
         finally:
-            hops.login().run(f"rm -rf {lab_dir}", hide=True, in_stream=False)
+            hops.login().run(f"rm -rf {where}", hide=True, in_stream=False)
 
 
 def wait_idle(settings: LabSettings, timeout: float = 60) -> None:

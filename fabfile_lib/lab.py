@@ -17,7 +17,6 @@ import posixpath
 import re
 import secrets
 import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import paramiko
 
-from . import launch, master, slurm, ssh_forward, state
+from . import __version__, batch_script, lab_dir, master, slurm, ssh_forward, state
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -61,39 +60,6 @@ def settings_for(record: LabRecord, **overrides) -> LabSettings:
 
 # -- submit ------------------------------------------------------------------------------------------
 
-def _remote_base(hops: Hops, settings: LabSettings) -> str:
-    sftp = hops.login().sftp()
-    home = sftp.normalize(".")
-    base = settings.remote_dir
-    if base == "~" or base.startswith("~/"):
-        base = posixpath.join(home, base[2:])
-    elif not base.startswith("/"):
-        base = posixpath.join(home, base)
-    return base
-
-
-def _mkdir_private(sftp: paramiko.SFTPClient, path: str) -> None:
-    try:
-        sftp.mkdir(path, 0o700)
-    except OSError:
-        if not _is_dir(sftp, path):
-            raise LabError(f"cannot create {path} on the login node.") from None
-    sftp.chmod(path, 0o700)
-
-
-def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
-    except OSError:
-        return False
-
-
-def _write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
-    with sftp.open(path, "w") as fh:
-        fh.chmod(0o600)  # before any byte is written
-        fh.write(text)
-
-
 def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     """Upload the launch script and token into a new private directory and ``sbatch`` it.
 
@@ -106,52 +72,51 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     check_port_free(settings.local_port)
     login = hops.login()
     sftp = login.sftp()
-    base = _remote_base(hops, settings)
-    _mkdir_private(sftp, base)
-    lab_dir = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
-    _mkdir_private(sftp, lab_dir)
+    base = lab_dir.base(hops, settings.remote_dir)
+    lab_dir.mkdir_private(sftp, base)
+    where = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
+    lab_dir.mkdir_private(sftp, where)
     token = secrets.token_urlsafe(32)
-    try:
-        _write_private(sftp, posixpath.join(lab_dir, launch.TOKEN_FILE), token)
-        script = posixpath.join(lab_dir, launch.SCRIPT)
-        _write_private(sftp, script, launch.render(settings, lab_dir))
-        job_id = slurm.submit(login, script, lab_dir)
-    except BaseException:
-        run(login, ["rm", "-rf", "--", lab_dir], check=False)
-        raise
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
-    record = LabRecord(name=settings.name, settings=asdict(settings), job_id=job_id,
-                       remote_dir=lab_dir, token=token, via=settings.via, local_port=settings.local_port,
-                       url_path=path, created=time.time())
+    try:
+        lab_dir.write_private(sftp, posixpath.join(where, batch_script.TOKEN_FILE), token)
+        script = posixpath.join(where, batch_script.SCRIPT)
+        lab_dir.write_private(sftp, script, batch_script.render(settings, where))
+        job_id = slurm.submit(login, script, where)
+        record = LabRecord(name=settings.name, settings=asdict(settings), job_id=job_id,
+                           remote_dir=where, token=token, via=settings.via, local_port=settings.local_port,
+                           url_path=path, created=time.time())
+        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
+    except BaseException:
+        if "job_id" in locals():
+            slurm.cancel(login, job_id)
+        run(login, ["rm", "-rf", "--", where], check=False)
+        raise
     state.save(settings.state_path, record)
     return record
 
 
+def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
+    return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, __version__, record.remote_dir,
+                           record.url_path, settings.reverse_target)
+
+
 # -- wait --------------------------------------------------------------------------------------------
 
-def _read(hops: Hops, record: LabRecord, *parts: str) -> str | None:
-    """A text file in the lab's directory on the cluster, or None while it does not exist (yet)."""
-    try:
-        with hops.login().sftp().open(posixpath.join(record.remote_dir, *parts)) as fh:
-            return fh.read().decode(errors="replace")
-    except OSError:
-        return None
-
-
 def log_tail(hops: Hops, record: LabRecord, lines: int = 20) -> str:
-    text = _read(hops, record, launch.JOB_LOG) or ""
+    text = lab_dir.read(hops, record.remote_dir, batch_script.JOB_LOG) or ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
-    runtime = posixpath.join(record.remote_dir, launch.RUNTIME_DIR)
+    runtime = posixpath.join(record.remote_dir, batch_script.RUNTIME_DIR)
     try:
         files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
     except OSError:
         return None
     for name in files:
         try:
-            return json.loads(_read(hops, record, launch.RUNTIME_DIR, name) or "")
+            return json.loads(lab_dir.read(hops, record.remote_dir, batch_script.RUNTIME_DIR, name) or "")
         except ValueError:
             continue  # being written
     return None
@@ -159,7 +124,7 @@ def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
 
 def _reverse_port(hops: Hops, record: LabRecord) -> int:
     """The login-side port of the job's ``ssh -R``; 0 while it is not up yet."""
-    text = _read(hops, record, launch.REVERSE_LOG) or ""
+    text = lab_dir.read(hops, record.remote_dir, batch_script.REVERSE_LOG) or ""
     match = _ALLOCATED.search(text)
     if match:
         return int(match.group(1))
@@ -235,11 +200,14 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
          timeout: float | None = None) -> LabRecord:
-    """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first."""
+    """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first.
+
+    ``progress`` gets every squeue answer (each second or so while the job starts, every 5 s once it
+    has queued for two minutes); showing only changes is the caller's choice.
+    """
     begun = time.monotonic()
     deadline = begun + (timeout if timeout is not None else settings.wait_timeout)
     login = hops.login()
-    last: tuple[str, str] | None = None
     unreachable_since: float | None = None
     info: slurm.JobInfo | None = None
     next_query = 0.0
@@ -248,13 +216,10 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             info = slurm.query(login, record.job_id, timeout=settings.connect_timeout + 10)
             # squeue is the scheduler's load: once the job runs, the runtime file is what changes.
             next_query = time.monotonic() + (1.0 if info.running else 0.0)
-            if (info.state, info.reason) != last and progress:
+            if progress:
                 progress(info)
-            last = (info.state, info.reason)
             if not info.active:
-                tail = " | ".join(ln for ln in log_tail(hops, record, 5).splitlines() if ln.strip())
-                raise JobEnded(f"job {record.job_id} ended ({info.state.lower()}) before Jupyter answered; "
-                               f"log tail: {tail or '(empty)'} -- fix lab.setup/lab.command and retry.")
+                raise JobEnded(ended_early(record, log_tail(hops, record, 30)))
         if info.running:
             ready, unreachable = _ready(hops, record, info)
             if ready:
@@ -272,6 +237,18 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
             raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
         time.sleep(poll_interval(info.running, time.monotonic() - begun))
+
+
+def ended_early(record: LabRecord, log_text: str) -> str:
+    """Why a job ended before Jupyter answered: the batch script's own error line if it wrote one
+    (``fabfile-lab: error: ...``), else the log's last lines."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    ours = [ln.removeprefix("fabfile-lab: error: ") for ln in lines if ln.startswith("fabfile-lab: error: ")]
+    if ours:
+        return f"job {record.job_id} ended before Jupyter answered: {ours[-1]} -- fix lab.env or lab.setup."
+    tail = " | ".join(lines[-5:])
+    return (f"job {record.job_id} ended before Jupyter answered; log tail: {tail or '(empty)'} -- fix "
+            "lab.env, lab.setup or lab.command and retry.")
 
 
 def poll_interval(running: bool, waited: float) -> float:
@@ -561,9 +538,6 @@ def logs(record: LabRecord, hops: Hops) -> str:
     return log_tail(hops, record, lines=10_000)
 
 
-_LAB_DIR = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
-
-
 def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
     """End the job, the background forward, the lab's directory on the cluster and the local record."""
     _end_forward_process(record)
@@ -572,10 +546,100 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
     deadline = time.monotonic() + 20
     while slurm.query(login, record.job_id).active and time.monotonic() < deadline:
         time.sleep(0.5)
-    if _LAB_DIR.match(record.remote_dir):  # never rm -rf anything the tool did not make
+    if lab_dir.PATTERN.match(record.remote_dir):  # never rm -rf anything the tool did not make
         run(login, ["rm", "-rf", "--", record.remote_dir])
     state.remove(settings.state_path, record.name)
 
 
-__all__ = ["LabRecord", "LabStatus", "cancel", "hold", "logs", "start_detached", "status", "stop_detached",
-           "submit", "tunnel", "wait"]
+# -- from any machine: labs found on the cluster ------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteLab:
+    """A lab found in the remote directory, with its job as squeue sees it (state ENDED if not listed)."""
+
+    meta: lab_dir.LabMeta
+    job: slurm.JobInfo
+
+    @property
+    def active(self) -> bool:
+        return self.job.active
+
+
+def remote_labs(settings: LabSettings, hops: Hops) -> list[RemoteLab]:
+    """The user's labs under ``lab.remote_dir`` on this cluster, joined with squeue (oldest first)."""
+    metas = lab_dir.find(hops, settings.remote_dir)
+    jobs = slurm.my_jobs(hops.login(), timeout=settings.connect_timeout + 10) if metas else {}
+    return [RemoteLab(m, jobs.get(m.job_id, slurm.JobInfo(m.job_id, "ENDED"))) for m in metas]
+
+
+def find_remote(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None) -> RemoteLab:
+    """The lab named ``name`` (its newest live one) or with job ``job_id``, found on the cluster."""
+    found = [lab for lab in remote_labs(settings, hops)
+             if (job_id and lab.meta.job_id == str(job_id)) or (not job_id and lab.meta.name == name)]
+    what = f"job {job_id}" if job_id else f"named {name!r}"
+    if not found:
+        raise LabError(f"no lab {what} on {settings.login} (under {settings.remote_dir}): "
+                       "`inv lab.list --cluster` lists the labs there.")
+    live = [lab for lab in found if lab.active]
+    return (live or found)[-1]
+
+
+def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
+    """A local record for a lab found on the cluster, its token read over SFTP from its 0600 file. The
+    cluster is this machine's config; the lab's own choices (name, mode) come from its ``lab.json``."""
+    meta = found.meta
+    token = (lab_dir.read(hops, meta.remote_dir, batch_script.TOKEN_FILE) or "").strip()
+    if not token:
+        raise LabError(f"the token of lab {meta.name!r} cannot be read in {meta.remote_dir} on {settings.login}.")
+    here = LabSettings.from_config({**asdict(settings), "name": meta.name, "via": meta.via,
+                                    "reverse_target": meta.reverse_target})
+    return LabRecord(name=meta.name, settings=asdict(here), job_id=meta.job_id, remote_dir=meta.remote_dir,
+                     token=token, via=meta.via, local_port=settings.local_port, url_path=meta.url_path,
+                     created=meta.created)
+
+
+def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None,
+           progress: Progress | None = None, timeout: float | None = None) -> LabRecord:
+    """Record a lab found on the cluster on this machine, once Jupyter answers (``lab.tunnel`` then
+    forwards to it). A lab already recorded here under that name must be the same job."""
+    found = find_remote(settings, hops, name, job_id)
+    if not found.active:
+        raise JobEnded(f"lab {found.meta.name!r} was found but its job {found.meta.job_id} has ended: "
+                       f"`inv lab.cancel --job {found.meta.job_id}` removes its files.")
+    if state.exists(settings.state_path, found.meta.name):
+        mine = state.load(settings.state_path, found.meta.name)
+        if mine.job_id != found.meta.job_id:
+            raise LabError(f"a different lab named {found.meta.name!r} (job {mine.job_id}) is recorded here: "
+                           f"`inv lab.cancel --name {found.meta.name}` or `inv lab.status` first.")
+        if mine.remote_port:
+            return mine
+    record = rebuild(settings, hops, found)
+    here = settings_for(record, state_dir=settings.state_dir)
+    state.save(settings.state_path, record)
+    try:
+        return wait(here, record, hops, progress, timeout)
+    except BaseException:
+        state.remove(settings.state_path, record.name)  # attaching failed: this machine keeps nothing
+        raise
+
+
+def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], stop: threading.Event,
+                interval: float = 2.0) -> str:
+    """Write the job log as it grows until the job ends (returns why) or ``stop`` is set (returns "")."""
+    offset, next_look, ended = 0, 0.0, False
+    while True:
+        text = lab_dir.read(hops, record.remote_dir, batch_script.JOB_LOG) or ""
+        if len(text) > offset:
+            write(text[offset:])
+            offset = len(text)
+        if ended:
+            return slurm.end_reason(hops.login(), record.job_id, text)
+        if stop.wait(interval):
+            return ""
+        if time.monotonic() >= next_look:
+            ended = not slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10).active
+            next_look = time.monotonic() + 5
+
+
+__all__ = ["LabRecord", "LabStatus", "RemoteLab", "attach", "cancel", "find_remote", "follow_logs", "hold", "logs",
+           "rebuild", "remote_labs", "start_detached", "status", "stop_detached", "submit", "tunnel", "wait"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import environment
 from .errors import ConfigError
 
 MODES = ("compute", "login", "reverse")
@@ -30,6 +32,7 @@ DEFAULTS: dict = {
     "via": "compute",
     "sbatch": {"time": "01:00:00"},
     "setup": [],
+    "env": {},
     "command": "jupyter lab",
     "notebook_dir": "",
     "local_port": 0,
@@ -43,7 +46,11 @@ DEFAULTS: dict = {
     "connect_timeout": 15,
     "transport": "auto",
     "persist": "8h",
+    "profiles": {},
 }
+# Options of lab.start / lab.submit that set one sbatch option for one run.
+RESOURCE_OPTIONS = {"partition": "partition", "time": "time", "cpus": "cpus-per-task", "mem": "mem", "gpus": "gpus",
+                    "account": "account", "constraint": "constraint", "qos": "qos"}
 
 
 # What each key must be, for one-line errors that name the key and the type wanted.
@@ -56,11 +63,36 @@ _KINDS = {
     "sbatch": "mapping",
     "setup": "list",
     "persist": "duration",
+    "env": "env",
+    "profiles": "profiles",
 }
 _EXAMPLES = {"text": "a string", "integer": "a whole number, e.g. 8888", "number": "a number of seconds, e.g. 300",
              "boolean": "true or false", "mapping": "a mapping of sbatch long options, e.g. {partition: gpu, "
              "time: '04:00:00'}", "list": "a list of shell lines, e.g. ['module load jupyter']",
              "duration": "a duration, e.g. 8h, 30m, 3600, or 0 for off"}
+
+
+def _check_keys(given: Mapping, prefix: str, exclude: tuple[str, ...] = ()) -> None:
+    for key in given:
+        if key not in _KINDS or key in exclude:
+            close = difflib.get_close_matches(str(key), [k for k in _KINDS if k not in exclude], n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{prefix}{key} is not a setting{hint}: the settings are listed in invoke.yaml.")
+
+
+def sbatch_options(resources: Mapping[str, object], extra: list[str] | tuple[str, ...] = ()) -> dict:
+    """sbatch options for one run: ``resources`` by option name (``--cpus`` and the like, see
+    RESOURCE_OPTIONS; None = not given) and ``extra`` ``KEY=VALUE`` words (``--sbatch``; a bare KEY is a
+    flag)."""
+    options = {RESOURCE_OPTIONS[k]: str(v) for k, v in resources.items() if v not in (None, "")}
+    for word in extra:
+        key, sep, value = str(word).partition("=")
+        key = key.strip().removeprefix("--")
+        if not _OPTION.match(key):
+            raise ConfigError(f"--sbatch {word!r} is not KEY=VALUE with an sbatch long option as KEY "
+                              "(e.g. --sbatch comment='two words').")
+        options[key] = value if sep else True
+    return options
 
 
 def _wrong(key: str, value: object) -> ConfigError:
@@ -103,6 +135,17 @@ def _coerce(key: str, value: object) -> object:
                 raise ConfigError(f"lab.sbatch option {option!r} must be a single value, not "
                                   f"{type(item).__name__} {item!r}.")
         return options
+    if kind == "env":
+        return environment.check(value)
+    if kind == "profiles":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"lab.profiles must be a mapping of profile names to lab settings, e.g. "
+                              f"{{gpu: {{sbatch: {{partition: gpu}}}}}}, not {type(value).__name__} {value!r}."[:300])
+        for name, profile in value.items():
+            if not isinstance(profile, Mapping):
+                raise ConfigError(f"lab.profiles.{name} must be a mapping of lab settings, not {profile!r}.")
+            _check_keys(profile, f"lab.profiles.{name}.", exclude=("profiles",))
+        return {str(k): dict(v) for k, v in value.items()}
     if kind == "list":
         if isinstance(value, str) or not isinstance(value, list | tuple):
             raise _wrong(key, value)
@@ -127,6 +170,7 @@ class LabSettings:
     via: str = "compute"
     sbatch: Mapping[str, object] = field(default_factory=dict)
     setup: tuple[str, ...] = ()
+    env: Mapping[str, object] = field(default_factory=dict)
     command: str = "jupyter lab"
     notebook_dir: str = ""
     local_port: int = 0
@@ -142,18 +186,31 @@ class LabSettings:
     persist: str = "8h"
 
     @classmethod
-    def from_config(cls, data: Mapping, **overrides) -> LabSettings:
+    def from_config(cls, data: Mapping, *, profile: str | None = None, sbatch: Mapping | None = None,
+                    **overrides) -> LabSettings:
+        """Settings from a ``lab`` config mapping; then, each over the one before: the named ``profile``
+        (from ``lab.profiles``), ``overrides`` (keyword per key; None = not given) and ``sbatch`` options
+        for this run. sbatch options add up along the way; every other key is replaced."""
         given = {str(k): v for k, v in dict(data).items() if v is not None}
-        for key in given:
-            if key not in _KINDS:
-                close = difflib.get_close_matches(key, _KINDS, n=1)
-                hint = f" (did you mean lab.{close[0]}?)" if close else ""
-                raise ConfigError(f"lab.{key} is not a setting{hint}: the settings are listed in invoke.yaml.")
-        merged = {**DEFAULTS, **given}
-        merged.update({k: v for k, v in overrides.items() if v is not None})
-        kwargs = {key: _coerce(key, merged[key]) for key in _KINDS}
-        # sbatch options add to the defaults (a site's partition keeps the default time limit).
-        kwargs["sbatch"] = {**DEFAULTS["sbatch"], **kwargs["sbatch"]}
+        _check_keys(given, "lab.")
+        profiles = _coerce("profiles", given.pop("profiles", {}))
+        layers = [given]
+        if profile:
+            if profile not in profiles:
+                known = ", ".join(sorted(profiles)) or "none are defined"
+                raise ConfigError(f"lab profile {profile!r} is not defined (lab.profiles: {known}); "
+                                  "`inv lab.profiles` lists them.")
+            layers.append({str(k): v for k, v in profiles[profile].items() if v is not None})
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+        merged = {k: v for k, v in DEFAULTS.items() if k != "profiles"}
+        options = dict(DEFAULTS["sbatch"])
+        for layer in layers:
+            merged.update(layer)
+            # sbatch options add to the defaults (a site's partition keeps the default time limit).
+            options.update(_coerce("sbatch", layer.get("sbatch", {})))
+        options.update(_coerce("sbatch", sbatch or {}))
+        kwargs = {key: _coerce(key, merged[key]) for key in _KINDS if key != "profiles"}
+        kwargs["sbatch"] = options
         settings = cls(**kwargs)
         settings.validate()
         return settings
@@ -176,7 +233,11 @@ class LabSettings:
         if self.ssh_config and self._ssh_config_set and not Path(self.ssh_config).expanduser().is_file():
             raise ConfigError(f"lab.ssh_config {self.ssh_config!r} does not exist: fix the path, or set it to "
                               f"\"\" to use ssh's defaults.")
-        if not self.command.strip():
+        try:
+            words = shlex.split(self.command)
+        except ValueError as exc:
+            raise ConfigError(f"lab.command {self.command!r} cannot be split into words ({exc}).") from None
+        if not words:
             raise ConfigError("lab.command is empty: use e.g. 'jupyter lab'.")
         for key, value in self.sbatch.items():
             if not _OPTION.match(str(key)):

@@ -55,16 +55,36 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
 
 
 def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
-    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '%T|%r|%N|%L|%S|%e'", timeout=timeout)
-    line = next((ln for ln in result.stdout.splitlines() if "|" in ln), "")
-    if not line:
+    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '{_FORMAT}'", timeout=timeout)
+    info = next(filter(None, map(parse_line, result.stdout.splitlines())), None)
+    if not info:
         # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.
         text = (result.stderr + result.stdout).strip()
         if result.exited != 0 and "Invalid job id" not in text:
             raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}"
                                  " -- the scheduler could not be asked; the job and the record are kept.")
         return JobInfo(job_id, "ENDED")
-    state, reason, node, left, start, end = (line.split("|") + [""] * 6)[:6]
+    return info
+
+
+_FORMAT = "%i|%T|%r|%N|%L|%S|%e"
+
+
+def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
+    """Every job of the user that squeue lists, by id (one squeue)."""
+    result = run_command(login, f"squeue -h --me -o '{_FORMAT}'", timeout=timeout)
+    if result.exited != 0:
+        text = (result.stderr + result.stdout).strip()
+        raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
+    return {info.job_id: info for info in map(parse_line, result.stdout.splitlines()) if info}
+
+
+def parse_line(line: str) -> JobInfo | None:
+    """One line of squeue in ``_FORMAT``; None for anything else."""
+    parts = line.strip().split("|")
+    if len(parts) < 7 or not parts[0].split("_")[0].isdigit():
+        return None
+    job_id, state, reason, node, left, start, end = parts[:7]
     return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start,
                    "" if end in ("N/A", "Unknown", "NONE") else end)
 

@@ -82,9 +82,10 @@ def exists(state_dir: Path, name: str) -> bool:
 
 
 def remove(state_dir: Path, name: str) -> None:
-    """Forget a lab: its record and its background forward's log."""
+    """Forget a lab: its record, its background forward's log and its ssh config entry."""
     path_for(state_dir, name).unlink(missing_ok=True)
     log_path(state_dir, name).unlink(missing_ok=True)
+    ssh_entry_path(state_dir, name).unlink(missing_ok=True)
 
 
 def names(state_dir: Path) -> list[str]:
@@ -94,3 +95,12 @@ def names(state_dir: Path) -> list[str]:
 def log_path(state_dir: Path, name: str) -> Path:
     """The background forward's own log (never holds the token)."""
     return _dir(state_dir) / f"{check_name(name)}.forward.log"
+
+
+def ssh_dir(state_dir: Path) -> Path:
+    """ssh config entries for IDEs (``lab.vscode``), one file per lab."""
+    return state_dir / "ssh"
+
+
+def ssh_entry_path(state_dir: Path, name: str) -> Path:
+    return ssh_dir(state_dir) / f"{check_name(name)}.conf"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fabfile_lib import LabError, launch
+from fabfile_lib import LabError, batch_script
 from fabfile_lib.hops import load_ssh_config, resolve
 from fabfile_lib.settings import LabSettings
 
@@ -16,7 +16,7 @@ def _settings(**kw) -> LabSettings:
 def test_launch_script_has_sbatch_options_and_no_secret():
     s = _settings(sbatch={"partition": "gpu", "cpus-per-task": 4, "exclusive": True, "gpus": False},
                   setup=["module load jupyter"], command="jupyter lab")
-    script = launch.render(s, "/home/u/.fabfile-lab/my lab-0011aabb")
+    script = batch_script.render(s, "/home/u/.fabfile-lab/my lab-0011aabb")
     assert "#SBATCH --partition=gpu" in script and "#SBATCH --cpus-per-task=4" in script
     assert "#SBATCH --exclusive" in script and "--gpus" not in script
     assert '#SBATCH --output="/home/u/.fabfile-lab/my lab-0011aabb/job.log"' in script  # sbatch keeps it whole
@@ -91,10 +91,10 @@ def test_wait_polls_often_while_a_job_starts_and_gently_once_it_queues():
 
 def test_sbatch_values_with_blanks_are_quoted_and_defaults_kept():
     s = _settings(sbatch={"comment": "two words", "partition": "debug"})
-    lines = launch.sbatch_lines(s, "/lab")
+    lines = batch_script.sbatch_lines(s, "/lab")
     assert '#SBATCH --comment="two words"' in lines and "#SBATCH --partition=debug" in lines
     assert "#SBATCH --time=01:00:00" in lines  # the default limit stays unless the site's is wanted
-    assert "#SBATCH --time" not in " ".join(launch.sbatch_lines(_settings(sbatch={"time": ""}), "/lab"))
+    assert "#SBATCH --time" not in " ".join(batch_script.sbatch_lines(_settings(sbatch={"time": ""}), "/lab"))
 
 
 def test_environment_strings_are_taken_for_numbers_and_booleans():

@@ -73,6 +73,10 @@ def user_errors(func: F) -> F:
             raise Exit(f"error: {exc}", code=exit_code(exc)) from None
         except (Exit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # output piped into `head` and the like: the reader has what it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit stays quiet
+            raise Exit(code=ERROR) from None
         except Exception as exc:  # a bug of ours: one line here, the traceback in a file
             where = _report(args[0] if args else None)
             raise Exit(f"internal error: {type(exc).__name__}: {exc} (please report; details in {where})",

@@ -3,24 +3,50 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
-import time
+import time as _time
 import webbrowser
 
 from invoke import Collection, task
+from invoke.exceptions import Exit
 
-from .. import lab, master, state
+from .. import ide, lab, master, slurm, state
+from ..doctor import run_checks
 from ..errors import ConfigError, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
-from ..settings import DEFAULTS, LabSettings, local_lab
-from ..slurm import JobInfo
+from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
+from ._progress import QueueDisplay
 
 NAME = "lab name, so several labs can run at once (default: lab.name from config)"
 
 
-def _settings(c, name: str | None = None, **overrides) -> LabSettings:
-    return LabSettings.from_config(lab_config(c), name=name, **overrides)
+RESOURCES = {"partition": "sbatch --partition for this run", "time": "sbatch --time, e.g. 2:00:00",
+             "cpus": "sbatch --cpus-per-task", "mem": "sbatch --mem, e.g. 16G",
+             "gpus": "sbatch --gpus, e.g. 1 or a100:2",
+             "account": "sbatch --account", "constraint": "sbatch --constraint", "qos": "sbatch --qos",
+             "sbatch": "any other sbatch long option for this run, KEY=VALUE (repeatable); a bare KEY is a flag",
+             "profile": "a profile from lab.profiles (`inv lab.profiles` lists them)"}
+
+
+def _settings(c, name: str | None = None, profile: str | None = None, sbatch: dict | None = None,
+              **overrides) -> LabSettings:
+    return LabSettings.from_config(lab_config(c), name=name, profile=profile, sbatch=sbatch, **overrides)
+
+
+def _run_settings(c, name, profile, extra, resources: dict, **overrides) -> LabSettings:
+    """Settings for one run: config, then the profile, then the options given on the command line."""
+    return _settings(c, name, profile, sbatch_options(resources, extra or ()), **overrides)
+
+
+def _out(as_json: bool):
+    """Where progress goes: stderr when stdout is for JSON."""
+    return sys.stderr if as_json else sys.stdout
+
+
+def _say(as_json: bool, text: str) -> None:
+    print(text, file=_out(as_json), flush=True)
 
 
 def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
@@ -30,47 +56,65 @@ def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
     return lab.settings_for(record, state_dir=str(state_dir)), record
 
 
-def _progress(info: JobInfo) -> None:
-    why = f" ({info.reason})" if info.reason else ""
-    where = f" on {info.node}" if info.node and info.state == "RUNNING" else ""
-    extra = f", expected start {info.start}" if info.state == "PENDING" and info.start not in ("", "N/A") else ""
-    print(f"job {info.job_id}: {info.state.lower()}{why}{where}{extra}", flush=True)
+def _hints(record: state.LabRecord, as_json: bool = False) -> None:
+    _say(as_json, f"the job keeps running. Re-attach: inv lab.tunnel --name {record.name}   "
+                  f"End it: inv lab.cancel --name {record.name}")
 
 
-def _hints(record: state.LabRecord) -> None:
-    print(f"the job keeps running. Re-attach: inv lab.tunnel --name {record.name}   "
-          f"End it: inv lab.cancel --name {record.name}")
+def _summary(record: state.LabRecord, port: int, time_left: str = "") -> str:
+    """The one JSON object of ``--json``: what a script needs to use the lab."""
+    return json.dumps({"name": record.name, "job_id": record.job_id, "node": record.node,
+                       "url": record.url(port), "local_port": port, "via": record.via, "time_left": time_left})
 
 
-def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None) -> None:
-    record = lab.start_detached(settings, record, proc=proc)
-    print(f"JupyterLab: {record.url()}")
+def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, hops: Hops | None = None) -> None:
+    if as_json:
+        left = slurm.query(hops.login(), record.job_id).time_left if hops else ""
+        print(_summary(record, port, left), flush=True)
+    else:
+        print(f"JupyterLab: {record.url(port)}", flush=True)
     if browser:
-        webbrowser.open(record.url())
+        webbrowser.open(record.url(port))
 
 
-def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool, hops: Hops | None = None) -> None:
+def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None, as_json: bool = False) -> None:
+    record = lab.start_detached(settings, record, proc=proc)
+    if as_json:
+        with Hops(settings) as hops:
+            _announce(record, record.forward_port, browser, True, hops)
+    else:
+        _announce(record, record.forward_port, browser, False)
+
+
+def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool, hops: Hops | None = None,
+                as_json: bool = False) -> None:
     stop = threading.Event()
+    announced = False
 
     def ready(fwd) -> None:
-        print(f"JupyterLab: {record.url(fwd.port)}", flush=True)
-        print("forwarding; Ctrl-C stops the forwards (the job keeps running)", flush=True)
-        if browser:
-            webbrowser.open(record.url(fwd.port))
+        nonlocal announced
+        if announced:  # a reconnect: same URL, no second browser tab, no second JSON object
+            _say(as_json, f"forwarding again: {record.url(fwd.port)}")
+            return
+        announced = True
+        _announce(record, fwd.port, browser, as_json, hops)
+        _say(as_json, "forwarding; Ctrl-C stops the forwards (the job keeps running)")
 
     try:
-        lab.hold(settings, record, ready, stop, hops=hops)
+        lab.hold(settings, record, ready, stop, hops=hops, log=lambda m: _say(as_json, m))
     except KeyboardInterrupt:
         stop.set()
-        print()
-        _hints(record)
+        print(file=_out(as_json))
+        _hints(record, as_json)
 
 
-@task(help={"name": NAME})
+@task(help={"name": NAME, **RESOURCES}, iterable=["sbatch"])
 @user_errors
-def submit(c, name=None):
+def submit(c, name=None, profile=None, partition=None, time=None, cpus=None, mem=None, gpus=None, account=None,
+           constraint=None, qos=None, sbatch=None):
     """Upload the launch script into a private directory on the cluster and sbatch it."""
-    settings = _settings(c, name)
+    settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
+                             gpus=gpus, account=account, constraint=constraint, qos=qos))
     with Hops(settings) as hops:
         record = lab.submit(settings, hops)
     print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
@@ -82,9 +126,9 @@ def wait(c, name=None, timeout=None):
     """Wait until the job runs and Jupyter answers, showing state and pending reason meanwhile."""
     limit = _seconds("--timeout", timeout)
     settings, record = _record(c, name)
-    with Hops(settings) as hops:
+    with Hops(settings) as hops, QueueDisplay(sys.stdout) as display:
         try:
-            record = lab.wait(settings, record, hops, _progress, limit)
+            record = lab.wait(settings, record, hops, display, limit)
         except WaitTimeout as exc:
             raise LabError(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
                            f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
@@ -127,9 +171,9 @@ def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
     _foreground(settings, record, browser=not no_browser)
 
 
-@task(help={"name": NAME})
+@task(name="open", help={"name": NAME})
 @user_errors
-def open(c, name=None):  # noqa: A001 - the task is named for what it does
+def open_(c, name=None):
     """Open the lab's URL in the browser."""
     _, record = _record(c, name)
     if not lab.forward_alive(record):
@@ -140,35 +184,44 @@ def open(c, name=None):  # noqa: A001 - the task is named for what it does
 
 @task(help={"name": NAME, "no_browser": "print the URL only", "detach": "return once the URL answers, "
             "holding the forwards in a background process", "via": "compute | login | reverse (default: lab.via)",
-            "local_port": "local port (0 = any free one; default: lab.local_port)"})
+            "local_port": "local port (0 = any free one; default: lab.local_port)",
+            "json": "print one JSON object (name, job_id, node, url, local_port, via, time_left) on stdout; "
+                    "progress goes to stderr", **RESOURCES}, iterable=["sbatch"])
 @user_errors
-def start(c, name=None, no_browser=False, detach=False, via=None, local_port=None):
+def start(c, name=None, no_browser=False, detach=False, via=None, local_port=None, json_=False, profile=None,
+          partition=None, time=None, cpus=None, mem=None, gpus=None, account=None, constraint=None, qos=None,
+          sbatch=None):
     """Submit, wait for Jupyter, open the forwards and the browser: JupyterLab in one command.
 
-    Prints the job's state and pending reason while it waits, then the URL (with its token). In the
-    foreground, Ctrl-C while the job is pending cancels it (nothing is lost); once Jupyter answers, Ctrl-C
-    stops only the forwards and prints how to re-attach (lab.tunnel) or end the lab (lab.cancel).
-    Cluster, sbatch options, setup lines and command come from the `lab` config (invoke.yaml, inv -f).
+    Shows the job's state, pending reason, time waited and expected start while it queues, then the URL
+    (with its token). In the foreground, Ctrl-C while the job is pending cancels it (nothing is lost); once
+    Jupyter answers, Ctrl-C stops only the forwards and prints how to re-attach (lab.tunnel) or end the lab
+    (lab.cancel). Cluster, sbatch options, environment, setup lines and command come from the `lab` config
+    (invoke.yaml, inv -f), a --profile, and the resource options for this run.
     """
-    settings = _settings(c, name, via=via, local_port=local_port)
+    settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
+                             gpus=gpus, account=account, constraint=constraint, qos=qos),
+                             via=via, local_port=local_port)
     with Hops(settings) as hops:
         record = lab.submit(settings, hops)
-        print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})", flush=True)
+        _say(json_, f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
         # The background forward gets ready while the job starts (it logs in by itself, riding the master).
         early = lab.spawn_forward(settings, record) if detach else None
         try:
-            record = lab.wait(settings, record, hops, _progress)
+            with QueueDisplay(_out(json_)) as display:
+                record = lab.wait(settings, record, hops, display)
         except (LabError, KeyboardInterrupt) as exc:
             # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
             if early:
                 early.terminate()
             lab.cancel(settings, record, hops)
-            raise LabError(_after_cancel(exc, record, settings)) from None
+            kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
+            raise kind(_after_cancel(exc, record, settings)) from None
         if detach:
             hops.close()
-            _detached(settings, record, browser=not no_browser, proc=early)
+            _detached(settings, record, browser=not no_browser, proc=early, as_json=json_)
         else:
-            _foreground(settings, record, browser=not no_browser, hops=hops)
+            _foreground(settings, record, browser=not no_browser, hops=hops, as_json=json_)
 
 
 def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSettings) -> str:
@@ -217,30 +270,143 @@ def status(c, name=None, json_=False):
         _print_statuses(results)
 
 
+@task(name="list", help={"cluster": "list the labs found on the cluster (from any machine), with squeue"})
+@user_errors
+def list_(c, cluster=False):
+    """Every lab recorded on this machine, with its job's state from squeue (--cluster: on the cluster)."""
+    state_dir = local_lab(lab_config(c))[0]
+    if not cluster:
+        _print_statuses(_statuses(c, state.names(state_dir)))
+        return
+    settings = _settings(c)
+    with Hops(settings) as hops:
+        found = lab.remote_labs(settings, hops)
+    if not found:
+        print(f"no labs under {settings.remote_dir} on {settings.login}")
+    for item in found:
+        meta, job = item.meta, item.job
+        mine = state.exists(state_dir, meta.name) and state.load(state_dir, meta.name).job_id == meta.job_id
+        left = f", time left {job.time_left}" if job.active and job.time_left else ""
+        node = f" on {job.node}" if job.node else ""
+        print(f"{meta.name}: job {meta.job_id} {job.state.lower()}{node}{left}, via {meta.via}, "
+              f"started {_when(meta.created)} ({'recorded here' if mine else 'not recorded here'})")
+
+
+def _when(epoch: float) -> str:
+    return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(epoch)) if epoch else "?"
+
+
+@task(help={"name": NAME, "follow": "follow the log until the job ends (or Ctrl-C)"})
+@user_errors
+def logs(c, name=None, follow=False):
+    """Print the job's log (--follow: and what it adds, until the job ends)."""
+    settings, record = _record(c, name)
+    with Hops(settings) as hops:
+        if not follow:
+            print(lab.logs(record, hops))
+            return
+        try:
+            why = lab.follow_logs(record, hops, lambda text: print(text, end="", flush=True), threading.Event())
+        except KeyboardInterrupt:
+            return
+    print(f"job {record.job_id} has ended: {why}")
+
+
+@task(help={"name": NAME + "; found on the cluster if this machine has no record of it",
+            "job": "the lab's job id, instead of --name"})
+@user_errors
+def cancel(c, name=None, job=None):
+    """scancel the job, stop the forwards, remove the lab's remote directory and local record.
+
+    Works from any machine: a lab this machine has no record of is found on the cluster (lab.list --cluster).
+    """
+    state_dir, lab_name = local_lab(lab_config(c), name)
+    if not job and state.exists(state_dir, lab_name):
+        settings, record = _record(c, name)
+        with Hops(settings) as hops:
+            lab.cancel(settings, record, hops)
+    else:
+        settings = _settings(c, name)
+        with Hops(settings) as hops:
+            record = lab.rebuild(settings, hops, lab.find_remote(settings, hops, lab_name, job))
+            lab.cancel(settings, record, hops)
+    print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
+
+
+@task(help={"name": NAME + " (as found on the cluster)", "job": "the lab's job id, instead of --name",
+            "detach": "hold the forwards in a background process and return", "no_browser": "do not open the browser",
+            "json": "print one JSON object (name, job_id, node, url, local_port, via, time_left) on stdout"})
+@user_errors
+def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
+    """Re-attach to a lab running on the cluster, from any machine: rebuild its record, then tunnel.
+
+    The lab is found in lab.remote_dir on the cluster of the current config; its token is read over SFTP
+    from its private file. Then it is like `inv lab.tunnel` (--detach included).
+    """
+    settings = _settings(c, name)
+    with Hops(settings) as hops:
+        with QueueDisplay(_out(json_)) as display:
+            record = lab.attach(settings, hops, None if job else settings.name, job, display)
+        if lab.forward_alive(record):
+            _announce(record, record.forward_port, not no_browser, json_, hops)
+            return
+        here = lab.settings_for(record)
+        if detach:
+            hops.close()
+            _detached(here, record, browser=not no_browser, as_json=json_)
+        else:
+            _foreground(here, record, browser=not no_browser, hops=hops, as_json=json_)
+
+
 @task
 @user_errors
-def list(c):  # noqa: A001
-    """Every lab recorded on this machine, with its job's state from squeue."""
-    _print_statuses(_statuses(c, state.names(local_lab(lab_config(c))[0])))
+def profiles(c):
+    """The profiles in lab.profiles and what each changes (use one with `inv lab.start --profile NAME`)."""
+    config = dict(lab_config(c))
+    checkable = {**config, "login": config.get("login") or "-"}  # listing needs no cluster
+    named = LabSettings.from_config(checkable) and (config.get("profiles") or {})
+    if not named:
+        print("no profiles: add them under lab.profiles, e.g. {gpu: {sbatch: {partition: gpu, gpus: 1}}}")
+    for profile_name, values in named.items():
+        LabSettings.from_config(checkable, profile=profile_name)  # each one must make valid settings
+        print(f"{profile_name}: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in values.items()))
+
+
+@task(help={"job": "also run a one-minute job: the node sees the remote directory and finds jupyter",
+            "profile": RESOURCES["profile"], "partition": RESOURCES["partition"]})
+@user_errors
+def doctor(c, job=False, profile=None, partition=None):
+    """Check what a lab needs, one line each (✓/✗ and the fix): ssh config, hops and host keys, Slurm,
+    the partition, the remote directory, and that the environment finds jupyter. Exits 1 on any ✗."""
+    settings = _run_settings(c, None, profile, (), {"partition": partition})
+    failed = 0
+    for check in run_checks(settings, job=job):
+        mark = {True: "✓", False: "✗", None: "·"}[check.ok]
+        fix = f" -- fix: {check.fix}" if check.fix and check.ok is False else ""
+        print(f"{mark} {check.what}: {check.detail}{fix}", flush=True)
+        failed += check.ok is False
+    if failed:
+        raise Exit(f"error: {failed} check{'s' if failed > 1 else ''} failed.", code=1)
 
 
 @task(help={"name": NAME})
 @user_errors
-def logs(c, name=None):
-    """Print the job's log."""
+def vscode(c, name=None):
+    """Write an ssh config entry for the lab's node (its hops as ProxyJump) for VS Code Remote-SSH and
+    other IDEs; print the Include line for ~/.ssh/config and the Jupyter server URL."""
     settings, record = _record(c, name)
-    with Hops(settings) as hops:
-        print(lab.logs(record, hops))
-
-
-@task(help={"name": NAME})
-@user_errors
-def cancel(c, name=None):
-    """scancel the job, stop the forwards, remove the lab's remote directory and local record."""
-    settings, record = _record(c, name)
-    with Hops(settings) as hops:
-        lab.cancel(settings, record, hops)
-    print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
+    path = ide.write(settings, record)
+    print(f"wrote Host {ide.host_alias(record.name)} to {path}")
+    print(f"add this line near the top of ~/.ssh/config (once; it covers every lab):\n  "
+          f"{ide.include_line(settings.state_path)}")
+    print(f"then, in VS Code: Remote-SSH: Connect to Host... -> {ide.host_alias(record.name)}")
+    if lab.forward_alive(record):
+        print(f"Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server): {record.url()}")
+    elif record.via != "login":
+        print(f"Jupyter server URL, inside the Remote-SSH window: "
+              f"http://127.0.0.1:{record.jupyter_port}{record.url_path}?token={record.token}")
+    if not lab.forward_alive(record):
+        print(f"for a local URL: inv lab.tunnel --name {record.name} --detach")
 
 
 def _cluster_settings(c, name: str | None) -> LabSettings:
@@ -270,7 +436,7 @@ def login(c, name=None):
 
 def login_summary(plan: master.Master, started: bool) -> str:
     info = plan.check()
-    since = time.strftime("%H:%M", time.localtime(info.created)) if info.created else "earlier"
+    since = _time.strftime("%H:%M", _time.localtime(info.created)) if info.created else "earlier"
     what = "logged in" if started else "already logged in"
     if plan.user_managed:
         return (f"{what} to {plan.label} through your own ControlMaster (pid {info.pid}); it lives as your "
@@ -296,7 +462,8 @@ def logout(c, name=None):
         print("background forwards wait for the next login (`inv lab.login`) before they answer again")
 
 
-ns = Collection("lab", start, submit, wait, tunnel, open, status, list, logs, cancel, login, logout)
+ns = Collection("lab", start, submit, wait, tunnel, open_, status, list_, logs, cancel, attach, profiles, doctor,
+                vscode, login, logout)
 # sbatch is left out on purpose: a mapping here would make Invoke itself fail, with a traceback, on a user's
 # file that gives a string; LabSettings adds its defaults and says what is wrong in one line.
 ns.configure({"lab": {k: v for k, v in DEFAULTS.items() if k != "sbatch"}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 
+from . import environment
 from .settings import LabSettings
 
 TOKEN_FILE = "token"
@@ -17,6 +18,8 @@ JOB_LOG = "job.log"
 RUNTIME_DIR = "runtime"
 REVERSE_LOG = "reverse.log"
 SCRIPT = "launch.sh"
+# Ends the job with the one line the tool reports (lab.env's steps call it when they fail).
+LAB_FAIL = 'lab_fail() { echo "fabfile-lab: error: $*"; exit 1; }'
 
 _BODY = r"""
 set -u
@@ -26,9 +29,14 @@ export JUPYTER_TOKEN_FILE="$LAB_DIR/token"
 mkdir -p "$JUPYTER_RUNTIME_DIR"
 echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA"
 
-# --- setup (from lab.setup) ---
+__LAB_FAIL__
+
+# --- environment (lab.env) and setup (lab.setup); activation scripts are not all `set -u` clean ---
+set +u
 __SETUP__
+set -u
 # --- end of setup ---
+__FIND_PROGRAM__
 
 if [ "$LAB_VIA" = login ]; then
     BIND=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
@@ -75,9 +83,12 @@ exit $STATUS
 
 def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
     # A warning signal to the batch shell 5 minutes before the time limit (logged in the job log).
-    options = {"job-name": f"lab-{settings.name}", "signal": "B:USR1@300",
-               **{str(k): v for k, v in settings.sbatch.items()}}
-    options["output"] = f"{lab_dir}/{JOB_LOG}"
+    return _sbatch_words({"job-name": f"lab-{settings.name}", "signal": "B:USR1@300",
+                          **{str(k): v for k, v in settings.sbatch.items()}}, lab_dir)
+
+
+def _sbatch_words(options: dict, lab_dir: str) -> list[str]:
+    options = {**options, "output": f"{lab_dir}/{JOB_LOG}"}
     lines = []
     for key, value in options.items():
         if value is True:
@@ -101,7 +112,33 @@ def render(settings: LabSettings, lab_dir: str) -> str:
         f"LAB_REVERSE_TARGET={target}",
     ]
     notebook_dir = shlex.quote(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
-    body = (_BODY.replace("__SETUP__", "\n".join(settings.setup) or ":")
+    body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL).replace("__SETUP__", "\n".join(setup(settings)) or ":")
+            .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
             .replace("__COMMAND__", settings.command))
     return "\n".join(head) + "\n" + body
+
+
+def find_program(settings: LabSettings) -> list[str]:
+    """Lines that set ``LAB_PROGRAM`` to the path of ``lab.command``'s program, or end the job with the
+    line the tool reports: after a broken environment, that and ``PATH`` say what went wrong."""
+    program = shlex.quote(shlex.split(settings.command)[0])
+    return [f"if ! LAB_PROGRAM=$(command -v {program}); then",
+            f"    printf 'fabfile-lab: error: `%s` not found after setup (PATH=%s)\\n' {program} \"$PATH\"",
+            "    exit 127",
+            "fi"]
+
+
+def setup(settings: LabSettings) -> list[str]:
+    """The job's setup: ``lab.env`` rendered for a batch shell, then ``lab.setup`` as given."""
+    return [*environment.setup_lines(settings.env), *settings.setup]
+
+
+def doctor(settings: LabSettings, work_dir: str) -> str:
+    """``lab.doctor --job``: a one-minute job that reports its node, whether it sees the marker file
+    written from the login node (a shared file system), and where the program is after setup."""
+    options = {**settings.sbatch, "time": "00:01:00"}
+    lines = ["#!/bin/bash", *_sbatch_words({"job-name": f"lab-doctor-{settings.name}", **options}, work_dir),
+             f"WORK={shlex.quote(work_dir)}", 'echo "node=$(hostname)"', 'echo "marker=$(cat "$WORK/marker")"',
+             LAB_FAIL, *setup(settings), *find_program(settings), 'echo "program=$LAB_PROGRAM"']
+    return "\n".join(lines) + "\n"

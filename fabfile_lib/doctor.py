@@ -1,0 +1,172 @@
+"""``lab.doctor``: is everything a lab needs in place? One check per line, each with the fix when it fails.
+
+The checks follow the path of ``lab.start`` -- ssh config, hops and host keys, Slurm, the partition,
+the remote directory, the environment -- and stop at the first hop that cannot be passed (everything
+after it would only repeat that failure). ``job=True`` adds what only a job can tell: that the node sees
+the remote directory and finds ``jupyter`` after the environment's setup.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import shlex
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import batch_script, lab_dir, slurm
+from .errors import LabError
+from .hops import Hops, choose_transport, run_command
+from .settings import LabSettings
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool | None  # None: not checked (says why)
+    what: str
+    detail: str = ""
+    fix: str = ""
+
+
+def run_checks(settings: LabSettings, job: bool = False) -> Iterator[Check]:
+    """Each check as it is made (a slow hop shows where it is slow)."""
+    path = settings.ssh_config_path
+    yield Check(True, "ssh config", str(path) if path else "none: ssh's defaults")
+    with Hops(settings) as hops:
+        try:
+            login = hops.login()
+        except LabError as exc:
+            yield Check(False, f"login node {settings.login}", str(exc),
+                        "fix the hop or its host key as the message says, then run lab.doctor again")
+            return
+        jumps = _jumps(hops, settings)
+        for jump in jumps:  # passed on the way to the login node, which proves them
+            yield Check(True, f"jump host {jump}", "passed, host key verified")
+        through = f" through {', '.join(jumps)}" if jumps else ""
+        yield Check(True, f"login node {settings.login}", f"reached{through} ({choose_transport(settings)}), "
+                    "host key verified")
+        yield from _slurm(hops, settings)
+        base = yield from _remote_dir(hops, settings)
+        yield _jupyter_on_login(hops, settings)
+        if not job:
+            yield Check(None, "compute node", "not checked: `inv lab.doctor --job` runs a one-minute job")
+            return
+        if base:
+            yield from _job(hops, settings, base, login)
+
+
+def _jumps(hops: Hops, settings: LabSettings) -> list[str]:
+    """The hops before the login node, as the config names them (a ProxyCommand counts as one)."""
+    if settings.jump:
+        return [settings.jump]
+    spec = hops.login_spec()
+    if spec.proxy_jump:
+        return [h for h in spec.proxy_jump.split(",") if h]
+    return [f"(ProxyCommand {spec.proxy_command.split()[-1]})"] if spec.proxy_command else []
+
+
+def _slurm(hops: Hops, settings: LabSettings) -> Iterator[Check]:
+    result = run_command(hops.login(), "for c in sbatch squeue scancel sinfo; do command -v $c >/dev/null || "
+                                       "echo missing $c; done; sbatch --version", timeout=settings.connect_timeout + 10)
+    missing = [ln.split()[1] for ln in result.stdout.splitlines() if ln.startswith("missing ")]
+    if missing:
+        yield Check(False, "Slurm on the login node", f"not found: {', '.join(missing)}",
+                    "lab.login must be a node where Slurm's commands run")
+        return
+    yield Check(True, "Slurm on the login node", result.stdout.strip().splitlines()[-1])
+    out = run_command(hops.login(), "sinfo -h -o '%P %a'", timeout=settings.connect_timeout + 10).stdout
+    names = {line.split()[0].rstrip("*"): line for line in out.splitlines() if line.strip()}
+    wanted = str(settings.sbatch.get("partition") or "")
+    if not wanted:
+        default = next((n for n, line in names.items() if line.split()[0].endswith("*")), "")
+        yield Check(True, "partition", f"the site's default ({default or 'none marked'})")
+        return
+    missing = [p for p in wanted.split(",") if p not in names]
+    if missing:
+        yield Check(False, f"partition {','.join(missing)}", f"does not exist (sinfo lists: {', '.join(names)})",
+                    "set lab.sbatch.partition, a profile's, or --partition to one of those")
+    else:
+        yield Check(True, f"partition {wanted}", "exists")
+
+
+def _remote_dir(hops: Hops, settings: LabSettings):
+    try:
+        sftp = hops.login().sftp()
+        base = lab_dir.base(hops, settings.remote_dir)
+        lab_dir.mkdir_private(sftp, base)
+        probe = posixpath.join(base, f".doctor-{secrets.token_hex(4)}")
+        lab_dir.write_private(sftp, probe, "probe")
+        mode = sftp.stat(base).st_mode & 0o777
+        sftp.remove(probe)
+    except (LabError, OSError) as exc:
+        yield Check(False, f"remote directory {settings.remote_dir}", f"not writable: {exc}",
+                    "set lab.remote_dir to a directory of yours on a file system the nodes share")
+        return ""
+    ok = mode & 0o077 == 0
+    yield Check(ok, f"remote directory {base}", f"writable, mode {mode:o}",
+                "" if ok else f"chmod 700 {base}")
+    return base
+
+
+def _setup_script(settings: LabSettings) -> str:
+    return "\n".join([batch_script.LAB_FAIL, *batch_script.setup(settings), *batch_script.find_program(settings),
+                      'echo "$LAB_PROGRAM"'])
+
+
+def _jupyter_on_login(hops: Hops, settings: LabSettings) -> Check:
+    program = shlex.split(settings.command)[0]
+    script = _setup_script(settings)
+    result = run_command(hops.login(), f"bash -c {shlex.quote(script)} </dev/null 2>&1",
+                         timeout=settings.connect_timeout + 60)
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    if result.exited == 0 and lines:
+        return Check(True, f"`{program}` on the login node", f"after lab.env and lab.setup: {lines[-1]}")
+    why = next((ln.removeprefix("fabfile-lab: error: ") for ln in reversed(lines) if "fabfile-lab: error:" in ln),
+               lines[-1] if lines else f"exit {result.exited}")
+    return Check(False, f"`{program}` on the login node", why,
+                 "fix lab.env or lab.setup (a site may provide it only on compute nodes: check with --job)")
+
+
+def _job(hops: Hops, settings: LabSettings, base: str, login) -> Iterator[Check]:
+    """A one-minute job: does the node see the remote directory, and find the program after setup?"""
+    where = posixpath.join(base, f"doctor-{secrets.token_hex(4)}")
+    sftp = login.sftp()
+    lab_dir.mkdir_private(sftp, where)
+    marker = secrets.token_hex(8)
+    lab_dir.write_private(sftp, posixpath.join(where, "marker"), marker)
+    script = posixpath.join(where, "doctor.sh")
+    lab_dir.write_private(sftp, script, batch_script.doctor(settings, where))
+    job_id = ""
+    try:
+        job_id = slurm.submit(login, script, where)
+        deadline = time.monotonic() + settings.wait_timeout
+        info = slurm.query(login, job_id)
+        while info.active and time.monotonic() < deadline:
+            time.sleep(1)
+            info = slurm.query(login, job_id)
+        log = lab_dir.read(hops, where, batch_script.JOB_LOG) or ""
+        if info.active:
+            yield Check(False, "compute node", f"job {job_id} did not run within {settings.wait_timeout:.0f} s "
+                        f"({info.state.lower()} {info.reason})".rstrip(), "raise lab.wait_timeout or pick a "
+                        "partition with free nodes")
+            return
+        node = next((ln.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("node=")), "?")
+        shared = f"marker={marker}" in log
+        yield Check(shared, f"remote directory on {node}", "shared with the login node" if shared else
+                    "not seen by the node", "" if shared else "set lab.remote_dir to a shared file system")
+        yield _job_program(settings, log, node)
+    finally:
+        if job_id:
+            slurm.cancel(login, job_id)
+        run_command(login, f"rm -rf -- {shlex.quote(where)}")
+
+
+def _job_program(settings: LabSettings, log: str, node: str) -> Check:
+    program = shlex.split(settings.command)[0]
+    found = next((ln.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("program=")), "")
+    if found:
+        return Check(True, f"`{program}` on {node}", f"after lab.env and lab.setup: {found}")
+    why = next((ln.removeprefix("fabfile-lab: error: ") for ln in log.splitlines() if "fabfile-lab: error:" in ln),
+               "the job wrote no answer")
+    return Check(False, f"`{program}` on {node}", why, "fix lab.env or lab.setup")

@@ -1,0 +1,105 @@
+"""The lab's private directory on the cluster: made 0700, files written 0600, read back, found again.
+
+Each lab lives in ``<lab.remote_dir>/<name>-<8 hex>``: the launch script, the token, the job log,
+Jupyter's runtime file, and ``lab.json`` -- name, job id, mode, creation time and tool version, never the
+token -- from which any machine with the user's login can find the lab again (``lab.list --cluster``,
+``lab.attach``, ``lab.cancel``).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import stat
+from dataclasses import asdict, dataclass
+
+import paramiko
+
+from .errors import LabError
+from .hops import Hops, run_command
+
+META = "lab.json"
+# What the tool makes: the only shape `rm -rf` is ever given.
+PATTERN = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class LabMeta:
+    """What ``lab.json`` holds: enough to rebuild a local record with the token read beside it."""
+
+    name: str
+    job_id: str
+    via: str
+    created: float
+    version: str
+    remote_dir: str
+    url_path: str = "/lab"
+    reverse_target: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def base(hops: Hops, remote_dir: str) -> str:
+    """``remote_dir`` as an absolute path on the cluster (``~`` and relative paths are from the home)."""
+    home = hops.login().sftp().normalize(".")
+    if remote_dir == "~" or remote_dir.startswith("~/"):
+        return posixpath.join(home, remote_dir[2:])
+    return remote_dir if remote_dir.startswith("/") else posixpath.join(home, remote_dir)
+
+
+def mkdir_private(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.mkdir(path, 0o700)
+    except OSError:
+        if not is_dir(sftp, path):
+            raise LabError(f"cannot create {path} on the login node.") from None
+    sftp.chmod(path, 0o700)
+
+
+def is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+    except OSError:
+        return False
+
+
+def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
+    with sftp.open(path, "w") as fh:
+        fh.chmod(0o600)  # before any byte is written
+        fh.write(text)
+
+
+def read(hops: Hops, lab_dir: str, *parts: str) -> str | None:
+    """A text file in a lab's directory, or None while it does not exist (yet)."""
+    try:
+        with hops.login().sftp().open(posixpath.join(lab_dir, *parts)) as fh:
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def find(hops: Hops, remote_dir: str) -> list[LabMeta]:
+    """Every lab under ``remote_dir`` that has a ``lab.json``, oldest first (one command on the login node)."""
+    root = base(hops, remote_dir)
+    script = 'for f in "$1"/*/lab.json; do [ -r "$f" ] && { cat "$f"; echo; }; done; true'
+    command = f"sh -c {shlex.quote(script)} sh {shlex.quote(root)}"
+    result = run_command(hops.login(), command, timeout=hops.settings.connect_timeout + 10)
+    return sorted(parse(result.stdout), key=lambda meta: meta.created)
+
+
+def parse(text: str) -> list[LabMeta]:
+    """``lab.json`` lines; a damaged or foreign file is skipped, not an error."""
+    found = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+            meta = LabMeta(**{k: data[k] for k in LabMeta.__dataclass_fields__ if k in data})
+        except (ValueError, TypeError):
+            continue
+        if PATTERN.match(meta.remote_dir) and meta.job_id.isdigit():
+            found.append(meta)
+    return found
+
