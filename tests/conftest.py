@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ class LabCli:
         import yaml
 
         self.sbx = cfg
-        self.state_dir = tmp_path / "state"
+        self.state_dir = Path(lab.get("state_dir") or tmp_path / "state")  # another state dir: another laptop
         self.lab = {
             "ssh_config": str(cfg.ssh_config),
             "login": "login",
