@@ -160,3 +160,17 @@ def test_ide_entries_chain_every_hop_with_proxyjump(tmp_path):
     proc = subprocess.run(["ssh", "-F", "/dev/stdin", "-G", "fabfile-lab-nb"], input=text, text=True,
                           capture_output=True, check=False)
     assert proc.returncode == 0 and f"proxyjump {hosts[1]}" in proc.stdout.lower()
+
+
+def test_invoke_yaml_lists_every_lab_key_with_its_default():
+    from pathlib import Path
+
+    import yaml
+
+    from fabfile_lib.settings import DEFAULTS
+    from fabfile_lib.tasks.lab import ns
+
+    documented = yaml.safe_load((Path(__file__).parent.parent / "invoke.yaml").read_text())["lab"]
+    expected = {k: v for k, v in DEFAULTS.items() if k != "sbatch"}  # sbatch: see the comment in invoke.yaml
+    assert documented == expected
+    assert ns.configuration()["lab"] == expected

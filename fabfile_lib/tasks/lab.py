@@ -13,7 +13,7 @@ from invoke.exceptions import Exit
 
 from .. import ide, lab, master, slurm, state
 from ..doctor import run_checks
-from ..errors import ConfigError, LabError, WaitTimeout
+from ..errors import ConfigError, JobEnded, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
@@ -231,6 +231,8 @@ def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSett
     if isinstance(exc, WaitTimeout):
         return (f"{exc}; job {record.job_id} was cancelled and nothing kept: raise lab.wait_timeout (now "
                 f"{settings.wait_timeout:.0f} s) and start again, or use `inv lab.submit` then `inv lab.wait`.")
+    if isinstance(exc, JobEnded):
+        return f"{exc} (its files were removed; nothing kept)"
     return f"{exc} (job {record.job_id} cancelled, nothing kept)"
 
 
