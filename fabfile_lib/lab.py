@@ -538,8 +538,9 @@ def logs(record: LabRecord, hops: Hops) -> str:
     return log_tail(hops, record, lines=10_000)
 
 
-def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
-    """End the job, the background forward, the lab's directory on the cluster and the local record."""
+def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = True) -> None:
+    """End the job, the background forward, the lab's directory on the cluster and (``forget``) the local
+    record."""
     _end_forward_process(record)
     login = hops.login()
     slurm.cancel(login, record.job_id)
@@ -548,7 +549,8 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops) -> None:
         time.sleep(0.5)
     if lab_dir.PATTERN.match(record.remote_dir):  # never rm -rf anything the tool did not make
         run(login, ["rm", "-rf", "--", record.remote_dir])
-    state.remove(settings.state_path, record.name)
+    if forget:
+        state.remove(settings.state_path, record.name)
 
 
 # -- from any machine: labs found on the cluster ------------------------------------------------------
@@ -626,14 +628,16 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
 def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], stop: threading.Event,
                 interval: float = 2.0) -> str:
     """Write the job log as it grows until the job ends (returns why) or ``stop`` is set (returns "")."""
-    offset, next_look, ended = 0, 0.0, False
+    offset, next_look, ended, tail = 0, 0.0, False, ""
     while True:
-        text = lab_dir.read(hops, record.remote_dir, batch_script.JOB_LOG) or ""
-        if len(text) > offset:
-            write(text[offset:])
-            offset = len(text)
+        new = lab_dir.read_from(hops, posixpath.join(record.remote_dir, batch_script.JOB_LOG), offset)
+        if new:
+            text = new.decode(errors="replace")
+            write(text)
+            offset += len(new)
+            tail = (tail + text)[-4000:]
         if ended:
-            return slurm.end_reason(hops.login(), record.job_id, text)
+            return slurm.end_reason(hops.login(), record.job_id, tail)
         if stop.wait(interval):
             return ""
         if time.monotonic() >= next_look:

@@ -81,6 +81,17 @@ def read(hops: Hops, lab_dir: str, *parts: str) -> str | None:
         return None
 
 
+def read_from(hops: Hops, path: str, offset: int) -> bytes:
+    """What a file holds past ``offset`` (b"" while it is absent): a growing log is read once, not again
+    and again from its start."""
+    try:
+        with hops.login().sftp().open(path) as fh:
+            fh.seek(offset)
+            return fh.read()
+    except OSError:
+        return b""
+
+
 def find(hops: Hops, remote_dir: str) -> list[LabMeta]:
     """Every lab under ``remote_dir`` that has a ``lab.json``, oldest first (one command on the login node)."""
     root = base(hops, remote_dir)

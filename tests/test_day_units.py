@@ -174,3 +174,20 @@ def test_invoke_yaml_lists_every_lab_key_with_its_default():
     expected = {k: v for k, v in DEFAULTS.items() if k != "sbatch"}  # sbatch: see the comment in invoke.yaml
     assert documented == expected
     assert ns.configuration()["lab"] == expected
+
+
+def test_a_start_after_a_long_wait_is_notified_once(monkeypatch):
+    import time as _time
+
+    from fabfile_lib.tasks import _progress
+
+    sent = []
+    monkeypatch.setattr(_progress, "notify", lambda title, text: sent.append((title, text)) or True)
+    slow = QueueDisplay(io.StringIO(), live=False)
+    slow.began = _time.monotonic() - 31
+    slow(slurm.JobInfo("7", "PENDING", "Priority"))
+    for _ in range(2):
+        slow(slurm.JobInfo("7", "RUNNING", node="c1"))
+    quick = QueueDisplay(io.StringIO(), live=False)
+    quick(slurm.JobInfo("8", "RUNNING", node="c1"))
+    assert sent == [("JupyterLab job started", "job 7 runs on c1 after 0:31")]

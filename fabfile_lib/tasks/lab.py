@@ -331,7 +331,11 @@ def cancel(c, name=None, job=None):
         settings = _settings(c, name)
         with Hops(settings) as hops:
             record = lab.rebuild(settings, hops, lab.find_remote(settings, hops, lab_name, job))
-            lab.cancel(settings, record, hops)
+            # A lab of the same name recorded here may be this job (then forget it) or another one (keep it).
+            mine = state.exists(state_dir, record.name) and state.load(state_dir, record.name).job_id == record.job_id
+            if mine:
+                settings, record = _record(c, record.name)
+            lab.cancel(settings, record, hops, forget=mine or not state.exists(state_dir, record.name))
     print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
 
 
