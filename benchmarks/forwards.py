@@ -153,8 +153,8 @@ def floor_ms(settings: LabSettings) -> float:
         lab_dir.mkdir_private(sftp, base)
         where = posixpath.join(base, f"floor-{secrets.token_hex(4)}")
         lab_dir.mkdir_private(sftp, where)
-        lab_dir.write_private(sftp, posixpath.join(where, batch_script.TOKEN_FILE), secrets.token_urlsafe(32))
-        lab_dir.write_private(sftp, posixpath.join(where, batch_script.SCRIPT), batch_script.render(s, where))
+        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), secrets.token_urlsafe(32))
+        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.SCRIPT), batch_script.render(s, where))
         lab_dir.write_private(sftp, posixpath.join(where, "probe.py"), FLOOR_PROBE)
         try:
             out = hops.login().run(f"/usr/bin/python3 {where}/probe.py {where}", hide=True, in_stream=False)

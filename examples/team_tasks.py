@@ -19,7 +19,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from fabfile_lib import lab, lab_dir
+from fabfile_lib import lab, lab_dir, state
 from fabfile_lib.hops import Hops, run
 from fabfile_lib.settings import LabSettings
 from fabfile_lib.tasks import lab as lab_tasks
@@ -73,7 +73,7 @@ def sync(c, project="."):
 def report(c, project="."):
     """Say where the lab runs and for how long (after it started)."""
     state_dir = _settings(c, project).state_path
-    record = lab.state.load(state_dir, Path(project).resolve().name)
+    record = state.load(state_dir, Path(project).resolve().name)
     settings = lab.settings_for(record)
     with Hops(settings) as hops:
         st = lab.status(record, hops)

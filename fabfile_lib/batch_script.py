@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import shlex
 
-from . import environment
+from . import environment, modes
+from .lab_dir import JOB_LOG
 from .settings import LabSettings
 
-TOKEN_FILE = "token"
-JOB_LOG = "job.log"
-RUNTIME_DIR = "runtime"
-REVERSE_LOG = "reverse.log"
-SCRIPT = "launch.sh"
 # Ends the job with the one line the tool reports (lab.env's steps call it when they fail).
 LAB_FAIL = 'lab_fail() { echo "fabfile-lab: error: $*"; exit 1; }'
 
@@ -38,37 +34,16 @@ set -u
 # --- end of setup ---
 __FIND_PROGRAM__
 
-if [ "$LAB_VIA" = login ]; then
-    BIND=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
-           | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
-    [ -n "$BIND" ] || BIND=$(hostname -I | cut -d' ' -f1)
-else
-    BIND=127.0.0.1
-fi
+# --- where Jupyter listens (this mode's) ---
+__BIND__
 
 cd __NOTEBOOK_DIR__ || exit 1
 __COMMAND__ --no-browser --ip="$BIND" --port=0 --ServerApp.port_retries=0 &
 JUPYTER_PID=$!
 trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT EXIT
 
-if [ "$LAB_VIA" = reverse ]; then
-    PORT=
-    for _ in $(seq 600); do
-        kill -0 $JUPYTER_PID 2>/dev/null || break
-        PORT=$(sed -n 's/^ *"port": *\([0-9]*\).*/\1/p' "$JUPYTER_RUNTIME_DIR"/jpserver-$JUPYTER_PID.json \
-               2>/dev/null)
-        [ -n "$PORT" ] && break
-        sleep 0.2
-    done
-    if [ -n "$PORT" ]; then
-        # Remote port 0: the login node's sshd picks a free port and ssh reports it in reverse.log.
-        # The marker line tells the tool at once when the reverse hop cannot work on this site.
-        ( ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
-              -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>>"$LAB_DIR/reverse.log"
-          echo "fabfile-lab: reverse ssh exited with status $?" >>"$LAB_DIR/reverse.log" ) &
-        REVERSE_PID=$!
-    fi
-fi
+# --- once Jupyter runs (this mode's) ---
+__AFTER_START__
 # Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep Jupyter running.
 trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
 while :; do
@@ -82,6 +57,8 @@ exit $STATUS
 
 
 def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
+    """``#SBATCH`` lines: the job's name, a warning signal before the time limit, ``lab.sbatch``, and
+    the log in ``lab_dir`` (the lab's private directory on the cluster)."""
     # A warning signal to the batch shell 5 minutes before the time limit (logged in the job log).
     return _sbatch_words({"job-name": f"lab-{settings.name}", "signal": "B:USR1@300",
                           **{str(k): v for k, v in settings.sbatch.items()}}, lab_dir)
@@ -112,7 +89,10 @@ def render(settings: LabSettings, lab_dir: str) -> str:
         f"LAB_REVERSE_TARGET={target}",
     ]
     notebook_dir = shlex.quote(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
-    body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL).replace("__SETUP__", "\n".join(setup(settings)) or ":")
+    way = modes.mode(settings.via)
+    body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
+            .replace("__BIND__", way.bind).replace("__AFTER_START__", way.after_start or ":")
+            .replace("__SETUP__", "\n".join(setup(settings)) or ":")
             .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
             .replace("__COMMAND__", settings.command))

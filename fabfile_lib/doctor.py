@@ -145,7 +145,7 @@ def _job(hops: Hops, settings: LabSettings, base: str, login) -> Iterator[Check]
         while info.active and time.monotonic() < deadline:
             time.sleep(1)
             info = slurm.query(login, job_id)
-        log = lab_dir.read(hops, where, batch_script.JOB_LOG) or ""
+        log = lab_dir.read(hops, where, lab_dir.JOB_LOG) or ""
         if info.active:
             yield Check(False, "compute node", f"job {job_id} did not run within {settings.wait_timeout:.0f} s "
                         f"({info.state.lower()} {info.reason})".rstrip(), "raise lab.wait_timeout or pick a "

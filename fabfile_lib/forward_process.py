@@ -18,8 +18,8 @@ from pathlib import Path
 from . import state
 from .errors import LabError
 from .forwards import Forward
-from .lab import hold, settings_for
 from .procs import start_time
+from .tunnel import hold
 
 
 def _await_ready(state_dir: Path, name: str, stop: threading.Event) -> state.LabRecord | None:
@@ -47,14 +47,11 @@ def main(name: str, state_dir: str) -> int:
     record = _await_ready(Path(state_dir), name, stop)
     if record is None:
         return 0  # cancelled, or never answered: nothing to forward
-    settings = settings_for(record, state_dir=state_dir)
+    settings = state.settings_of(record, state_dir=state_dir)
     me = os.getpid()
 
     def on_ready(fwd: Forward) -> None:
-        current = state.load(Path(state_dir), name)
-        current.forward_pid, current.forward_started, current.forward_port = me, start_time(me) or "", fwd.port
-        record.forward_port = fwd.port
-        state.save(Path(state_dir), current)
+        state.update(Path(state_dir), name, forward_pid=me, forward_started=start_time(me) or "", forward_port=fwd.port)
         print(f"forwarding 127.0.0.1:{fwd.port} to {record.remote_host}:{record.remote_port} via {record.via}",
               flush=True)
 

@@ -18,6 +18,7 @@ answered on the terminal at most once per hop and run, and the chain is closed a
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shlex
 import sys
@@ -33,6 +34,7 @@ from .master import Master, plan
 from .master_connection import MasterConnection
 from .settings import LabSettings
 
+_log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HopSpec:
@@ -270,6 +272,8 @@ class Hops:
         return self._config
 
     def resolve(self, spec: str) -> HopSpec:
+        """Where ``spec`` (an alias or ``[user@]host[:port]``) really is, as ``ssh -G`` says (or
+        Paramiko's SSHConfig where there is no OpenSSH)."""
         if openssh.ssh_binary():
             return resolve_openssh(spec, self.settings)
         return resolve(spec, self.ssh_config, self.settings)
@@ -284,6 +288,9 @@ class Hops:
 
     def connect(self, spec: HopSpec, gateway: Connection | str | None, via: str = "",
                 sock: paramiko.ProxyCommand | None = None) -> Connection:
+        """A Paramiko hop: ``spec`` (from :meth:`resolve`) reached through ``gateway`` (a Connection,
+        a ProxyCommand string, or None for a direct TCP connection) or ``sock``; ``via`` says how, in
+        messages. Host keys are checked against the spec's known hosts before any authentication."""
         key_files = list(spec.identities) or None
         kwargs = {"key_filename": key_files, "look_for_keys": not spec.identities_only,
                   "allow_agent": not spec.identities_only, "banner_timeout": self.settings.connect_timeout,
@@ -298,7 +305,9 @@ class Hops:
         )
         assert self._prompter is not None
         _prepare(conn, spec, self._prompter)
+        _log.debug("hop %s: connecting to %s@%s:%s%s (Paramiko)", spec.label, spec.user, spec.hostname, spec.port, via)
         _open(conn, spec, self.settings, via)
+        _log.debug("hop %s: connected, host key verified", spec.label)
         self._opened.append(conn)
         return conn
 
@@ -322,6 +331,8 @@ class Hops:
         if self._login is None:
             if self.openssh:
                 spec = self.resolve(self.settings.login)
+                _log.debug("hop %s: %s@%s:%s through %s (OpenSSH master)", spec.label, spec.user, spec.hostname,
+                           spec.port, self.settings.jump or spec.proxy_jump or spec.proxy_command or "no jump")
                 conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port, opened=True)
                 self._opened.append(conn)
                 self._login = conn
@@ -390,6 +401,7 @@ class Hops:
 def run_command(conn: Connection, command: str, *, timeout: float = 60):
     """Run a shell ``command`` on ``conn`` and return Invoke's Result (any exit status); a connection that
     fails on the way -- SSH error, dead ProxyCommand or master, timeout -- becomes a ConnectError."""
+    _log.debug("on %s: %s", conn.host, command)
     try:
         result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
     except LabError:
@@ -398,6 +410,7 @@ def run_command(conn: Connection, command: str, *, timeout: float = 60):
         raise ConnectError(f"`{command.split()[0]}` on {conn.host} failed: {exc or type(exc).__name__}") from None
     except Exception as exc:  # invoke's CommandTimedOut and friends
         raise ConnectError(f"`{command.split()[0]}` on {conn.host} did not finish: {exc}") from None
+    _log.debug("on %s: exit %s", conn.host, result.exited)
     if isinstance(conn, MasterConnection) and result.exited == 255:
         raise openssh.explain(result.stderr, f"`{command.split()[0]}` on {conn.host}", 255)
     return result

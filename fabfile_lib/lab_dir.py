@@ -20,7 +20,12 @@ import paramiko
 from .errors import LabError
 from .hops import Hops, run_command
 
+# What a lab's directory holds (the batch script names the same files).
 META = "lab.json"
+JOB_LOG = "job.log"  # sbatch's --output
+TOKEN_FILE = "token"  # JUPYTER_TOKEN_FILE, 0600
+RUNTIME_DIR = "runtime"  # JUPYTER_RUNTIME_DIR: Jupyter's jpserver-PID.json says its port
+SCRIPT = "launch.sh"
 # What the tool makes: the only shape `rm -rf` is ever given.
 PATTERN = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
 
@@ -79,6 +84,12 @@ def read(hops: Hops, lab_dir: str, *parts: str) -> str | None:
             return fh.read().decode(errors="replace")
     except OSError:
         return None
+
+
+def log_tail(hops: Hops, lab_dir: str, lines: int = 20) -> str:
+    """The last ``lines`` of the job's log."""
+    text = read(hops, lab_dir, JOB_LOG) or ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def read_from(hops: Hops, path: str, offset: int) -> bytes:

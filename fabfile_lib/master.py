@@ -81,6 +81,7 @@ class Master:
     def check(self) -> MasterInfo:
         """Whether a master answers on the socket (``ssh -O check``), and what we recorded about it."""
         proc = _run(self.argv("-O", "check", self.dest), timeout=10)
+        log.debug("master of %s: %s", self.label, proc.stderr.strip() or f"exit {proc.returncode}")
         match = _PID.search(proc.stderr)
         return MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0,
                           self._meta().get("created", 0.0))

@@ -11,13 +11,12 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from . import environment
+from . import environment, modes
 from .errors import ConfigError
 
-MODES = ("compute", "login", "reverse")
 TRANSPORTS = ("auto", "openssh", "paramiko")
 _PERSIST = re.compile(r"^(0|yes|no|(\d+[smhdwSMHDW]?)+)$")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -25,29 +24,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # Options the tool sets itself: the job's log must land in the private lab directory.
 _RESERVED = {"output", "error", "chdir", "parsable", "wrap", "export", "export-file"}
 
-DEFAULTS: dict = {
-    "ssh_config": "~/.ssh/config",
-    "login": "",
-    "jump": "",
-    "via": "compute",
-    "sbatch": {"time": "01:00:00"},
-    "setup": [],
-    "env": {},
-    "command": "jupyter lab",
-    "notebook_dir": "",
-    "local_port": 0,
-    "name": "default",
-    "wait_timeout": 300,
-    "accept_new_host_keys": False,
-    "reverse_target": "",
-    "remote_dir": "~/.fabfile-lab",
-    "state_dir": "",
-    "keepalive": 15,
-    "connect_timeout": 15,
-    "transport": "auto",
-    "persist": "8h",
-    "profiles": {},
-}
 # Options of lab.start / lab.submit that set one sbatch option for one run.
 RESOURCE_OPTIONS = {"partition": "partition", "time": "time", "cpus": "cpus-per-task", "mem": "mem", "gpus": "gpus",
                     "account": "account", "constraint": "constraint", "qos": "qos"}
@@ -70,6 +46,15 @@ _EXAMPLES = {"text": "a string", "integer": "a whole number, e.g. 8888", "number
              "boolean": "true or false", "mapping": "a mapping of sbatch long options, e.g. {partition: gpu, "
              "time: '04:00:00'}", "list": "a list of shell lines, e.g. ['module load jupyter']",
              "duration": "a duration, e.g. 8h, 30m, 3600, or 0 for off"}
+
+
+def config_defaults(cls: type) -> dict:
+    """A settings dataclass's defaults as an Invoke config mapping (tuples as lists, as YAML has them)."""
+    values = {}
+    for f in fields(cls):
+        value = f.default_factory() if f.default_factory is not MISSING else f.default
+        values[f.name] = list(value) if isinstance(value, tuple) else value
+    return values
 
 
 def _check_keys(given: Mapping, prefix: str, exclude: tuple[str, ...] = ()) -> None:
@@ -164,11 +149,14 @@ def _coerce(key: str, value: object) -> object:
 
 @dataclass(frozen=True)
 class LabSettings:
-    login: str
-    ssh_config: str = DEFAULTS["ssh_config"]
+    """The ``lab`` settings, each default written here once (invoke.yaml, ``ns.configure`` and the README
+    table are checked against these by the tests). What each key means: invoke.yaml."""
+
+    login: str = ""
+    ssh_config: str = "~/.ssh/config"
     jump: str = ""
     via: str = "compute"
-    sbatch: Mapping[str, object] = field(default_factory=dict)
+    sbatch: Mapping[str, object] = field(default_factory=lambda: {"time": "01:00:00"})
     setup: tuple[str, ...] = ()
     env: Mapping[str, object] = field(default_factory=dict)
     command: str = "jupyter lab"
@@ -219,8 +207,8 @@ class LabSettings:
         if not self.login:
             raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
                            "in invoke.yaml or with `inv -f FILE`.")
-        if self.via not in MODES:
-            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(MODES)}.")
+        if self.via not in modes.NAMES:
+            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.NAMES)}.")
         check_name(self.name)
         if not 0 <= self.local_port <= 65535:
             raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
@@ -267,6 +255,10 @@ class LabSettings:
         path = Path(self.ssh_config).expanduser() if self.ssh_config else None
         return path if path and path.exists() else None
 
+
+
+# Every lab key and its default: the dataclass's fields, and the profiles (consumed by from_config).
+DEFAULTS: dict = {**config_defaults(LabSettings), "profiles": {}}
 
 def state_path(state_dir: str = "") -> Path:
     """Where lab records live: ``lab.state_dir``, else ``$XDG_STATE_HOME/fabfile-lab``."""

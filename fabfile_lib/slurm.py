@@ -55,6 +55,8 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
 
 
 def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
+    """One squeue of ``job_id`` on ``login`` within ``timeout`` seconds: state ``ENDED`` once it is no
+    longer listed; a SchedulerError if squeue itself fails."""
     result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '{_FORMAT}'", timeout=timeout)
     info = next(filter(None, map(parse_line, result.stdout.splitlines())), None)
     if not info:
@@ -126,12 +128,14 @@ def end_reason(login: Connection, job_id: str, log_text: str) -> str:
 
 def node_address(login: Connection, node: str) -> str:
     """The address Slurm itself uses for ``node`` (NodeAddr), which need not be resolvable by name."""
-    out = run(login, ["scontrol", "show", "node", node, "-o"], check=False)
-    for word in out.split():
-        if word.startswith("NodeAddr="):
-            return word.split("=", 1)[1]
-    return node
+    return node_addr_of(run(login, ["scontrol", "show", "node", node, "-o"], check=False)) or node
+
+
+def node_addr_of(scontrol_text: str) -> str:
+    """NodeAddr in ``scontrol show node -o`` output; "" if it is not there."""
+    return next((w.split("=", 1)[1] for w in scontrol_text.split() if w.startswith("NodeAddr=")), "")
 
 
 def cancel(login: Connection, job_id: str) -> None:
+    """scancel ``job_id``; a job already gone is not an error."""
     run(login, ["scancel", job_id], check=False)

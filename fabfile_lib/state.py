@@ -3,37 +3,44 @@
 It holds what every later step needs -- where the cluster is, job id, node, ports, token, mode, remote
 directory, the background forward's pid -- so that ``lab.tunnel``, ``lab.status`` or ``lab.cancel`` work
 from another terminal, after a reboot of the laptop, or from a team's own tasks.
+
+The record is also what a task and the lab's background forward tell each other, so every change is a
+read-modify-write under an ``fcntl`` lock (:func:`update`), and every write replaces the file atomically.
+Reads never create anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .errors import LabError
-from .settings import check_name
+from .settings import LabSettings, check_name
 
 
-@dataclass
+@dataclass(frozen=True)
 class LabRecord:
     name: str
-    settings: dict
+    settings: dict  # the LabSettings the lab was started with, as a mapping
     job_id: str
     remote_dir: str
     token: str
     via: str
     local_port: int = 0
     node: str = ""
-    node_addr: str = ""
-    jupyter_port: int = 0
-    remote_host: str = ""
-    remote_port: int = 0
+    node_addr: str = ""  # Slurm's NodeAddr of the node
+    jupyter_port: int = 0  # where Jupyter listens on the node
+    remote_host: str = ""  # what the far end of the forward connects to (see modes.py)
+    remote_port: int = 0  # 0 until Jupyter answers
     url_path: str = "/lab"
-    forward_pid: int = 0
-    forward_started: str = ""
-    forward_port: int = 0
+    forward_pid: int = 0  # the background forward, if any
+    forward_started: str = ""  # its start time, so a reused pid is never taken for it
+    forward_port: int = 0  # the local port it holds
     created: float = 0.0
 
     def url(self, port: int | None = None) -> str:
@@ -41,8 +48,17 @@ class LabRecord:
         return f"http://127.0.0.1:{port}{self.url_path}?token={self.token}" if port else ""
 
 
-def _dir(state_dir: Path) -> Path:
-    labs = state_dir / "labs"
+def settings_of(record: LabRecord, **overrides) -> LabSettings:
+    """The settings a lab was started with: its cluster does not change with the current config."""
+    return LabSettings.from_config(record.settings, name=record.name, **overrides)
+
+
+def _labs(state_dir: Path) -> Path:
+    return state_dir / "labs"
+
+
+def _make_dirs(state_dir: Path) -> Path:
+    labs = _labs(state_dir)
     labs.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path in (state_dir, labs):
         path.chmod(0o700)
@@ -51,20 +67,49 @@ def _dir(state_dir: Path) -> Path:
 
 def path_for(state_dir: Path, name: str) -> Path:
     """The record of lab ``name``; a name that could leave the state directory is refused."""
-    return _dir(state_dir) / f"{check_name(name)}.json"
+    return _labs(state_dir) / f"{check_name(name)}.json"
 
 
-def save(state_dir: Path, record: LabRecord) -> None:
-    """Write atomically (temp file + rename), created 0600 so the token is never readable by others."""
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """One writer at a time, across processes (the tasks and the background forwards)."""
+    _make_dirs(state_dir)
+    fd = os.open(state_dir / "records.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write(state_dir: Path, record: LabRecord) -> None:
     target = path_for(state_dir, record.name)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 before the token is written
     with os.fdopen(fd, "w") as fh:
         json.dump(asdict(record), fh, indent=2)
     os.replace(tmp, target)
 
 
+def save(state_dir: Path, record: LabRecord) -> None:
+    """Write the whole record, atomically (temp file + rename)."""
+    with _locked(state_dir):
+        _write(state_dir, record)
+
+
+def update(state_dir: Path, name: str, **changes) -> LabRecord | None:
+    """Change some fields of a recorded lab and return the new record; None if it is no longer recorded
+    (cancelled meanwhile: nothing is written back)."""
+    with _locked(state_dir):
+        if not exists(state_dir, name):
+            return None
+        record = replace(load(state_dir, name), **changes)
+        _write(state_dir, record)
+        return record
+
+
 def load(state_dir: Path, name: str) -> LabRecord:
+    """The record of lab ``name``; a LabError saying what to do if there is none or it is damaged."""
     path = path_for(state_dir, name)
     if not path.exists():
         raise LabError(f"no lab named {name!r} is recorded here: `inv lab.list` shows the labs, "
@@ -83,18 +128,26 @@ def exists(state_dir: Path, name: str) -> bool:
 
 def remove(state_dir: Path, name: str) -> None:
     """Forget a lab: its record, its background forward's log and its ssh config entry."""
-    path_for(state_dir, name).unlink(missing_ok=True)
+    with _locked(state_dir):
+        path_for(state_dir, name).unlink(missing_ok=True)
     log_path(state_dir, name).unlink(missing_ok=True)
     ssh_entry_path(state_dir, name).unlink(missing_ok=True)
 
 
 def names(state_dir: Path) -> list[str]:
-    return sorted(p.stem for p in _dir(state_dir).glob("*.json"))
+    labs = _labs(state_dir)
+    return sorted(p.stem for p in labs.glob("*.json")) if labs.is_dir() else []
 
 
 def log_path(state_dir: Path, name: str) -> Path:
     """The background forward's own log (never holds the token)."""
-    return _dir(state_dir) / f"{check_name(name)}.forward.log"
+    return _labs(state_dir) / f"{check_name(name)}.forward.log"
+
+
+def open_log(state_dir: Path, name: str) -> int:
+    """A file descriptor appending to the lab's forward log, created 0600 (and its directory 0700)."""
+    _make_dirs(state_dir)
+    return os.open(log_path(state_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
 def ssh_dir(state_dir: Path) -> Path:

@@ -62,6 +62,27 @@ def ssh(cfg: SandboxConfig, host: str, command: str, timeout: float = 30) -> sub
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The CLI failed the way a user should see it: exit != 0, one stderr line `error: ...`, no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str = "") -> None:
+    """No job of the cluster user in squeue; no local record and no lab directory on the cluster -- of lab
+    ``name``, or of any lab when no name is given."""
+    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    remote = sbx.home / ".fabfile-lab"
+    assert not list(remote.glob(f"{name}-*" if name else "*-*")) if remote.exists() else True
+    if cli is not None:
+        labs = cli.state_dir / "labs"
+        assert not list(labs.glob(f"{name}.json" if name else "*.json")) if labs.exists() else True
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -11,7 +11,7 @@ import socket
 import pytest
 import yaml
 
-from .conftest import ssh
+from .conftest import assert_nothing_left, one_line_error, ssh
 
 pytestmark = pytest.mark.sandbox
 
@@ -55,31 +55,17 @@ CASES = [
 ]
 
 
-def _error_line(proc) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
 
-
-def _nothing_left(cli, sbx) -> None:
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    labs = cli.state_dir / "labs"
-    assert not labs.exists() or not list(labs.glob("*.json"))
-    remote = sbx.home / ".fabfile-lab"
-    assert not remote.exists() or not list(remote.iterdir())
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(lab_cli, sbx, case):
     _, lab, args, words = case
     cli = lab_cli(**lab)
-    err = _error_line(cli(*args))
+    err = one_line_error(cli(*args))
     for word in words:
         assert word in err, err
-    _nothing_left(cli, sbx)
+    assert_nothing_left(sbx, cli)
 
 
 def test_a_busy_fixed_port_and_an_unknown_alias(lab_cli, sbx, tmp_path):
@@ -87,13 +73,13 @@ def test_a_busy_fixed_port_and_an_unknown_alias(lab_cli, sbx, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         cli = lab_cli(local_port=busy.getsockname()[1])
-        assert "already in use" in _error_line(cli(*START))
+        assert "already in use" in one_line_error(cli(*START))
     # An alias nobody defined: ssh says it cannot resolve it (looked up from the jump host, in the sandbox).
     cfg = tmp_path / "ssh_config"
     cfg.write_text("Host *.invalid\n    ProxyJump jump\n" + sbx.ssh_config.read_text())
     cli = lab_cli(ssh_config=str(cfg), login="no-such-alias.invalid", connect_timeout=5)
-    assert "cannot log in to no-such-alias.invalid" in _error_line(cli(*START))
-    _nothing_left(cli, sbx)
+    assert "cannot log in to no-such-alias.invalid" in one_line_error(cli(*START))
+    assert_nothing_left(sbx, cli)
 
 
 def test_a_damaged_record_is_one_line(lab_cli, sbx):
@@ -102,7 +88,7 @@ def test_a_damaged_record_is_one_line(lab_cli, sbx):
     labs.mkdir(parents=True)
     (labs / "broken.json").write_text("{not json")
     for task in ("lab.status", "lab.cancel", "lab.tunnel"):
-        assert "damaged" in _error_line(cli(task, "--name", "broken"))
+        assert "damaged" in one_line_error(cli(task, "--name", "broken"))
     (labs / "broken.json").unlink()
 
 
@@ -111,14 +97,14 @@ def test_a_string_sbatch_in_a_users_file_is_not_invokes_traceback(lab_cli, sbx, 
     user's file an AmbiguousMergeError traceback."""
     cli = lab_cli()
     cli.path.write_text(yaml.safe_dump({"lab": {**cli.lab, "sbatch": "partition=debug"}}))
-    assert "lab.sbatch must be a mapping" in _error_line(cli(*START))
+    assert "lab.sbatch must be a mapping" in one_line_error(cli(*START))
 
 
 def test_a_second_lab_with_the_same_name_is_refused_and_the_first_kept(lab_cli, sbx):
     cli = lab_cli()
     assert cli("lab.start", "--name", "twice", "--no-browser", "--detach").returncode == 0
     first = cli.record("twice")
-    err = _error_line(cli("lab.start", "--name", "twice", "--no-browser", "--detach"))
+    err = one_line_error(cli("lab.start", "--name", "twice", "--no-browser", "--detach"))
     assert "already recorded" in err and "lab.cancel --name twice" in err
     assert cli.record("twice")["job_id"] == first["job_id"]
     jobs = ssh(sbx, "login", f"squeue -h -u {sbx.username} -o %i").stdout.split()

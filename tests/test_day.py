@@ -15,7 +15,7 @@ import pexpect
 import pytest
 import requests
 
-from .conftest import REPO, ssh
+from .conftest import REPO, assert_nothing_left, one_line_error, ssh
 
 pytestmark = pytest.mark.sandbox
 
@@ -30,12 +30,6 @@ def _answers(url: str) -> int:
     return requests.get(f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=10).status_code
 
 
-def _one_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def test_resources_for_one_run_json_and_attach_list_cancel_from_another_machine(lab_cli, sbx, tmp_path):
@@ -76,7 +70,7 @@ def test_resources_for_one_run_json_and_attach_list_cancel_from_another_machine(
 
 
 def test_attach_to_a_lab_that_is_not_there_is_one_line(lab_cli, sbx, tmp_path):
-    err = _one_error(lab_cli()("lab.attach", "--name", "nothere", "--no-browser"))
+    err = one_line_error(lab_cli()("lab.attach", "--name", "nothere", "--no-browser"))
     assert "no lab named 'nothere'" in err and "lab.list --cluster" in err
 
 
@@ -90,7 +84,7 @@ def test_a_profile_switches_partition_and_setup_and_is_listed(lab_cli, sbx):
     assert "Partition=long" in _job(sbx, record["job_id"])
     script = (sbx.home / record["remote_dir"].split(str(sbx.home) + "/", 1)[1] / "launch.sh").read_text()
     assert "echo profile-big-setup" in script
-    assert "profile 'small' is not defined" in _one_error(cli("lab.submit", "--name", "p2", "--profile", "small"))
+    assert "profile 'small' is not defined" in one_line_error(cli("lab.submit", "--name", "p2", "--profile", "small"))
 
 
 def _fake_site(sbx) -> None:
@@ -135,9 +129,8 @@ def test_a_broken_environment_is_reported_within_30_seconds(lab_cli, sbx, lab, w
     began = time.monotonic()
     proc = cli("lab.start", "--name", "broken", "--no-browser")
     assert time.monotonic() - began < 30
-    assert words in _one_error(proc) and proc.returncode == 3  # exit code 3: the job ended
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "broken.json").exists()
+    assert words in one_line_error(proc) and proc.returncode == 3  # exit code 3: the job ended
+    assert_nothing_left(sbx, cli, "broken")
 
 
 def test_logs_follow_until_the_job_ends(lab_cli, sbx):
@@ -190,7 +183,7 @@ def test_a_terminal_sees_one_live_line_while_the_job_queues(lab_cli, sbx):
     child.sendintr()
     child.expect(pexpect.EOF)
     assert "cancelled" in child.before
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert_nothing_left(sbx)
 
 
 def test_the_example_team_tasks_file_runs_end_to_end(lab_cli, sbx, tmp_path):

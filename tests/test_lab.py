@@ -15,18 +15,11 @@ import pytest
 import requests
 import websocket
 
-from .conftest import ssh
+from .conftest import assert_nothing_left, one_line_error, ssh
 
 pytestmark = pytest.mark.sandbox
 
 
-def _one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def _port_open(port: int) -> bool:
@@ -138,7 +131,7 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     remote_dir = Path(rec["remote_dir"])
     assert remote_dir.is_dir()
     assert cli("lab.cancel", "--name", f"m{via}").returncode == 0
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert_nothing_left(sbx)
     assert not remote_dir.exists()
     assert not (cli.state_dir / "labs" / f"m{via}.json").exists()
     assert not list((cli.state_dir / "labs").iterdir())  # no forward log left either
@@ -218,16 +211,15 @@ def test_a_host_key_that_does_not_match_is_refused(lab_cli, sbx, tmp_path):
     jump_key = lines[0].split(None, 1)[1]
     forged = [lines[0], f"{sbx.address('login')} {jump_key}", lines[2]]  # login "presents" another key
     cli = lab_cli(ssh_config=str(_tampered_config(sbx, tmp_path, "\n".join(forged) + "\n")))
-    err = _one_line_error(cli("lab.start", "--name", "mitm", "--no-browser", "--detach"))
+    err = one_line_error(cli("lab.start", "--name", "mitm", "--no-browser", "--detach"))
     assert "does not match" in err and sbx.address("login") in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "mitm.json").exists()
+    assert_nothing_left(sbx, cli, "mitm")
 
 
 def test_an_unknown_host_is_refused_unless_accept_new(lab_cli, sbx, tmp_path):
     lines = sbx.known_hosts.read_text().splitlines()
     cfg = _tampered_config(sbx, tmp_path, lines[0] + "\n")  # jump known; login and compute not
-    err = _one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "new", "--no-browser"))
+    err = one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "new", "--no-browser"))
     assert "not in the known hosts" in err and "accept_new_host_keys" in err
     proc = lab_cli(ssh_config=str(cfg), accept_new_host_keys=True)("lab.start", "--name", "new", "--no-browser",
                                                                    "--detach")
@@ -237,23 +229,19 @@ def test_an_unknown_host_is_refused_unless_accept_new(lab_cli, sbx, tmp_path):
 
 def test_unknown_partition_is_one_line_and_leaves_nothing(lab_cli, sbx):
     cli = lab_cli(sbatch={"partition": "nope"})
-    err = _one_line_error(cli("lab.start", "--name", "bad", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "bad", "--no-browser"))
     assert "partition" in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not list((sbx.home / ".fabfile-lab").glob("bad-*"))
-    assert not (cli.state_dir / "labs" / "bad.json").exists()
+    assert_nothing_left(sbx, cli, "bad")
 
 
 def test_a_failing_command_is_reported_with_the_log_tail_quickly(lab_cli, sbx):
     # (A missing `jupyter` has its own message: tests/test_day.py.)
     cli = lab_cli(command="""python3 -c 'import sys; print("boom: no kernel for you"); sys.exit(3)'""")
     started = time.monotonic()
-    err = _one_line_error(cli("lab.start", "--name", "nojup", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "nojup", "--no-browser"))
     assert time.monotonic() - started < 30
     assert "log tail:" in err and "boom: no kernel for you" in err and "jupyter exited with status 3" in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not list((sbx.home / ".fabfile-lab").glob("nojup-*"))
-    assert not (cli.state_dir / "labs" / "nojup.json").exists()
+    assert_nothing_left(sbx, cli, "nojup")
 
 
 def test_a_busy_local_port_fails_before_submission(lab_cli, sbx):
@@ -262,10 +250,9 @@ def test_a_busy_local_port_fails_before_submission(lab_cli, sbx):
         busy.listen(1)
         port = busy.getsockname()[1]
         cli = lab_cli(local_port=port)
-        err = _one_line_error(cli("lab.start", "--name", "busy", "--no-browser", "--detach"))
+        err = one_line_error(cli("lab.start", "--name", "busy", "--no-browser", "--detach"))
     assert f"local port {port} is already in use" in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "busy.json").exists()
+    assert_nothing_left(sbx, cli, "busy")
 
 
 def _start_foreground(cli, *args: str) -> subprocess.Popen:
@@ -295,9 +282,7 @@ def test_ctrl_c_while_pending_cancels_the_job(lab_cli, sbx):
     proc.send_signal(subprocess.signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "cancelled" in err and "Traceback" not in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not list((sbx.home / ".fabfile-lab").glob("pend-*"))
-    assert not (cli.state_dir / "labs" / "pend.json").exists()
+    assert_nothing_left(sbx, cli, "pend")
 
 
 def test_ctrl_c_once_running_keeps_the_job_and_says_how_to_reattach(lab_cli, sbx):
@@ -317,19 +302,18 @@ def test_ctrl_c_once_running_keeps_the_job_and_says_how_to_reattach(lab_cli, sbx
 def test_a_mode_that_cannot_work_names_the_others(lab_cli, sbx):
     cli = lab_cli(via="reverse", reverse_target="no-such-login-host")
     started = time.monotonic()
-    err = _one_line_error(cli("lab.start", "--name", "norev", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "norev", "--no-browser"))
     assert time.monotonic() - started < 30
-    assert "reverse ssh" in err and "compute or login" in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "norev.json").exists()
+    assert "reverse ssh" in err and "one of: compute, login" in err
+    assert_nothing_left(sbx, cli, "norev")
 
 
 def test_compute_mode_unreachable_node_names_the_other_modes(lab_cli, sbx, tmp_path):
     lines = sbx.known_hosts.read_text().splitlines()
     cfg = _tampered_config(sbx, tmp_path, "\n".join(lines[:2]) + "\n")  # compute's key unknown
-    err = _one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "nocomp", "--no-browser"))
+    err = one_line_error(lab_cli(ssh_config=str(cfg))("lab.start", "--name", "nocomp", "--no-browser"))
     assert "not in the known hosts" in err and "login, reverse" in err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    assert_nothing_left(sbx)
 
 
 def test_the_background_forward_reconnects_after_a_drop(lab_cli, sbx):
@@ -356,11 +340,10 @@ def test_a_changed_jump_host_key_through_the_blog_proxycommand_is_one_line(lab_c
     path.write_text(path.read_text().replace(str(sbx.known_hosts), str(kh)))
     cli = lab_cli(ssh_config=str(path), login="work-via-jump", connect_timeout=10)
     started = time.monotonic()
-    err = _one_line_error(cli("lab.start", "--name", "jumpkey", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "jumpkey", "--no-browser"))
     assert time.monotonic() - started < 10
     assert "host key" in err and "does not match" in err and sbx.address("jump") in err, err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "jumpkey.json").exists()
+    assert_nothing_left(sbx, cli, "jumpkey")
 
 
 def _jump_hop_pid(cli, sbx, which: str) -> int:
@@ -423,7 +406,7 @@ def test_an_alias_without_identity_file_logs_in_with_the_agent(lab_cli, sbx, tmp
 
 def test_a_missing_ssh_config_is_one_line(lab_cli, sbx, tmp_path):
     cli = lab_cli(ssh_config=str(tmp_path / "no-such-config"))
-    err = _one_line_error(cli("lab.start", "--name", "nocfg", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "nocfg", "--no-browser"))
     assert "does not exist" in err and "lab.ssh_config" in err
 
 
@@ -470,13 +453,12 @@ def test_logout_holds_background_forwards_until_the_next_login(lab_cli, sbx):
 
 def test_timeouts_say_what_was_done_with_the_job(lab_cli, sbx):
     cli = lab_cli(sbatch={"partition": "debug", "begin": "now+3600"}, wait_timeout=3)
-    err = _one_line_error(cli("lab.start", "--name", "slow", "--no-browser"))
+    err = one_line_error(cli("lab.start", "--name", "slow", "--no-browser"))
     assert "within 3 s" in err and "pending" in err and "cancelled and nothing kept" in err, err
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
-    assert not (cli.state_dir / "labs" / "slow.json").exists()
+    assert_nothing_left(sbx, cli, "slow")
 
     assert cli("lab.submit", "--name", "slow").returncode == 0
-    err = _one_line_error(cli("lab.wait", "--name", "slow", "--timeout", "2"))
+    err = one_line_error(cli("lab.wait", "--name", "slow", "--timeout", "2"))
     assert "within 2 s" in err and "kept" in err and "inv lab.wait --name slow" in err, err
     assert "slow" in cli("lab.status", "--name", "slow").stdout  # the command it suggests works from here
     assert cli("lab.cancel", "--name", "slow").returncode == 0

@@ -30,6 +30,16 @@ class Link:
     prefix: int = 30
 
 
+class _Under:
+    """A path under the sandbox's directory, as an attribute: ``cfg.ssh_config`` is ``cfg.path / "ssh_config"``."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __get__(self, cfg: SandboxConfig | None, owner: type | None = None):
+        return self if cfg is None else cfg.path.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     name: str = "sbx"
@@ -117,45 +127,19 @@ class SandboxConfig:
         return self.links[2].left_addr
 
     # Files the sandbox writes; every path lives under ``dir``.
-    @property
-    def ssh_config(self) -> Path:
-        return self.path / "ssh_config"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.path / "laptop" / "known_hosts"
-
-    @property
-    def identity(self) -> Path:
-        return self.path / "laptop" / "id_ed25519"
-
-    @property
-    def lab_config(self) -> Path:
-        return self.path / "lab.yaml"
-
-    @property
-    def slurm_conf(self) -> Path:
-        return self.path / "slurm" / "slurm.conf"
-
-    @property
-    def munge_socket(self) -> Path:
-        return self.path / "munge" / "munge.socket"
+    ssh_config = _Under("ssh_config")
+    known_hosts = _Under("laptop", "known_hosts")
+    identity = _Under("laptop", "id_ed25519")
+    lab_config = _Under("lab.yaml")
+    slurm_conf = _Under("slurm", "slurm.conf")
+    munge_socket = _Under("munge", "munge.socket")
+    run_dir = _Under("run")
+    log_dir = _Under("log")
+    state_file = _Under("sandbox.json")
 
     @property
     def home(self) -> Path:
         return self.path / "home" / self.username
-
-    @property
-    def run_dir(self) -> Path:
-        return self.path / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.path / "log"
-
-    @property
-    def state_file(self) -> Path:
-        return self.path / "sandbox.json"
 
     # The second factor (``mfa``). PAM reads services only from /etc/pam.d, and sshd names its PAM service
     # after the name it was started as: the jump host's sshd runs as a link named like the service file.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from .system import ensure_packages, require_root, run
 
 READY_MARK = ".fabfile-lab-ready"
 Echo = Callable[[str], None]
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,7 +84,7 @@ def status(cfg: SandboxConfig) -> SandboxStatus:
                          hosts, alive, mfa, str(cfg.totp_secret) if mfa else "")
 
 
-def up(cfg: SandboxConfig, echo: Echo = print) -> SandboxStatus:
+def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     require_root()
     ensure_packages(echo, mfa=cfg.mfa)
     before = recorded(cfg)
@@ -134,7 +136,7 @@ def _check_no_clash(cfg: SandboxConfig) -> None:
                            "choose another range (inv sandbox.up --subnet ...) or another sandbox name.")
 
 
-def ensure_venv(cfg: SandboxConfig, echo: Echo = print) -> None:
+def ensure_venv(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     """The compute node's JupyterLab environment, made once and shared by every sandbox (a cache kept
     by ``down``). It is built with /usr/bin/python3 so the cluster user can run it."""
     venv = Path(cfg.venv)
@@ -243,7 +245,7 @@ def _wait_for_node(cfg: SandboxConfig, timeout: float = 60) -> None:
                    f"see {cfg.log_dir}/slurmd.log and slurmctld.log.")
 
 
-def down(cfg: SandboxConfig, echo: Echo = print) -> None:
+def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     require_root()
     cfg = recorded(cfg)
     for name in cluster.DAEMON_PIDFILES:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import LabError
+
+_log = logging.getLogger(__name__)
 
 # Debian package that provides each program the sandbox runs.
 PACKAGES = {
@@ -66,7 +69,7 @@ def missing_packages(mfa: bool = False) -> list[str]:
     return sorted(missing)
 
 
-def ensure_packages(echo=print, mfa: bool = False) -> None:
+def ensure_packages(echo: Callable[[str], None] = _log.info, mfa: bool = False) -> None:
     """Install the Debian packages the sandbox runs, when any is missing (the machine has no systemd,
     so nothing starts by itself; we start every daemon ourselves)."""
     missing = missing_packages(mfa)

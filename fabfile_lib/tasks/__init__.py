@@ -1,11 +1,20 @@
 """The Invoke namespace: one collection per concern."""
 
+import logging
+import os
+
 from invoke import Collection
 
 from . import lab, sandbox
 from ._errors import install_guard, user_errors
 
 install_guard()
+
+if os.environ.get("INVOKE_LAB_DEBUG"):  # the library's own debug log, hop by hop (inv -d shows every library's)
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    logging.getLogger("fabfile_lib").addHandler(_handler)
+    logging.getLogger("fabfile_lib").setLevel(logging.DEBUG)
 
 __all__ = ["namespace", "user_errors"]
 

@@ -11,7 +11,7 @@ import webbrowser
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import ide, lab, master, slurm, state
+from .. import ide, lab, master, remote_labs, slurm, state
 from ..doctor import run_checks
 from ..errors import ConfigError, JobEnded, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
@@ -282,7 +282,7 @@ def list_(c, cluster=False):
         return
     settings = _settings(c)
     with Hops(settings) as hops:
-        found = lab.remote_labs(settings, hops)
+        found = remote_labs.remote_labs(settings, hops)
     if not found:
         print(f"no labs under {settings.remote_dir} on {settings.login}")
     for item in found:
@@ -330,7 +330,7 @@ def cancel(c, name=None, job=None):
     else:
         settings = _settings(c, name)
         with Hops(settings) as hops:
-            record = lab.rebuild(settings, hops, lab.find_remote(settings, hops, lab_name, job))
+            record = remote_labs.rebuild(settings, hops, remote_labs.find_remote(settings, hops, lab_name, job))
             # A lab of the same name recorded here may be this job (then forget it) or another one (keep it).
             mine = state.exists(state_dir, record.name) and state.load(state_dir, record.name).job_id == record.job_id
             if mine:
@@ -352,7 +352,7 @@ def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
     settings = _settings(c, name)
     with Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
-            record = lab.attach(settings, hops, None if job else settings.name, job, display)
+            record = remote_labs.attach(settings, hops, None if job else settings.name, job, display)
         if lab.forward_alive(record):
             _announce(record, record.forward_port, not no_browser, json_, hops)
             return

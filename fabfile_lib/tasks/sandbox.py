@@ -9,11 +9,13 @@ from invoke import Collection, task
 
 from .. import sandbox
 from ..sandbox import SandboxConfig
+from ..settings import config_defaults
 from ._errors import user_errors
 
+_DEFAULT = config_defaults(SandboxConfig)
 HELP = {
-    "name": "sandbox name: prefixes namespaces, hostnames and the cluster user (default: sbx)",
-    "subnet": "private IPv4 range for the sandbox hosts (default: 10.250.0.0/24)",
+    "name": f"sandbox name: prefixes namespaces, hostnames and the cluster user (default: {_DEFAULT['name']})",
+    "subnet": f"private IPv4 range for the sandbox hosts (default: {_DEFAULT['subnet']})",
     "dir": "directory holding everything the sandbox makes (default: /var/tmp/fabfile-lab/NAME)",
 }
 
@@ -32,7 +34,7 @@ def up(c, name=None, subnet=None, dir=None, mfa=False):
     cfg = _config(c, name, subnet, dir)
     if mfa:
         cfg = dataclasses.replace(cfg, mfa=True)
-    st = sandbox.up(cfg)
+    st = sandbox.up(cfg, echo=print)
     print(f"sandbox {st.name} is up: jump {st.hosts['jump'].address}, login {st.hosts['login'].address}, "
           f"compute {st.hosts['compute'].address}, user {st.user}")
     print(f"  ssh -F {st.ssh_config} compute hostname")
@@ -45,7 +47,7 @@ def up(c, name=None, subnet=None, dir=None, mfa=False):
 @user_errors
 def down(c, name=None, subnet=None, dir=None):
     """Take the sandbox down: processes, namespaces, links, route, user and directory."""
-    sandbox.down(_config(c, name, subnet, dir))
+    sandbox.down(_config(c, name, subnet, dir), echo=print)
 
 
 @task(help={**HELP, "json": "print the status as a JSON object"})
@@ -63,12 +65,4 @@ def status(c, name=None, subnet=None, dir=None, json_=False):
 
 
 ns = Collection("sandbox", up, down, status)
-ns.configure({"sandbox": {
-    "name": "sbx",
-    "subnet": "10.250.0.0/24",
-    "dir": "",
-    "user": "",
-    "venv": "/var/tmp/fabfile-lab/jupyter-venv",
-    "jupyter_packages": ["jupyterlab"],
-    "mfa": False,
-}})
+ns.configure({"sandbox": _DEFAULT})

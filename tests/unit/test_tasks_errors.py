@@ -1,8 +1,4 @@
-"""Config files Invoke itself cannot merge or parse: one line and exit code 2, before any task runs.
-
-Invoke reads the files after loading tasks.py and lets their errors escape; these run the real CLI
-(no sandbox needed: the error comes before any host is contacted).
-"""
+"""Errors as a user sees them (tasks/_errors.py): exit codes, config files Invoke cannot read."""
 
 from __future__ import annotations
 
@@ -13,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from fabfile_lib.errors import ConfigError, ConnectError, JobEnded, LabError, WaitTimeout
 from fabfile_lib.settings import merge_conflict
+from fabfile_lib.tasks._errors import exit_code
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("exc,code", [(ConfigError("x"), 2), (JobEnded("x"), 3), (WaitTimeout("x"), 4),
+                                      (ConnectError("x"), 1), (LabError("x"), 1)])
+def test_exit_codes(exc, code):
+    assert exit_code(exc) == code
+
 
 
 def _inv(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,89 @@
+"""Is Jupyter answering? ``GET /api/status`` along the lab's own path, or through the local forward.
+
+The probe goes where the laptop's forward will go (see ``modes.py``): from the compute node (``ssh -W``
+through the kept login, or a Paramiko channel from the node) or from the login node. A refused or failing
+path is reported, not retried here: the caller knows how long it may wait.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import paramiko
+
+from . import modes, ssh_forward
+from .errors import AuthenticationError, HostKeyError, LabError, PromptNeeded
+from .hops import Hops
+from .state import LabRecord
+
+
+def unreachable_node(exc: LabError) -> LabError:
+    """``exc`` from the hop to a compute node, with what to do about it."""
+    return type(exc)(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
+                     f"set lab.via to {modes.others(modes.Via.COMPUTE)}.")
+
+
+def far_transport(hops: Hops, record: LabRecord) -> paramiko.Transport:
+    """The Paramiko transport whose far end reaches Jupyter in this lab's mode."""
+    login = hops.login()  # a failure before the login node is not the compute node's
+    if not modes.mode(record.via).through_node:
+        return login.transport
+    try:
+        return hops.node(record.node_addr).transport
+    except LabError as exc:
+        raise unreachable_node(exc) from None
+
+
+def _stream(hops: Hops, record: LabRecord):
+    """A byte stream to Jupyter as seen from the far end of this lab's mode: ``ssh -W`` on the OpenSSH
+    transport, a ``direct-tcpip`` channel on Paramiko's."""
+    host, port = record.remote_host, record.remote_port
+    if hops.openssh:
+        if modes.mode(record.via).through_node:
+            argv = hops.node_ssh(record.node_addr, "-W", f"{host}:{port}")
+            return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
+        login_master = hops.master
+        return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
+    return far_transport(hops, record).open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
+
+
+def status_request(host: str, token: str) -> bytes:
+    """GET /api/status with the token in a header (never in a URL that a log could keep)."""
+    return f"GET /api/status HTTP/1.0\r\nHost: {host}\r\nAuthorization: token {token}\r\n\r\n".encode()
+
+
+def status_code(head: bytes) -> int:
+    """The HTTP status in the first bytes of a response; 0 if they are not one."""
+    match = re.match(r"HTTP/1\.\d (\d{3})", head.decode(errors="replace"))
+    return int(match.group(1)) if match else 0
+
+
+def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
+    """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached)."""
+    try:
+        stream = _stream(hops, record)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        return 0, str(exc) or type(exc).__name__
+    try:
+        stream.settimeout(10)
+        stream.sendall(status_request(record.remote_host, record.token))
+        head = stream.recv(64)
+    except (TimeoutError, OSError, paramiko.SSHException):
+        head = b""
+    finally:
+        stream.close()
+    failure = stream.failure() if isinstance(stream, ssh_forward.Stream) else None
+    if isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded)):
+        raise unreachable_node(failure) if modes.mode(record.via).through_node else failure
+    return status_code(head), str(failure or "")
+
+
+def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
+    """HTTP status of /api/status through the local forward on ``port`` (0 if nothing answers)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(status_request("127.0.0.1", record.token))
+            return status_code(sock.recv(64))
+    except OSError:
+        return 0

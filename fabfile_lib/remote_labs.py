@@ -1,0 +1,85 @@
+"""The user's labs as the cluster knows them, from any machine: list them, record one here, attach.
+
+Each lab's directory holds ``lab.json`` (see ``lab_dir.py``); joined with squeue, that is enough to rebuild
+a local record on a machine that never started the lab -- the token is read over SFTP from its 0600 file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from . import lab, lab_dir, slurm, state
+from .errors import JobEnded, LabError
+from .hops import Hops
+from .settings import LabSettings
+from .state import LabRecord
+
+
+@dataclass(frozen=True)
+class RemoteLab:
+    """A lab found in the remote directory, with its job as squeue sees it (state ENDED if not listed)."""
+
+    meta: lab_dir.LabMeta
+    job: slurm.JobInfo
+
+    @property
+    def active(self) -> bool:
+        return self.job.active
+
+
+def remote_labs(settings: LabSettings, hops: Hops) -> list[RemoteLab]:
+    """The user's labs under ``lab.remote_dir`` on this cluster, joined with squeue (oldest first)."""
+    metas = lab_dir.find(hops, settings.remote_dir)
+    jobs = slurm.my_jobs(hops.login(), timeout=settings.connect_timeout + 10) if metas else {}
+    return [RemoteLab(m, jobs.get(m.job_id, slurm.JobInfo(m.job_id, "ENDED"))) for m in metas]
+
+
+def find_remote(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None) -> RemoteLab:
+    """The lab named ``name`` (its newest live one) or with job ``job_id``, found on the cluster."""
+    found = [lab for lab in remote_labs(settings, hops)
+             if (job_id and lab.meta.job_id == str(job_id)) or (not job_id and lab.meta.name == name)]
+    what = f"job {job_id}" if job_id else f"named {name!r}"
+    if not found:
+        raise LabError(f"no lab {what} on {settings.login} (under {settings.remote_dir}): "
+                       "`inv lab.list --cluster` lists the labs there.")
+    live = [lab for lab in found if lab.active]
+    return (live or found)[-1]
+
+
+def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
+    """A local record for a lab found on the cluster, its token read over SFTP from its 0600 file. The
+    cluster is this machine's config; the lab's own choices (name, mode) come from its ``lab.json``."""
+    meta = found.meta
+    token = (lab_dir.read(hops, meta.remote_dir, lab_dir.TOKEN_FILE) or "").strip()
+    if not token:
+        raise LabError(f"the token of lab {meta.name!r} cannot be read in {meta.remote_dir} on {settings.login}.")
+    here = LabSettings.from_config({**asdict(settings), "name": meta.name, "via": meta.via,
+                                    "reverse_target": meta.reverse_target})
+    return LabRecord(name=meta.name, settings=asdict(here), job_id=meta.job_id, remote_dir=meta.remote_dir,
+                     token=token, via=meta.via, local_port=settings.local_port, url_path=meta.url_path,
+                     created=meta.created)
+
+
+def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None,
+           progress: lab.Progress | None = None, timeout: float | None = None) -> LabRecord:
+    """Record a lab found on the cluster on this machine, once Jupyter answers (``lab.tunnel`` then
+    forwards to it). A lab already recorded here under that name must be the same job."""
+    found = find_remote(settings, hops, name, job_id)
+    if not found.active:
+        raise JobEnded(f"lab {found.meta.name!r} was found but its job {found.meta.job_id} has ended: "
+                       f"`inv lab.cancel --job {found.meta.job_id}` removes its files.")
+    if state.exists(settings.state_path, found.meta.name):
+        mine = state.load(settings.state_path, found.meta.name)
+        if mine.job_id != found.meta.job_id:
+            raise LabError(f"a different lab named {found.meta.name!r} (job {mine.job_id}) is recorded here: "
+                           f"`inv lab.cancel --name {found.meta.name}` or `inv lab.status` first.")
+        if mine.remote_port:
+            return mine
+    record = rebuild(settings, hops, found)
+    state.save(settings.state_path, record)
+    try:
+        return lab.wait(state.settings_of(record), record, hops, progress, timeout)
+    except BaseException:
+        state.remove(settings.state_path, record.name)  # attaching failed: this machine keeps nothing
+        raise
+

@@ -1,0 +1,67 @@
+"""The batch script: sbatch lines, the environment's lines, each mode's lines, no secret."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from fabfile_lib import batch_script
+from fabfile_lib.settings import LabSettings
+
+
+def _script(env: dict) -> str:
+    return batch_script.render(LabSettings.from_config({"login": "l", "env": env}), "/h/.fabfile-lab/x-0011aabb")
+
+
+def _settings(**kw) -> LabSettings:
+    return LabSettings.from_config({"login": "login", **kw})
+
+
+def test_launch_script_has_sbatch_options_and_no_secret():
+    s = _settings(sbatch={"partition": "gpu", "cpus-per-task": 4, "exclusive": True, "gpus": False},
+                  setup=["module load jupyter"], command="jupyter lab")
+    script = batch_script.render(s, "/home/u/.fabfile-lab/my lab-0011aabb")
+    assert "#SBATCH --partition=gpu" in script and "#SBATCH --cpus-per-task=4" in script
+    assert "#SBATCH --exclusive" in script and "--gpus" not in script
+    assert '#SBATCH --output="/home/u/.fabfile-lab/my lab-0011aabb/job.log"' in script  # sbatch keeps it whole
+    assert "LAB_DIR='/home/u/.fabfile-lab/my lab-0011aabb'" in script  # quoted for the shell
+    assert 'JUPYTER_TOKEN_FILE="$LAB_DIR/token"' in script and "JUPYTER_TOKEN=" not in script
+    assert "--port=0 --ServerApp.port_retries=0" in script
+    assert script.index("module load jupyter") < script.index("jupyter lab --no-browser")
+
+
+def test_sbatch_values_with_blanks_are_quoted_and_defaults_kept():
+    s = _settings(sbatch={"comment": "two words", "partition": "debug"})
+    lines = batch_script.sbatch_lines(s, "/lab")
+    assert '#SBATCH --comment="two words"' in lines and "#SBATCH --partition=debug" in lines
+    assert "#SBATCH --time=01:00:00" in lines  # the default limit stays unless the site's is wanted
+    assert "#SBATCH --time" not in " ".join(batch_script.sbatch_lines(_settings(sbatch={"time": ""}), "/lab"))
+
+
+def test_conda_is_activated_the_way_a_batch_shell_needs():
+    script = _script({"conda": "~/envs/lab", "modules": ["anaconda3/2024"]})
+    hook = script.index('eval "$(conda shell.bash hook)"')
+    assert script.index("module load anaconda3/2024") < hook < script.index('conda activate "$HOME"/envs/lab')
+    assert script.index("set +u") < hook < script.index("set -u\n# --- end of setup")
+    assert "/etc/profile.d/modules.sh" in script  # `module` is defined first where the batch shell lacks it
+
+
+@pytest.mark.parametrize("env,expect", [
+    ({"venv": "/opt/venvs/lab"}, ". /opt/venvs/lab/bin/activate || lab_fail"),
+    ({"uv": "~/proj"}, '. "$HOME"/proj/.venv/bin/activate || lab_fail'),
+    ({"pixi": "/p/proj"}, 'eval "$(pixi shell-hook --manifest-path /p/proj)"'),
+    ({"mamba": "lab"}, 'eval "$(mamba shell hook --shell bash)"'),
+    ({"init": "/etc/profile"}, ". /etc/profile || lab_fail"),
+    ({"venv": "/a b/c"}, ". '/a b/c'/bin/activate"),
+])
+def test_each_environment_kind(env, expect):
+    script = _script(env)
+    assert expect in script
+    assert script.index(expect) < script.index("LAB_PROGRAM=$(command -v jupyter)")
+
+
+def test_rendered_scripts_are_valid_bash():
+    for env in ({"conda": "x", "modules": ["a", "b/1"], "init": "/i"}, {"pixi": "/p"}, {"uv": "~"}, {}):
+        proc = subprocess.run(["bash", "-n"], input=_script(env), text=True, capture_output=True, check=False)
+        assert proc.returncode == 0, proc.stderr

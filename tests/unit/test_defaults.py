@@ -1,0 +1,53 @@
+"""One source of defaults: invoke.yaml, the tasks' ns.configure and the README tables equal the dataclasses."""
+
+from __future__ import annotations
+
+
+def _readme_defaults(prefix: str) -> dict:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = re.findall(rf"^\| `{prefix}\.(\w+)` \| `([^`]*)` \|", text, re.M)
+    return {key: yaml.safe_load(value) if value not in ("", '""') else "" for key, value in rows}
+
+
+def test_invoke_yaml_lists_every_lab_key_with_its_default():
+    from pathlib import Path
+
+    import yaml
+
+    from fabfile_lib.settings import DEFAULTS
+    from fabfile_lib.tasks.lab import ns
+
+    documented = yaml.safe_load((Path(__file__).parents[2] / "invoke.yaml").read_text())["lab"]
+    expected = {k: v for k, v in DEFAULTS.items() if k != "sbatch"}  # sbatch: see the comment in invoke.yaml
+    assert documented == expected
+    assert ns.configuration()["lab"] == expected
+
+
+def test_the_readme_tables_hold_every_key_with_its_default():
+    from fabfile_lib.sandbox import SandboxConfig
+    from fabfile_lib.settings import DEFAULTS, config_defaults
+
+    assert _readme_defaults("lab") == DEFAULTS
+    sandbox = config_defaults(SandboxConfig)
+    readme = _readme_defaults("sandbox")
+    assert set(readme) == set(sandbox)
+    assert {k: v for k, v in readme.items() if k not in ("dir", "user")} == \
+        {k: v for k, v in sandbox.items() if k not in ("dir", "user")}  # those two are derived from the name
+
+
+def test_invoke_yaml_lists_every_sandbox_key_with_its_default():
+    from pathlib import Path
+
+    import yaml
+
+    from fabfile_lib.sandbox import SandboxConfig
+    from fabfile_lib.settings import config_defaults
+    from fabfile_lib.tasks.sandbox import ns
+
+    documented = yaml.safe_load((Path(__file__).parents[2] / "invoke.yaml").read_text())["sandbox"]
+    assert documented == config_defaults(SandboxConfig) == ns.configuration()["sandbox"]

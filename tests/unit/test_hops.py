@@ -1,0 +1,66 @@
+"""Hop resolution, the transport choice and keyboard-interactive prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabfile_lib import LabError, openssh
+from fabfile_lib.errors import AuthenticationError, PromptNeeded
+from fabfile_lib.hops import Prompter, choose_transport, load_ssh_config, resolve
+from fabfile_lib.settings import LabSettings
+
+
+def _settings(**kw) -> LabSettings:
+    return LabSettings.from_config({"login": "login", **kw})
+
+
+def test_resolve_aliases_proxyjump_and_proxycommand(tmp_path):
+    cfg = tmp_path / "config"
+    cfg.write_text(
+        "Host work-via-jump\n  HostName 10.1.2.3\n  User alice\n  Port 2222\n  IdentityFile ~/.ssh/k\n"
+        "  ProxyCommand ssh alice@jump.example -W %h:%p\n"
+        "Host login2\n  HostName 10.1.2.4\n  ProxyJump jump-server\n  StrictHostKeyChecking accept-new\n"
+        "  UserKnownHostsFile /tmp/kh1 /tmp/kh2\n")
+    conf = load_ssh_config(cfg)
+    s = _settings()
+    a = resolve("work-via-jump", conf, s)
+    assert (a.hostname, a.user, a.port) == ("10.1.2.3", "alice", 2222)
+    assert a.proxy_command == "ssh alice@jump.example -W 10.1.2.3:2222" and not a.proxy_jump
+    assert a.identities[0].endswith("/.ssh/k") and not a.accept_new
+    b = resolve("bob@login2:2200", conf, s)
+    assert (b.hostname, b.user, b.port, b.proxy_jump) == ("10.1.2.4", "bob", 2200, "jump-server")
+    assert b.accept_new and b.known_hosts == ("/tmp/kh1", "/tmp/kh2")
+    c = resolve("plain.example", conf, s)
+    assert c.hostname == "plain.example" and c.port == 22 and c.known_hosts[0].endswith(".ssh/known_hosts")
+
+
+def test_bad_port_in_host_spec():
+    with pytest.raises(LabError, match="port"):
+        resolve("host:ssh", load_ssh_config(None), _settings())
+
+
+def test_transport_choice(monkeypatch):
+    s = LabSettings.from_config({"login": "login", "transport": "paramiko"})
+    assert choose_transport(s) == "paramiko"
+    monkeypatch.setattr(openssh, "ssh_binary", lambda: None)
+    assert choose_transport(LabSettings.from_config({"login": "login"})) == "paramiko"
+    with pytest.raises(LabError, match="no OpenSSH client"):
+        choose_transport(LabSettings.from_config({"login": "login", "transport": "openssh"}))
+
+
+def test_a_prompt_nobody_can_answer_is_refused_not_hung():
+    handler = Prompter(interactive=False).handler("jump")
+    with pytest.raises(PromptNeeded, match="second factor"):
+        handler("", "", [("Verification code: ", False)])
+    assert handler("", "", []) == []  # an empty round asks nothing
+
+
+def test_a_hop_is_asked_at_most_once_per_run(monkeypatch):
+    monkeypatch.setattr(openssh, "tty_available", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: "123456")
+    prompter = Prompter(interactive=True)
+    handler = prompter.handler("jump")
+    assert handler("", "", [("Verification code: ", False)]) == ["123456"]
+    with pytest.raises(AuthenticationError, match="refused"):
+        handler("", "", [("Verification code: ", False)])
+    assert prompter.handler("login")("", "", [("Code: ", False)]) == ["123456"]  # another hop: its own question
