@@ -84,7 +84,7 @@ def _reverse(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
 class Mode:
     via: Via
     far_end: Literal["node", "login"]  # where the laptop's forward comes out
-    bind: str  # batch-script lines that set BIND, the address Jupyter listens on
+    loopback: bool  # Jupyter listens on the node's 127.0.0.1 (else on the node's address: token only)
     after_start: str  # batch-script lines run once Jupyter started (JUPYTER_PID is set); "" for none
     endpoint: Callable[[dict, str, Read], Endpoint | None]  # (runtime file, NodeAddr, read) -> host, port
 
@@ -92,14 +92,19 @@ class Mode:
     def through_node(self) -> bool:
         return self.far_end == "node"
 
+    @property
+    def bind(self) -> str:
+        """Batch-script lines that set BIND, the address Jupyter listens on."""
+        return _BIND_LOCAL if self.loopback else _BIND_NODE_ADDRESS
+
 
 MODES: dict[Via, Mode] = {
     # ssh to the node through the login node; Jupyter on the node's loopback, private to the job.
-    Via.COMPUTE: Mode(Via.COMPUTE, "node", _BIND_LOCAL, "", _on_node),
+    Via.COMPUTE: Mode(Via.COMPUTE, "node", True, "", _on_node),
     # the login node forwards to node:port; Jupyter on the node's address, guarded by its token only.
-    Via.LOGIN: Mode(Via.LOGIN, "login", _BIND_NODE_ADDRESS, "", _node_address),
+    Via.LOGIN: Mode(Via.LOGIN, "login", False, "", _node_address),
     # the job's own `ssh -R` to the login node; Jupyter on the node's loopback.
-    Via.REVERSE: Mode(Via.REVERSE, "login", _BIND_LOCAL, _REVERSE_HOP, _reverse),
+    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse),
 }
 NAMES = tuple(v.value for v in Via)
 

@@ -155,7 +155,7 @@ class LabSettings:
     login: str = ""
     ssh_config: str = "~/.ssh/config"
     jump: str = ""
-    via: str = "compute"
+    via: str = modes.Via.COMPUTE.value
     sbatch: Mapping[str, object] = field(default_factory=lambda: {"time": "01:00:00"})
     setup: tuple[str, ...] = ()
     env: Mapping[str, object] = field(default_factory=dict)

@@ -11,7 +11,7 @@ import webbrowser
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import ide, lab, master, remote_labs, slurm, state
+from .. import ide, lab, master, modes, remote_labs, slurm, state
 from ..doctor import run_checks
 from ..errors import ConfigError, JobEnded, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
@@ -183,7 +183,7 @@ def open_(c, name=None):
 
 
 @task(help={"name": NAME, "no_browser": "print the URL only", "detach": "return once the URL answers, "
-            "holding the forwards in a background process", "via": "compute | login | reverse (default: lab.via)",
+            "holding the forwards in a background process", "via": f"{' | '.join(modes.NAMES)} (default: lab.via)",
             "local_port": "local port (0 = any free one; default: lab.local_port)",
             "json": "print one JSON object (name, job_id, node, url, local_port, via, time_left) on stdout; "
                     "progress goes to stderr", **RESOURCES}, iterable=["sbatch"])
@@ -408,7 +408,7 @@ def vscode(c, name=None):
     print(f"then, in VS Code: Remote-SSH: Connect to Host... -> {ide.host_alias(record.name)}")
     if lab.forward_alive(record):
         print(f"Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server): {record.url()}")
-    elif record.via != "login":
+    elif modes.mode(record.via).loopback:  # Remote-SSH on the node reaches it there
         print(f"Jupyter server URL, inside the Remote-SSH window: "
               f"http://127.0.0.1:{record.jupyter_port}{record.url_path}?token={record.token}")
     if not lab.forward_alive(record):
