@@ -17,9 +17,7 @@ The forwards: ``tunnel.py``; the background forward: ``detached.py``; the ways o
 
 from __future__ import annotations
 
-import json
 import posixpath
-import re
 import secrets
 import threading
 import time
@@ -58,6 +56,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     lab_dir.mkdir_private(sftp, where)
     token = secrets.token_urlsafe(32)
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
+    job_id = ""
     try:
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), token)
         script = posixpath.join(where, lab_dir.SCRIPT)
@@ -68,7 +67,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
                            url_path=path, created=time.time())
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
     except BaseException:
-        if "job_id" in locals():
+        if job_id:  # submitted, but its lab.json could not be written: nothing half-made is kept
             slurm.cancel(login, job_id)
         run(login, ["rm", "-rf", "--", where], check=False)
         raise
@@ -79,20 +78,6 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
 def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
     return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, __version__, record.remote_dir,
                            record.url_path, settings.reverse_target)
-
-
-def _runtime_info(hops: Hops, record: LabRecord) -> dict | None:
-    runtime = posixpath.join(record.remote_dir, lab_dir.RUNTIME_DIR)
-    try:
-        files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
-    except OSError:
-        return None
-    for name in files:
-        try:
-            return json.loads(lab_dir.read(hops, record.remote_dir, lab_dir.RUNTIME_DIR, name) or "")
-        except ValueError:
-            continue  # being written
-    return None
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
@@ -161,7 +146,7 @@ def _probe(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[LabRecor
     """What the runtime file and the mode say about a running job: (the record with what was learnt --
     node, ports, the far end's endpoint --, whether Jupyter answers with 200, why its endpoint could not
     be reached or "")."""
-    runtime = _runtime_info(hops, record)
+    runtime = lab_dir.runtime_info(hops, record.remote_dir)
     if not runtime:
         return record, False, ""
     node_addr = record.node_addr or slurm.node_address(hops.login(), info.node)

@@ -86,6 +86,21 @@ def read(hops: Hops, lab_dir: str, *parts: str) -> str | None:
         return None
 
 
+def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
+    """Jupyter's runtime file (``jpserver-PID.json``: its port, hostname...), or None before it is written."""
+    runtime = posixpath.join(lab_dir, RUNTIME_DIR)
+    try:
+        files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
+    except OSError:
+        return None
+    for name in files:
+        try:
+            return json.loads(read(hops, lab_dir, RUNTIME_DIR, name) or "")
+        except ValueError:
+            continue  # being written
+    return None
+
+
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20) -> str:
     """The last ``lines`` of the job's log."""
     text = read(hops, lab_dir, JOB_LOG) or ""

@@ -45,6 +45,11 @@ def test_resources_for_one_run_json_and_attach_list_cancel_from_another_machine(
     for value in ("Partition=long", "TimeLimit=00:10:00", "Comment=two words", "Requeue=1", "NumCPUs=1"):
         assert value in job, job
 
+    # The library's debug log shows every hop and command, never the token.
+    debug = cli("lab.status", "--name", "day", env={"INVOKE_LAB_DEBUG": "1"})
+    assert "debug: fabfile_lib.hops: hop login" in debug.stderr and "squeue" in debug.stderr, debug.stderr
+    assert cli.record("day")["token"] not in debug.stderr
+
     # Another laptop: the same config, an empty state directory.
     other = lab_cli(state_dir=str(tmp_path / "other-laptop"))
     listed = other("lab.list", "--cluster")

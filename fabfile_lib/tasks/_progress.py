@@ -11,10 +11,6 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
 from ..notify import notify
 from ..slurm import JobInfo
 
@@ -59,11 +55,17 @@ class QueueDisplay:
         self.info: JobInfo | None = None
         self._shown: tuple[str, str, str] | None = None
         self._started_at: float | None = None
-        use_live = self.stream.isatty() if live is None else live
-        self._console = Console(file=self.stream, highlight=False) if use_live else None
-        self._live = Live(self, console=self._console, refresh_per_second=2, transient=True) if use_live else None
+        self._live = None
+        if self.stream.isatty() if live is None else live:
+            from rich.console import Console  # only where a terminal shows it: every task starts faster
+            from rich.live import Live
 
-    def __rich__(self) -> Text:
+            console = Console(file=self.stream, highlight=False)
+            self._live = Live(self, console=console, refresh_per_second=2, transient=True)
+
+    def __rich__(self):
+        from rich.text import Text
+
         return Text(line(self.info, time.monotonic() - self.began) if self.info else "submitted")
 
     def __enter__(self) -> QueueDisplay:
