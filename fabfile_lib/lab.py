@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from . import __version__, batch_script, detached, lab_dir, modes, probes, slurm, state
+from . import batch_script, detached, lab_dir, modes, probes, slurm, state, version
 from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
 from .errors import JobEnded, LabError, WaitTimeout
 from .forwards import check_port_free
@@ -76,7 +76,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
 
 
 def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
-    return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, __version__, record.remote_dir,
+    return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, version(), record.remote_dir,
                            record.url_path, settings.reverse_target)
 
 
