@@ -97,6 +97,11 @@ class Forward:
     alive: Callable[[], bool] = lambda: True  # False once the connection carrying it has ended
     errors: list[str] = field(default_factory=list)
     connections: int = 0
+    # How many connections to the far end have been refused so far: Jupyter gone, its job may have ended.
+    refusals: Callable[[], int] | None = None
+
+    def refused(self) -> int:
+        return self.refusals() if self.refusals else len(self.errors)
 
 
 class Heartbeat:

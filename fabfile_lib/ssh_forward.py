@@ -13,6 +13,7 @@ makes a port that cannot be bound an error, not a forward that silently is not t
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -90,9 +91,16 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
                 if time.monotonic() > deadline:
                     raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
                 time.sleep(0.05)
-            yield Forward(port, (host, remote_port), alive=lambda: proc.poll() is None)
+            yield Forward(port, (host, remote_port), alive=lambda: proc.poll() is None,
+                          refusals=lambda: _count_open_failures(err.fileno()))
         finally:
             procs.end_child(proc)
+
+
+def _count_open_failures(fd: int) -> int:
+    """How often ssh said ``channel N: open failed`` on its stderr (a file it shares with us). pread leaves
+    the shared file offset alone, so ssh keeps appending where it was."""
+    return os.pread(fd, 1 << 20, 0).count(b"open failed")
 
 
 class Stream:

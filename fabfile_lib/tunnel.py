@@ -61,6 +61,9 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
 
 JOB_POLL = 5.0  # seconds between looks at a held lab's job: the forwards stop within about this of its end
 
+TICK = 1.0  # seconds between looks at a held forward's liveness (squeue is asked every JOB_POLL)
+
+
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, log: Log = _log.info, hops: Hops | None = None,
          interactive: bool = True, backoff: Backoff = Backoff()) -> None:
@@ -124,15 +127,15 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: th
         pending: Future | None = None
         next_look = 0.0
         last_problem = ""
-        refused = len(fwd.errors)
-        while not stop.wait(1.0):
+        asked_at_refusals = refused = fwd.refused()
+        while not stop.wait(TICK):
             if not fwd.alive():
                 log("connection to the cluster dropped; reconnecting")
                 return False
-            if len(fwd.errors) > refused:  # Jupyter refused a channel: its job may have just ended
-                refused, next_look = len(fwd.errors), 0.0
+            if fwd.refused() > refused:  # Jupyter refused a connection: its job may have just ended
+                refused, next_look = fwd.refused(), 0.0
             if pending is None and time.monotonic() >= next_look:
-                pending = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
+                pending, asked_at_refusals = pool.submit(slurm.query, hops.login(), record.job_id, timeout), refused
             if pending is None or not pending.done():
                 continue
             try:
@@ -142,8 +145,9 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: th
                     log(str(exc))
                 last_problem = str(exc)
                 continue
-            finally:
-                pending, next_look = None, time.monotonic() + JOB_POLL
+            finally:  # a refusal while squeue ran asks again at once: that answer may predate it
+                pending = None
+                next_look = 0.0 if refused > asked_at_refusals else time.monotonic() + JOB_POLL
             last_problem = ""
             if not info.active:
                 tail = lab_dir.log_tail(hops, record.remote_dir, 30)
