@@ -8,7 +8,6 @@ like it when there is none. One file per lab in ``STATE/ssh/``: a single ``Inclu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from . import master, openssh, state
@@ -92,9 +91,5 @@ def write(settings: LabSettings, record: LabRecord) -> Path:
     path = state.ssh_entry_path(settings.state_path, record.name)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(ssh_entries(settings, record))
-    os.replace(tmp, path)
+    state.write_private(path, ssh_entries(settings, record))
     return path

@@ -82,13 +82,17 @@ def _locked(state_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _write(state_dir: Path, record: LabRecord) -> None:
-    target = path_for(state_dir, record.name)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 before the token is written
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (temp file + rename), created 0600 before a byte is written."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(record), fh, indent=2)
-    os.replace(tmp, target)
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _write(state_dir: Path, record: LabRecord) -> None:
+    write_private(path_for(state_dir, record.name), json.dumps(asdict(record), indent=2))
 
 
 def save(state_dir: Path, record: LabRecord) -> None:
@@ -124,6 +128,11 @@ def load(state_dir: Path, name: str) -> LabRecord:
 
 def exists(state_dir: Path, name: str) -> bool:
     return path_for(state_dir, name).exists()
+
+
+def recorded_job(state_dir: Path, name: str) -> str:
+    """The job id of lab ``name`` as recorded here; "" if this machine has no record of it."""
+    return load(state_dir, name).job_id if exists(state_dir, name) else ""
 
 
 def remove(state_dir: Path, name: str) -> None:

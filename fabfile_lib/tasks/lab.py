@@ -287,7 +287,7 @@ def list_(c, cluster=False):
         print(f"no labs under {settings.remote_dir} on {settings.login}")
     for item in found:
         meta, job = item.meta, item.job
-        mine = state.exists(state_dir, meta.name) and state.load(state_dir, meta.name).job_id == meta.job_id
+        mine = state.recorded_job(state_dir, meta.name) == meta.job_id
         left = f", time left {job.time_left}" if job.active and job.time_left else ""
         node = f" on {job.node}" if job.node else ""
         print(f"{meta.name}: job {meta.job_id} {job.state.lower()}{node}{left}, via {meta.via}, "
@@ -332,10 +332,10 @@ def cancel(c, name=None, job=None):
         with Hops(settings) as hops:
             record = remote_labs.rebuild(settings, hops, remote_labs.find_remote(settings, hops, lab_name, job))
             # A lab of the same name recorded here may be this job (then forget it) or another one (keep it).
-            mine = state.exists(state_dir, record.name) and state.load(state_dir, record.name).job_id == record.job_id
-            if mine:
+            recorded = state.recorded_job(state_dir, record.name)
+            if recorded == record.job_id:
                 settings, record = _record(c, record.name)
-            lab.cancel(settings, record, hops, forget=mine or not state.exists(state_dir, record.name))
+            lab.cancel(settings, record, hops, forget=recorded in (record.job_id, ""))
     print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
 
 
@@ -370,7 +370,8 @@ def profiles(c):
     """The profiles in lab.profiles and what each changes (use one with `inv lab.start --profile NAME`)."""
     config = dict(lab_config(c))
     checkable = {**config, "login": config.get("login") or "-"}  # listing needs no cluster
-    named = LabSettings.from_config(checkable) and (config.get("profiles") or {})
+    LabSettings.from_config(checkable)  # the profiles are valid (lab.profiles' shape included)
+    named = config.get("profiles") or {}
     if not named:
         print("no profiles: add them under lab.profiles, e.g. {gpu: {sbatch: {partition: gpu, gpus: 1}}}")
     for profile_name, values in named.items():
