@@ -23,6 +23,14 @@ umask 077
 export JUPYTER_RUNTIME_DIR="$LAB_DIR/runtime"
 export JUPYTER_TOKEN_FILE="$LAB_DIR/token"
 mkdir -p "$JUPYTER_RUNTIME_DIR"
+# What the tool reads instead of asking Slurm: the node the job runs on, and that it has ended.
+lab_end() {
+    local status=$?
+    kill ${JUPYTER_PID:-} ${REVERSE_PID:-} 2>/dev/null
+    echo "$status" > "$LAB_DIR/ended"
+}
+trap lab_end EXIT
+printf '%s\n' "${SLURMD_NODENAME:-$(hostname)}" > "$LAB_DIR/node.new" && mv -f "$LAB_DIR/node.new" "$LAB_DIR/node"
 echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA"
 
 __LAB_FAIL__
@@ -40,7 +48,7 @@ __BIND__
 cd __NOTEBOOK_DIR__ || exit 1
 __COMMAND__ --no-browser --ip="$BIND" --port=0 --ServerApp.port_retries=0 &
 JUPYTER_PID=$!
-trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT EXIT
+trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT
 
 # --- once Jupyter runs (this mode's) ---
 __AFTER_START__

@@ -53,7 +53,7 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
         ours = current.forward_pid == proc.pid and current.forward_port
-        if ours and probes.check_url(current, current.forward_port) == 200:
+        if ours and probes.answers(current.forward_port):
             return current
         if proc.poll() is not None:
             break

@@ -51,12 +51,16 @@ def main(name: str, state_dir: str) -> int:
     me = os.getpid()
 
     def on_ready(fwd: Forward) -> None:
-        state.update(Path(state_dir), name, forward_pid=me, forward_started=start_time(me) or "", forward_port=fwd.port)
+        state.update(Path(state_dir), name, forward_pid=me, forward_started=start_time(me) or "", forward_port=fwd.port,
+                     forward_note="")
         print(f"forwarding 127.0.0.1:{fwd.port} to {record.remote_host}:{record.remote_port} via {record.via}",
               flush=True)
 
+    def note(text: str) -> None:
+        state.update(Path(state_dir), name, forward_note=text)
+
     try:
-        hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True), interactive=False)
+        hold(settings, record, on_ready, stop, log=lambda m: print(m, flush=True), interactive=False, note=note)
     except LabError as exc:
         print(f"error: {exc}", flush=True)
         return 1

@@ -17,6 +17,7 @@ The forwards: ``tunnel.py``; the background forward: ``detached.py``; the ways o
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import secrets
 import threading
@@ -24,9 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from . import batch_script, detached, lab_dir, modes, probes, slurm, state, version
+from . import batch_script, detached, lab_dir, modes, pacing, probes, slurm, state, version
 from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
-from .errors import JobEnded, LabError, WaitTimeout
+from .errors import JobEnded, LabError, SchedulerError, WaitTimeout
 from .forwards import check_port_free
 from .hops import Hops, run
 from .probes import check_url, http_status
@@ -35,6 +36,7 @@ from .state import LabRecord
 from .state import settings_of as settings_for
 from .tunnel import hold, tunnel
 
+_log = logging.getLogger(__name__)
 Progress = Callable[[slurm.JobInfo], None]
 
 
@@ -84,26 +86,27 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
          timeout: float | None = None) -> LabRecord:
     """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first.
 
-    ``progress`` gets every squeue answer (each second or so while the job starts, every 5 s once it
-    has queued for two minutes); showing only changes is the caller's choice.
+    "It runs" and "it ended" are read from the lab's directory (the job writes its node there as it
+    starts, and a mark as it ends); Slurm is asked only why it waits and when it may start, at a pace
+    that backs off to ``pacing.WHILE_PENDING.most`` seconds with jitter. A Slurm that does not answer is
+    asked again later, more slowly: that never ends the wait. ``progress`` gets each answer, and one
+    RUNNING line once the job has started.
     """
     begun = time.monotonic()
     deadline = begun + (timeout if timeout is not None else settings.wait_timeout)
-    login = hops.login()
+    asking = pacing.Asking(pacing.WHILE_PENDING)
     unreachable_since: float | None = None
-    info: slurm.JobInfo | None = None
-    next_query = 0.0
+    info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
-        if info is None or time.monotonic() >= next_query:
-            info = slurm.query(login, record.job_id, timeout=settings.connect_timeout + 10)
-            # squeue is the scheduler's load: once the job runs, the runtime file is what changes.
-            next_query = time.monotonic() + (1.0 if info.running else 0.0)
+        seen = lab_dir.look(hops, record.remote_dir)
+        if seen.ended:
+            raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
+        if seen.node and not info.running:
+            info = slurm.JobInfo(record.job_id, "RUNNING", node=seen.node)
             if progress:
                 progress(info)
-            if not info.active:
-                raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
-        if info.running:
-            record, ready, unreachable = _probe(hops, record, info)
+        if seen.node:
+            record, ready, unreachable = _probe(hops, record, seen)
             if ready:
                 state.save(settings.state_path, record)
                 return record
@@ -114,10 +117,30 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
                 raise LabError(f"Jupyter runs on {record.node} but {record.remote_host}:{record.remote_port} "
                                f"cannot be reached via {record.via} ({unreachable}); set lab.via to "
                                f"{modes.others(record.via)}.")
+        elif asking.due(time.monotonic()):
+            info = _ask(hops, record, asking, info)
+            if progress:
+                progress(info)
+            if not info.active and info.state != "UNKNOWN":
+                raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         if time.monotonic() > deadline:
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
             raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
-        time.sleep(poll_interval(info.running, time.monotonic() - begun))
+        time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
+
+
+def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobInfo) -> slurm.JobInfo:
+    """Slurm's answer about a job that has not started; state UNKNOWN, saying when it is asked again, if
+    Slurm could not be asked (the wait goes on)."""
+    try:
+        info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
+    except SchedulerError as exc:
+        delay = asking.unanswered(time.monotonic())
+        _log.info("%s", exc)
+        return slurm.JobInfo(record.job_id, "UNKNOWN", f"Slurm not answering; asking again in {delay:.0f} s",
+                             start=last.start)
+    asking.answered(time.monotonic())
+    return info
 
 
 def ended_early(record: LabRecord, log_text: str) -> str:
@@ -132,25 +155,26 @@ def ended_early(record: LabRecord, log_text: str) -> str:
             "lab.env, lab.setup or lab.command and retry.")
 
 
-def poll_interval(running: bool, waited: float) -> float:
-    """How long to sleep between looks at a job: often while it starts (free resources usually start it
-    within seconds, and Jupyter answers a second or two later), gently on the scheduler once it queues."""
-    if running:
-        return 0.1  # a look at the runtime file: one SFTP listdir
+def look_interval(started: bool, waited: float) -> float:
+    """How long to sleep between looks at the lab's directory (one SFTP listing on the login node, no
+    Slurm): often while the job starts -- free resources start it within seconds, and Jupyter answers a
+    second or two later --, gently on the shared filesystem once it has queued a while."""
+    if started:
+        return 0.1
     if waited < 10:
         return 0.2
     return 1.0 if waited < 120 else 5.0
 
 
-def _probe(hops: Hops, record: LabRecord, info: slurm.JobInfo) -> tuple[LabRecord, bool, str]:
-    """What the runtime file and the mode say about a running job: (the record with what was learnt --
+def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look) -> tuple[LabRecord, bool, str]:
+    """What the runtime file and the mode say about a started job: (the record with what was learnt --
     node, ports, the far end's endpoint --, whether Jupyter answers with 200, why its endpoint could not
     be reached or "")."""
-    runtime = lab_dir.runtime_info(hops, record.remote_dir)
-    if not runtime:
+    runtime = seen.runtime
+    if not runtime or not isinstance(runtime.get("port"), int):
         return record, False, ""
-    node_addr = record.node_addr or slurm.node_address(hops.login(), info.node)
-    record = replace(record, node=info.node, node_addr=node_addr, jupyter_port=int(runtime["port"]))
+    node_addr = record.node_addr or slurm.node_address(hops.login(), seen.node)
+    record = replace(record, node=seen.node, node_addr=node_addr, jupyter_port=int(runtime["port"]))
     endpoint = modes.mode(record.via).endpoint(runtime, node_addr,
                                                lambda name: lab_dir.read(hops, record.remote_dir, name))
     if endpoint is None:
@@ -172,25 +196,49 @@ class LabStatus:
     remote_port: int
     jupyter_port: int
     local_port: int
-    url: str
+    url: str  # only while it answers
     forwarding: bool
     remote_dir: str
     end: str = ""  # when the job reaches its time limit
     ended_because: str = ""  # once it has ended
+    answers: bool = False  # Jupyter answered through the URL just now
+    not_answering: str = ""  # why the URL does not answer, in a few words, while the job is active
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def status(record: LabRecord, hops: Hops) -> LabStatus:
-    """The lab's job as squeue sees it now, with its URL if forwarded, or why it ended."""
-    info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
+    """The lab now: its job as Slurm sees it (one question), whether its URL answers, or why the job ended."""
+    return _status(record, hops, slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10))
+
+
+def statuses(records: list[LabRecord], hops: Hops) -> list[LabStatus]:
+    """:func:`status` of several labs on one cluster, with one question to Slurm for all of them."""
+    if not records:
+        return []
+    infos = slurm.query_many(hops.login(), [r.job_id for r in records], timeout=hops.settings.connect_timeout + 10)
+    return [_status(r, hops, infos.get(r.job_id, slurm.JobInfo(r.job_id, "ENDED"))) for r in records]
+
+
+def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo) -> LabStatus:
     forwarding = detached.forward_alive(record)
     port = record.forward_port if forwarding else record.local_port
+    answers = bool(forwarding and port and info.active and probes.answers(port))
     why = "" if info.active else ended_because(hops, record)
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
                      info.time_left, record.via, record.remote_port, record.jupyter_port, port,
-                     record.url(port) if port else "", forwarding, record.remote_dir, info.end, why)
+                     record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
+                     "" if answers or not info.active else not_answering(record, info, forwarding))
+
+
+def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> str:
+    """Why an active lab's URL does not answer, and what to do, in a few words."""
+    if not info.running:
+        return f"job {info.state.lower()}{f' ({info.reason})' if info.reason else ''}: no Jupyter yet"
+    if not forwarding:
+        return f"no forwards open: `inv lab.tunnel --name {record.name}`"
+    return record.forward_note or "forward down, reconnecting"
 
 
 def ended_because(hops: Hops, record: LabRecord) -> str:
@@ -205,8 +253,13 @@ def logs(record: LabRecord, hops: Hops) -> str:
 
 def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], stop: threading.Event,
                 interval: float = 2.0) -> str:
-    """Write the job log as it grows until the job ends (returns why) or ``stop`` is set (returns "")."""
-    offset, next_look, ended, tail = 0, 0.0, False, ""
+    """Write the job log as it grows until the job ends (returns why) or ``stop`` is set (returns "").
+
+    The end is the job's own mark in its directory; Slurm is asked only while the job has not started
+    (a job cancelled while pending writes nothing), and rarely after, in case the mark never comes."""
+    offset, ended, tail = 0, False, ""
+    asking = pacing.Asking(pacing.WHILE_PENDING)
+    info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
         new = lab_dir.read_from(hops, posixpath.join(record.remote_dir, lab_dir.JOB_LOG), offset)
         if new:
@@ -218,9 +271,13 @@ def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], sto
             return slurm.end_reason(hops.login(), record.job_id, tail)
         if stop.wait(interval):
             return ""
-        if time.monotonic() >= next_look:
-            ended = not slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10).active
-            next_look = time.monotonic() + 5
+        seen = lab_dir.look(hops, record.remote_dir)
+        asking.pace = pacing.WHILE_RUNNING if seen.node else pacing.WHILE_PENDING
+        if seen.ended:
+            ended = True
+        elif asking.due(time.monotonic()):
+            info = _ask(hops, record, asking, info)
+            ended = not info.active and info.state != "UNKNOWN"
 
 
 def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = True) -> None:
@@ -229,15 +286,32 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
     detached.end_forward_process(record)
     login = hops.login()
     slurm.cancel(login, record.job_id)
-    deadline = time.monotonic() + 20
-    while slurm.query(login, record.job_id).active and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _await_end(hops, record)
     if lab_dir.PATTERN.match(record.remote_dir):  # never rm -rf anything the tool did not make
         run(login, ["rm", "-rf", "--", record.remote_dir])
     if forget:
         state.remove(settings.state_path, record.name)
 
 
-__all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs", "hold",
-           "http_status", "logs", "settings_for", "spawn_forward", "start_detached", "status", "stop_detached",
-           "submit", "tunnel", "wait"]
+def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
+    """Wait (at most ``within`` seconds) until a cancelled job has stopped writing into its directory:
+    its own end mark there, or -- for a job that never started, or one killed before it could write the
+    mark -- Slurm no longer listing it as active, asked at a short, bounded pace."""
+    begun = time.monotonic()
+    asking = pacing.Asking(pacing.AFTER_CANCEL)
+    info = slurm.JobInfo(record.job_id, "PENDING")
+    while time.monotonic() - begun < within:
+        seen = lab_dir.look(hops, record.remote_dir)
+        if seen.ended:
+            return
+        waiting_for_mark = seen.node and time.monotonic() - begun < 5
+        if not waiting_for_mark and asking.due(time.monotonic()):
+            info = _ask(hops, record, asking, info)
+            if not info.active and info.state != "UNKNOWN":
+                return
+        time.sleep(0.25)
+
+
+__all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs",
+           "hold", "http_status", "logs", "settings_for", "spawn_forward", "start_detached", "status", "statuses",
+           "stop_detached", "submit", "tunnel", "wait"]

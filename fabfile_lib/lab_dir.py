@@ -19,6 +19,7 @@ import paramiko
 
 from .errors import LabError
 from .hops import Hops, run_command
+from .untrusted import host as valid_host
 
 # What a lab's directory holds (the batch script names the same files).
 META = "lab.json"
@@ -26,6 +27,8 @@ JOB_LOG = "job.log"  # sbatch's --output
 TOKEN_FILE = "token"  # JUPYTER_TOKEN_FILE, 0600
 RUNTIME_DIR = "runtime"  # JUPYTER_RUNTIME_DIR: Jupyter's jpserver-PID.json says its port
 SCRIPT = "launch.sh"
+NODE = "node"  # written by the job as it starts: the node it runs on
+ENDED = "ended"  # written by the job as it ends: the batch script's exit status
 # What the tool makes: the only shape `rm -rf` is ever given.
 PATTERN = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
 
@@ -99,6 +102,30 @@ def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
         except ValueError:
             continue  # being written
     return None
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a lab's directory says about its job, without asking Slurm: where it runs (``node``), that
+    it has ended, and Jupyter's runtime file once Jupyter listens."""
+
+    node: str = ""
+    ended: bool = False
+    runtime: dict | None = None
+
+
+def look(hops: Hops, lab_dir: str) -> Look:
+    """One listing of the lab's directory on the shared filesystem, and the files it shows."""
+    try:
+        names = set(hops.login().sftp().listdir(lab_dir))
+    except OSError:
+        return Look()
+    node = (read(hops, lab_dir, NODE) or "").strip() if NODE in names else ""
+    if node and not valid_host(node):
+        raise LabError(f"the job wrote a node name that is not a host name ({node[:40]!r} in {lab_dir}/{NODE}): "
+                       "refusing to use it.")
+    runtime = runtime_info(hops, lab_dir) if node and RUNTIME_DIR in names else None
+    return Look(node, ENDED in names, runtime)
 
 
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20) -> str:

@@ -79,6 +79,24 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     return status_code(head), str(failure or "")
 
 
+def answers(port: int, timeout: float = 5) -> bool:
+    """Whether Jupyter answers through the local forward on ``port``, end to end: an unauthenticated
+    ``GET /api`` (Jupyter answers it with its version, without the token, so no token goes to whatever
+    holds the port)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"GET /api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while len(head) < 4096:  # HTTP/1.0: Jupyter closes once it has answered
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:
+        return False
+    return status_code(head) == 200 and b'"version"' in head
+
+
 def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
     """HTTP status of /api/status through the local forward on ``port`` (0 if nothing answers)."""
     try:

@@ -1,7 +1,16 @@
 """Slurm on the login node: submit, query, cancel. Every command's words are quoted by ``hops.run``.
 
 ``squeue`` failing is not "the job finished" (that is how orphaned servers happen): a query that fails
-raises, and only a job that squeue no longer lists, or lists in a final state, counts as ended.
+raises, and only a job that Slurm no longer lists, or lists in a final state, counts as ended.
+
+Every query is a load on slurmctld, which the squeue man page asks programs not to poll. So a query costs
+as few RPCs as Slurm allows, and callers ask rarely (``pacing.py``): one job is ``scontrol --local show
+job ID`` (one RPC: ``--local`` skips the federation look-up that squeue and scontrol otherwise make each
+time); several jobs are one ``squeue --local`` (two RPCs, whatever their number). On a federation, a job
+that went to a sibling cluster shows here as REVOKED; it is then asked for federation-wide.
+
+What Slurm prints is data from the cluster, checked where it enters: job ids are digits (``_`` for
+array tasks), node names and addresses are host names or IP addresses, or the line is not taken.
 """
 
 from __future__ import annotations
@@ -14,8 +23,12 @@ from fabric import Connection
 
 from .errors import LabError, SchedulerError
 from .hops import run, run_command
+from .untrusted import host as valid_host
+from .untrusted import job_id as valid_job_id
 
-ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED"}
+# COMPLETING is not active: the job is ending (its processes are being killed), Jupyter is gone.
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "RESIZING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+          "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
 
 
 @dataclass(frozen=True)
@@ -55,18 +68,77 @@ def submit(login: Connection, script_path: str, workdir: str) -> str:
 
 
 def query(login: Connection, job_id: str, timeout: float = 25) -> JobInfo:
-    """One squeue of ``job_id`` on ``login`` within ``timeout`` seconds: state ``ENDED`` once it is no
-    longer listed; a SchedulerError if squeue itself fails."""
-    result = run_command(login, f"squeue -h -j {shlex.quote(job_id)} -o '{_FORMAT}'", timeout=timeout)
-    info = next(filter(None, map(parse_line, result.stdout.splitlines())), None)
-    if not info:
-        # Not listed: it ended -- unless squeue itself failed, which says nothing about the job.
-        text = (result.stderr + result.stdout).strip()
-        if result.exited != 0 and "Invalid job id" not in text:
-            raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}"
-                                 " -- the scheduler could not be asked; the job and the record are kept.")
-        return JobInfo(job_id, "ENDED")
+    """Ask Slurm once about ``job_id`` (one RPC), within ``timeout`` seconds: state ``ENDED`` once it is
+    no longer listed; a SchedulerError if Slurm could not be asked."""
+    info = _show_job(login, job_id, ["--local"], timeout)
+    if info.state == "REVOKED":  # a federation: the job runs on a sibling cluster
+        info = _show_job(login, job_id, [], timeout)
     return info
+
+
+def _show_job(login: Connection, job_id: str, scope: list[str], timeout: float) -> JobInfo:
+    if not valid_job_id(job_id):
+        raise LabError(f"{job_id!r} is not a Slurm job id.")
+    result = run_command(login, shlex.join(["scontrol", *scope, "show", "job", job_id, "-o"]), timeout=timeout)
+    info = next(filter(None, map(parse_show_job, result.stdout.splitlines())), None)
+    if info:
+        return info
+    text = (result.stderr + result.stdout).strip()
+    if result.exited != 0 and "Invalid job id" not in text:
+        last = text.splitlines()[-1] if text else f"exit {result.exited}"
+        raise SchedulerError(f"Slurm did not answer on the login node: {last} -- the scheduler could not be "
+                             "asked; the job and the record are kept.")
+    return JobInfo(job_id, "ENDED")
+
+
+def parse_show_job(line: str) -> JobInfo | None:
+    """One line of ``scontrol show job -o``; None for anything else (or a job id that is not one)."""
+    fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+    job_id, state = fields.get("JobId", ""), fields.get("JobState", "")
+    if not valid_job_id(job_id) or not state.isalpha():
+        return None
+    if fields.get("ArrayJobId") and fields.get("ArrayTaskId", "").isdigit():
+        job_id = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+    limit, ran = parse_duration(fields.get("TimeLimit", "")), parse_duration(fields.get("RunTime", ""))
+    left = ""
+    if limit is not None and ran is not None and state == "RUNNING":
+        left = clock(max(0.0, limit - ran))
+    node = fields.get("NodeList", "")
+    end = fields.get("EndTime", "")
+    return JobInfo(job_id, state, _reason(fields.get("Reason", "")), node if valid_host(node) else "", left,
+                   _when(fields.get("StartTime", "")), _when(end) if state != "PENDING" else "")
+
+
+def _reason(text: str) -> str:
+    return "" if text in ("None", "(null)") else re.sub(r"[^\w.,:()/ -]", "", text)[:80]
+
+
+def _when(text: str) -> str:
+    """An ISO time as Slurm prints it, or "" (N/A, Unknown, anything that is not a time)."""
+    return text if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text) else ""
+
+
+def clock(seconds: float) -> str:
+    """Seconds as Slurm writes a duration: ``[D-]H:MM:SS``."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    text = f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def query_many(login: Connection, job_ids: list[str], timeout: float = 25) -> dict[str, JobInfo]:
+    """Ask Slurm once about several jobs (one ``squeue --local``); a job it does not list has ENDED."""
+    ids = [j for j in job_ids if valid_job_id(j)]
+    if not ids:
+        return {}
+    result = run_command(login, f"squeue --local -h -j {','.join(ids)} -o '{_FORMAT}'", timeout=timeout)
+    listed = {info.job_id: info for info in map(parse_line, result.stdout.splitlines()) if info}
+    text = (result.stderr + result.stdout).strip()
+    if result.exited != 0 and not listed and "Invalid job id" not in text:
+        raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
+    revoked = [j for j, info in listed.items() if info.state == "REVOKED"]
+    answers = {j: listed.get(j, JobInfo(j, "ENDED")) for j in ids}
+    return {**answers, **{j: query(login, j, timeout) for j in revoked}}
 
 
 _FORMAT = "%i|%T|%r|%N|%L|%S|%e"
@@ -74,7 +146,7 @@ _FORMAT = "%i|%T|%r|%N|%L|%S|%e"
 
 def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
     """Every job of the user that squeue lists, by id (one squeue)."""
-    result = run_command(login, f"squeue -h --me -o '{_FORMAT}'", timeout=timeout)
+    result = run_command(login, f"squeue --local -h --me -o '{_FORMAT}'", timeout=timeout)
     if result.exited != 0:
         text = (result.stderr + result.stdout).strip()
         raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
@@ -84,19 +156,19 @@ def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
 def parse_line(line: str) -> JobInfo | None:
     """One line of squeue in ``_FORMAT``; None for anything else."""
     parts = line.strip().split("|")
-    if len(parts) < 7 or not parts[0].split("_")[0].isdigit():
+    if len(parts) != 7 or not valid_job_id(parts[0]) or not parts[1].isalpha():
         return None
-    job_id, state, reason, node, left, start, end = parts[:7]
-    return JobInfo(job_id, state, "" if reason in ("None", "(null)") else reason, node, left, start,
-                   "" if end in ("N/A", "Unknown", "NONE") else end)
+    job_id, state, reason, node, left, start, end = parts
+    return JobInfo(job_id, state, _reason(reason), node if valid_host(node) else "",
+                   left if parse_duration(left) is not None else "", _when(start), _when(end))
 
 
-_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)$")
+_DURATION = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
 
 
 def parse_duration(text: str) -> float | None:
     """Seconds in a Slurm duration (``[D-]HH:MM:SS``, ``MM:SS``, ``SS``); None for UNLIMITED and the like."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         return None
     days, first, second, last = match.groups()
@@ -128,14 +200,18 @@ def end_reason(login: Connection, job_id: str, log_text: str) -> str:
 
 def node_address(login: Connection, node: str) -> str:
     """The address Slurm itself uses for ``node`` (NodeAddr), which need not be resolvable by name."""
-    return node_addr_of(run(login, ["scontrol", "show", "node", node, "-o"], check=False)) or node
+    if not valid_host(node):
+        raise SchedulerError(f"Slurm named the job's node {node!r}, which is not a host name.")
+    return node_addr_of(run(login, ["scontrol", "--local", "show", "node", node, "-o"], check=False)) or node
 
 
 def node_addr_of(scontrol_text: str) -> str:
-    """NodeAddr in ``scontrol show node -o`` output; "" if it is not there."""
-    return next((w.split("=", 1)[1] for w in scontrol_text.split() if w.startswith("NodeAddr=")), "")
+    """NodeAddr in ``scontrol show node -o`` output if it is a host name or an IP address; "" else."""
+    found = next((w.split("=", 1)[1] for w in scontrol_text.split() if w.startswith("NodeAddr=")), "")
+    return found if valid_host(found) else ""
 
 
 def cancel(login: Connection, job_id: str) -> None:
     """scancel ``job_id``; a job already gone is not an error."""
-    run(login, ["scancel", job_id], check=False)
+    if valid_job_id(job_id):
+        run(login, ["scancel", job_id], check=False)

@@ -59,10 +59,18 @@ def on_master(master: Master, host: str, remote_port: int, local_port: int) -> I
         port = free_port()  # lost the race for a port we picked: once more with another
         spec = _spec(port, host, remote_port)
         master.forward(spec)
+    pid = master.check().pid
+    # A master replaced between two looks (a logout and login back to back) is alive but has lost the
+    # forwards of the old one: only the very master that carries this forward counts.
     try:
-        yield Forward(port, (host, remote_port), alive=lambda: master.check().alive)
+        yield Forward(port, (host, remote_port), alive=lambda: _same_master(master, pid))
     finally:
         master.forward(spec, cancel=True)
+
+
+def _same_master(master: Master, pid: int) -> bool:
+    info = master.check()
+    return info.alive and (not pid or info.pid == pid)
 
 
 def _taken(port: int) -> bool:

@@ -41,6 +41,7 @@ class LabRecord:
     forward_pid: int = 0  # the background forward, if any
     forward_started: str = ""  # its start time, so a reused pid is never taken for it
     forward_port: int = 0  # the local port it holds
+    forward_note: str = ""  # its condition when its URL does not answer ("" while it does)
     created: float = 0.0
 
     def url(self, port: int | None = None) -> str:

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import paramiko
 
-from . import lab_dir, master, modes, probes, slurm, ssh_forward
+from . import lab_dir, master, modes, pacing, probes, slurm, ssh_forward
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded, SchedulerError
 from .forwards import Forward, Heartbeat, forward_local
 from .hops import Hops, choose_transport
@@ -59,22 +60,66 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
             yield fwd
 
 
-JOB_POLL = 5.0  # seconds between looks at a held lab's job: the forwards stop within about this of its end
+TICK = 1.0  # seconds between looks at a held forward's own liveness (its ssh, the master's pid)
+READY_WITHIN = 15.0  # seconds a new forward has to answer end to end before it counts as not working
+Note = Callable[[str], None]  # the forward's condition, said once per change: "" while its URL answers
 
-TICK = 1.0  # seconds between looks at a held forward's liveness (squeue is asked every JOB_POLL)
+
+@dataclass
+class _Vigil:
+    """What a held lab keeps across reconnects: the job's time limit, when Slurm may be asked next, and
+    the condition last said."""
+
+    watch: JobWatch
+    log: Log
+    note: Note | None
+    asking: pacing.Asking = field(default_factory=lambda: pacing.Asking(pacing.WHILE_HELD))
+    said: str | None = None
+
+    def condition(self, text: str) -> None:
+        if text == self.said:
+            return
+        self.said = text
+        if text:
+            self.log(text)
+        if self.note:
+            self.note(text)
+
+    def ended(self, hops: Hops, record: LabRecord) -> None:
+        tail = lab_dir.log_tail(hops, record.remote_dir, 30)
+        self.condition(self.watch.ended(slurm.end_reason(hops.login(), record.job_id, tail)))
+
+    def ask(self, hops: Hops, record: LabRecord) -> slurm.JobInfo | None:
+        """Slurm's answer now, if it may be asked and answers; None otherwise (said once per change)."""
+        now = time.monotonic()
+        if not self.asking.due(now):
+            return None
+        try:
+            info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
+        except SchedulerError as exc:
+            self.log(f"{exc} (asking again in {self.asking.unanswered(now):.0f} s)")
+            return None
+        self.asking.answered(now)
+        return info
 
 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, log: Log = _log.info, hops: Hops | None = None,
-         interactive: bool = True, backoff: Backoff = Backoff()) -> None:
+         interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
-    A dropped connection is reopened on the same local port, within the site-friendly limits of
-    ``backoff``; a first attempt that fails is an error at once (a bad start is not a drop). ``hops``, if
-    given, is used for the first attempt (no new login).
+    A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
+    then on the evidence that the lab works is that path itself: Jupyter's ``/api`` answering through the
+    listener every ``pacing.PROBE_EVERY`` seconds, and the forward's own connection alive (its ssh, or
+    the very master that carries it). Slurm is asked only when that evidence changes -- has the job
+    ended, or is it the forward? -- and for the time limit, once and then every
+    ``pacing.TIME_LIMIT_EVERY``. A dropped or silent forward is reopened on the same local port within
+    the site-friendly limits of ``backoff``; a first attempt that fails is an error at once (a bad start
+    is not a drop). ``hops``, if given, is used for the first attempt (no new login). ``note`` hears the
+    forward's condition once per change.
     """
     port = record.forward_port or record.local_port
-    watch = JobWatch(record.name, record.job_id, log)
+    vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note)
     failures, connected_once = 0, False
     failing_since: float | None = None
     waiting_since: float | None = None
@@ -84,15 +129,18 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
         try:
             with current, tunnel(record, current, port) as fwd:
                 port = fwd.port
+                if not _until_answering(current, record, fwd, vigil, stop):
+                    return
                 failures, failing_since, connected_once, waiting_since = 0, None, True, None
+                vigil.condition("")
                 on_ready(fwd)
-                if _held(current, record, fwd, watch, stop, log):
+                if _held(current, record, fwd, vigil, stop):
                     return
         except PromptNeeded as exc:
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
                 raise
-            log(f"{exc} Waiting for that login.")
+            vigil.condition(f"login needed: `inv lab.login` ({exc})")
             _await_login(settings, stop, waiting_since + LOGIN_WAIT)
             continue
         except (LabError, OSError, EOFError, paramiko.SSHException) as exc:
@@ -104,9 +152,8 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             if backoff.exhausted(time.monotonic() - failing_since):
                 raise ConnectError(f"{exc}; gave up after {backoff.give_up_after / 60:.0f} minutes of trying to "
                                    f"reconnect: `inv lab.tunnel --name {record.name}` to try again.") from None
-            delay = backoff.delay(failures, time.monotonic() - last_attempt)
-            log(f"{exc}; retrying in {delay:.0f} s")
-            stop.wait(delay)
+            vigil.condition(f"forward down, reconnecting ({exc})")
+            stop.wait(backoff.delay(failures, time.monotonic() - last_attempt))
             continue
         delay = backoff.delay(0, time.monotonic() - last_attempt)
         if delay and not stop.is_set():
@@ -114,49 +161,79 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             stop.wait(delay)
 
 
-def _held(hops: Hops, record: LabRecord, fwd: Forward, watch: JobWatch, stop: threading.Event,
-          log: Log) -> bool:
-    """Watch a held forward and its job; True once the job has ended, False when the connection drops.
+def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:
+    """Wait until Jupyter answers through the new forward's listener: True then; False if its job has
+    ended meanwhile (said); a ConnectError if the job runs (or Slurm cannot tell) and Jupyter does not."""
+    deadline = time.monotonic() + READY_WITHIN
+    while not stop.is_set():
+        if probes.answers(fwd.port):
+            return True
+        if not fwd.alive() or time.monotonic() > deadline:
+            break
+        stop.wait(0.3)
+    if stop.is_set():
+        return True
+    vigil.asking.now(time.monotonic())
+    info = vigil.ask(hops, record)
+    if info is not None and not info.active:
+        vigil.ended(hops, record)
+        return False
+    if info is not None:
+        vigil.watch.learn(info, time.monotonic())
+    raise ConnectError(f"Jupyter not answering on the node: nothing answers through the forward to "
+                       f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
-    squeue runs beside the watch, never in its way: over a hop that just died it would block until its
+
+def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:
+    """Watch a held forward and its job; True once the job has ended, False when the forward stopped
+    working (its connection dropped, or Jupyter stopped answering through it while the job runs).
+
+    Slurm runs beside the watch, never in its way: over a hop that just died it would block until its
     timeout, while the forward's own liveness check knows within seconds.
     """
     timeout = hops.settings.connect_timeout + 10
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeue")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slurm")
     try:
         pending: Future | None = None
-        next_look = 0.0
-        last_problem = ""
-        asked_at_refusals = refused = fwd.refused()
+        doubt = False  # the lab's own path stopped answering: Slurm says whether the job ended
+        next_probe = time.monotonic() + pacing.PROBE_EVERY
+        refused = fwd.refused()
         while not stop.wait(TICK):
+            now = time.monotonic()
             if not fwd.alive():
-                log("connection to the cluster dropped; reconnecting")
+                vigil.condition("forward down, reconnecting (its connection to the cluster ended)")
                 return False
             if fwd.refused() > refused:  # Jupyter refused a connection: its job may have just ended
-                refused, next_look = fwd.refused(), 0.0
-            if pending is None and time.monotonic() >= next_look:
-                pending, asked_at_refusals = pool.submit(slurm.query, hops.login(), record.job_id, timeout), refused
+                refused, next_probe = fwd.refused(), now
+            if now >= next_probe and not doubt:
+                next_probe = now + pacing.PROBE_EVERY
+                doubt = not probes.answers(fwd.port)
+                if doubt:
+                    vigil.asking.now(now)
+            vigil.watch.tick(now)
+            if pending is None and (doubt or vigil.watch.stale(now)) and vigil.asking.due(now):
+                pending = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
             if pending is None or not pending.done():
                 continue
+            future, pending = pending, None
             try:
-                info = pending.result()
+                info = future.result()
             except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
-                if str(exc) != last_problem:
-                    log(str(exc))
-                last_problem = str(exc)
+                vigil.log(f"{exc} (asking again in {vigil.asking.unanswered(now):.0f} s)")
                 continue
-            finally:  # a refusal while squeue ran asks again at once: that answer may predate it
-                pending = None
-                next_look = 0.0 if refused > asked_at_refusals else time.monotonic() + JOB_POLL
-            last_problem = ""
+            vigil.asking.answered(now)
             if not info.active:
-                tail = lab_dir.log_tail(hops, record.remote_dir, 30)
-                watch.ended(slurm.end_reason(hops.login(), record.job_id, tail))
+                vigil.ended(hops, record)
                 return True
-            watch.update(info)
+            vigil.watch.learn(info, now)
+            if doubt and not probes.answers(fwd.port):
+                vigil.condition(f"forward down, reconnecting (Jupyter stopped answering through it; job "
+                                f"{record.job_id} {info.state.lower()})")
+                return False
+            doubt = False
         return False
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # a squeue stuck on a dead hop is not waited for
+        pool.shutdown(wait=False, cancel_futures=True)  # a query stuck on a dead hop is not waited for
 
 
 def _await_login(settings: LabSettings, stop: threading.Event, until: float) -> None:

@@ -210,13 +210,19 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
         try:
             with QueueDisplay(_out(json_)) as display:
                 record = lab.wait(settings, record, hops, display)
-        except (LabError, KeyboardInterrupt) as exc:
+        except (JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
             # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
             if early:
                 early.terminate()
             lab.cancel(settings, record, hops)
             kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
             raise kind(_after_cancel(exc, record, settings)) from None
+        except LabError as exc:
+            # The cluster or the connection failed, not the job: a place in the queue is never given up.
+            if early:
+                early.terminate()
+            raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `inv lab.wait --name "
+                            f"{record.name}` goes on, `inv lab.cancel --name {record.name}` ends it.") from None
         if detach:
             hops.close()
             _detached(settings, record, browser=not no_browser, proc=early, as_json=json_)
@@ -237,12 +243,17 @@ def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSett
 
 
 def _statuses(c, names) -> list[lab.LabStatus]:
-    results = []
+    """The labs' statuses, one question to Slurm per cluster (labs started on one cluster share it)."""
+    by_cluster: dict[str, tuple[LabSettings, list[state.LabRecord]]] = {}
     for lab_name in names:
         settings, record = _record(c, lab_name)
+        key = json.dumps([settings.ssh_config, settings.login, settings.jump, settings.transport])
+        by_cluster.setdefault(key, (settings, []))[1].append(record)
+    found: dict[str, lab.LabStatus] = {}
+    for settings, records in by_cluster.values():
         with Hops(settings) as hops:
-            results.append(lab.status(record, hops))
-    return results
+            found.update((st.name, st) for st in lab.statuses(records, hops))
+    return [found[n] for n in names]
 
 
 def _print_statuses(results: list[lab.LabStatus]) -> None:
@@ -257,7 +268,7 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
         ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""
         print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}, "
               f"time left {st.time_left or '-'}{ends}, via {st.via}")
-        print(f"  {st.url if st.forwarding else 'no forwards open: inv lab.tunnel --name ' + st.name}")
+        print(f"  {st.url} (answers)" if st.answers else f"  not answering: {st.not_answering}")
 
 
 @task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
@@ -265,7 +276,12 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
 def status(c, name=None, json_=False):
     """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
     state_dir, lab_name = local_lab(lab_config(c), name)
-    results = _statuses(c, [lab_name] if name else state.names(state_dir))
+    if name:
+        settings, record = _record(c, name)
+        with Hops(settings) as hops:
+            results = [lab.status(record, hops)]
+    else:
+        results = _statuses(c, state.names(state_dir))
     if json_:
         print(json.dumps(results[0].to_dict() if name else [r.to_dict() for r in results], indent=2))
     else:

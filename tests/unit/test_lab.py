@@ -6,18 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from fabfile_lib import lab, slurm, state
+from fabfile_lib import lab, lab_dir, slurm, state
 from fabfile_lib.errors import JobEnded, LabError, SchedulerError, WaitTimeout
 from fabfile_lib.lab import ended_early
 from fabfile_lib.settings import LabSettings
 from fabfile_lib.state import LabRecord
 
 
-def test_wait_polls_often_while_a_job_starts_and_gently_once_it_queues():
-    from fabfile_lib.lab import poll_interval
+def test_wait_looks_often_while_a_job_starts_and_gently_once_it_queues():
+    from fabfile_lib.lab import look_interval
 
-    assert poll_interval(True, 500) == 0.1 and poll_interval(False, 3) == 0.2
-    assert poll_interval(False, 60) == 1.0 and poll_interval(False, 600) == 5.0
+    assert look_interval(True, 500) == 0.1 and look_interval(False, 3) == 0.2
+    assert look_interval(False, 60) == 1.0 and look_interval(False, 600) == 5.0
 
 
 def test_the_batch_scripts_own_error_line_is_what_the_user_sees():
@@ -42,22 +42,35 @@ class _Clock:
 
 
 class _Hops:
+    settings = LabSettings.from_config({"login": "l", "connect_timeout": 1})
+
     def login(self):
         return "login-connection"
 
 
-def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0):
-    """Run lab.wait against scripted squeue answers (the last one repeats) and a scripted probe."""
-    clock, seen = _Clock(), []
+_ASKED: list[float] = []  # when the last _waiting asked Slurm, seconds into its wait
+
+
+def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, looks=None):
+    """Run lab.wait against scripted Slurm answers (the last one repeats), lab-directory looks (``looks(t)``
+    at t seconds into the wait) and a scripted probe; return (record, progress seen, times Slurm was asked)."""
+    clock, seen, asked = _Clock(), [], []
     answers = list(answers)
+
+    def query(login, job, timeout):
+        asked.append(clock.now - 1000.0)
+        _ASKED[:] = asked
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
     monkeypatch.setattr(lab, "time", clock)
-    monkeypatch.setattr(lab.slurm, "query", lambda login, job, timeout: answers.pop(0) if len(answers) > 1
-                        else answers[0])
-    monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, info: (record, False, "")))
+    monkeypatch.setattr(lab.slurm, "query", query)
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: (looks or (lambda t: lab_dir.Look()))(
+        clock.now - 1000.0))
+    monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen: (record, False, "")))
     monkeypatch.setattr(lab.lab_dir, "log_tail", lambda hops, where, lines: log)
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path), "wait_timeout": 60})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
-    return lab.wait(settings, record, _Hops(), seen.append, timeout=timeout), seen
+    return lab.wait(settings, record, _Hops(), seen.append, timeout=timeout), seen, asked
 
 
 def test_wait_gives_up_after_the_timeout_it_was_given_and_says_why(monkeypatch, tmp_path):
@@ -65,37 +78,70 @@ def test_wait_gives_up_after_the_timeout_it_was_given_and_says_why(monkeypatch, 
         _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING", "Priority")])
 
 
+def test_a_pending_job_is_asked_about_rarely_with_backoff(monkeypatch, tmp_path):
+    monkeypatch.setattr(lab.pacing.random, "random", lambda: 0.0)  # the shortest delays: the most questions
+    with pytest.raises(WaitTimeout):
+        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING", "Priority")], timeout=130)
+    asked = list(_ASKED)
+    in_window = [t for t in asked if 10 <= t <= 130]
+    assert len(in_window) <= 8 and asked[0] == 0  # ≤ 8 RPCs in the 2 minutes after the first 10 s
+    assert max(b - a for a, b in zip(asked, asked[1:], strict=False)) <= 45 * 1.2 + 5
+
+
 def test_wait_reports_the_batch_scripts_error_when_the_job_ends(monkeypatch, tmp_path):
     log = "fabfile-lab: error: conda activate lab failed\n"
     with pytest.raises(JobEnded, match="conda activate lab failed -- fix lab.env"):
-        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING"), slurm.JobInfo("42", "ENDED")], log=log)
+        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING"), slurm.JobInfo("42", "ENDED")], log=log,
+                 timeout=60)
+
+
+def test_the_jobs_own_end_mark_ends_the_wait_without_asking_slurm(monkeypatch, tmp_path):
+    def looks(t):
+        return lab_dir.Look(node="c1", ended=t > 2)
+
+    log = "fabfile-lab: error: `jupyter` not found after setup (PATH=/usr/bin)\n"
+    with pytest.raises(JobEnded, match="not found after setup"):
+        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "RUNNING", node="c1")], log=log, timeout=60,
+                 looks=looks)
 
 
 def test_wait_returns_and_records_the_lab_once_jupyter_answers(monkeypatch, tmp_path):
-    def probe(hops, record, info):
-        return replace(record, node=info.node, remote_host="127.0.0.1", remote_port=8888), True, ""
+    def probe(hops, record, seen):
+        return replace(record, node=seen.node, remote_host="127.0.0.1", remote_port=8888), True, ""
 
-    result, seen = _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING", "Resources"),
-                                                          slurm.JobInfo("42", "RUNNING", node="c1")], probe)
+    def looks(t):
+        return lab_dir.Look(node="c1" if t > 5 else "")
+
+    result, seen, asked = _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING", "Resources")], probe,
+                                   timeout=60, looks=looks)
     assert (result.node, result.remote_port) == ("c1", 8888)
     assert state.load(tmp_path, "w") == result
-    assert [i.state for i in seen] == ["PENDING", "RUNNING"]  # every squeue answer goes to progress
+    assert [i.state for i in seen][0] == "PENDING" and seen[-1].state == "RUNNING" and seen[-1].node == "c1"
+    assert len(asked) <= 2  # at once, then about 3 s later: the start itself is read from the lab directory
 
 
 def test_an_endpoint_that_refuses_for_15_seconds_names_the_other_modes(monkeypatch, tmp_path):
-    def probe(hops, record, info):
+    def probe(hops, record, seen):
         return record, False, "connect failed: Connection refused"
 
     with pytest.raises(LabError, match="Connection refused.*one of: login, reverse"):
-        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "RUNNING", node="c1")], probe, timeout=60)
+        _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "RUNNING", node="c1")], probe, timeout=60,
+                 looks=lambda t: lab_dir.Look(node="c1"))
 
 
-def test_a_failing_squeue_is_never_taken_as_the_end(monkeypatch, tmp_path):
+def test_a_failing_scheduler_is_never_taken_as_the_end_and_is_asked_more_slowly(monkeypatch, tmp_path):
+    clock, asked, seen = _Clock(), [], []
+
     def broken(login, job, timeout):
-        raise SchedulerError("squeue failed on the login node: slurm_load_jobs error")
+        asked.append(clock.now - 1000.0)
+        raise SchedulerError("Slurm did not answer on the login node: Socket timed out")
 
+    monkeypatch.setattr(lab, "time", clock)
     monkeypatch.setattr(lab.slurm, "query", broken)
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: lab_dir.Look())
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
-    with pytest.raises(SchedulerError):
-        lab.wait(settings, record, _Hops(), None, timeout=3)
+    with pytest.raises(WaitTimeout):
+        lab.wait(settings, record, _Hops(), seen.append, timeout=300)
+    assert len(asked) <= 6 and asked[1] - asked[0] >= 8  # 10 s, 20 s, 40 s... (with jitter)
+    assert seen[0].state == "UNKNOWN" and "asking again in" in seen[0].reason

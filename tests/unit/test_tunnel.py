@@ -1,4 +1,4 @@
-"""Holding the forwards: a refused connection to Jupyter makes the held forward look at the job at once."""
+"""Holding the forwards: the lab's own path is the evidence; Slurm is asked only when it changes."""
 
 from __future__ import annotations
 
@@ -19,25 +19,78 @@ class _Hops:
         return "login-connection"
 
 
-def test_a_refused_connection_is_a_signal_not_a_wait_for_the_next_poll(monkeypatch):
-    looks = []
+RECORD = LabRecord("h", {}, "42", "/h/.fabfile-lab/h-0011aabb", "t", "compute")
+
+
+def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
+    """Run ``_held`` with a scripted probe (``answers()``) and Slurm answers; return (result, asks, said)."""
+    asks: list[float] = []
 
     def query(login, job_id, timeout):
-        looks.append(time.monotonic())
-        return slurm.JobInfo(job_id, "RUNNING" if len(looks) == 1 else "ENDED")
+        asks.append(time.monotonic())
+        return slurm.JobInfo(job_id, states[min(len(asks), len(states)) - 1], time_left="1:00:00")
 
     monkeypatch.setattr("fabfile_lib.watch.notify", lambda *a: False)
-    monkeypatch.setattr(tunnel, "JOB_POLL", 600.0)
-    monkeypatch.setattr(tunnel, "TICK", 0.1)  # without the signal, the second look is 10 minutes away
+    monkeypatch.setattr(tunnel, "TICK", 0.05)
+    monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.1)
+    monkeypatch.setattr(tunnel.probes, "answers", lambda port, timeout=5: answers())
     monkeypatch.setattr(tunnel.slurm, "query", query)
     monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log: "it was cancelled")
     monkeypatch.setattr(tunnel.lab_dir, "log_tail", lambda hops, where, lines: "")
-    refused = [0]
-    fwd = Forward(8888, ("127.0.0.1", 1), refusals=lambda: refused[0])
-    said = []
-    record = LabRecord("h", {}, "42", "/h/.fabfile-lab/h-0011aabb", "t", "compute")
-    threading.Timer(0.5, lambda: refused.__setitem__(0, 1)).start()  # a browser tab meets a closed port
-    began = time.monotonic()
-    assert tunnel._held(_Hops(), record, fwd, JobWatch("h", "42", said.append), threading.Event(), said.append)
-    assert time.monotonic() - began < 2 and len(looks) == 2
+    said: list[str] = []
+    vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
+    vigil.asking.pace = tunnel.pacing.Pace(first=0.2)
+    fwd = Forward(8888, ("127.0.0.1", 1), refusals=refused)
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    result = tunnel._held(_Hops(), RECORD, fwd, vigil, stop)
+    stop.set()
+    return result, asks, said
+
+
+def test_a_lab_that_answers_asks_slurm_once_for_its_time_limit(monkeypatch):
+    result, asks, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=1.5)
+    assert result is False and len(asks) == 1 and said == []
+
+
+def test_jupyter_gone_asks_slurm_at_once_and_an_ended_job_stops_the_hold(monkeypatch):
+    gone_at = time.monotonic() + 0.5
+    result, asks, said = _holding(monkeypatch, lambda: time.monotonic() < gone_at, ["RUNNING", "CANCELLED"])
+    assert result is True and len(asks) == 2
+    assert asks[1] - gone_at < 1.0
     assert any("it was cancelled" in line for line in said), said
+
+
+def test_a_silent_path_while_the_job_runs_is_a_drop_not_an_end(monkeypatch):
+    gone_at = time.monotonic() + 0.3
+    result, asks, said = _holding(monkeypatch, lambda: time.monotonic() < gone_at, ["RUNNING"])
+    assert result is False and len(asks) == 2
+    assert any("forward down, reconnecting" in line for line in said), said
+
+
+def test_a_refused_connection_is_a_signal_not_a_wait_for_the_next_probe(monkeypatch):
+    monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 600.0)
+    refused = [0]
+    threading.Timer(0.5, lambda: refused.__setitem__(0, 1)).start()  # a browser tab meets a closed port
+    result, asks, said = _holding(monkeypatch, lambda: refused[0] == 0, ["RUNNING", "CANCELLED"],
+                                  refused=lambda: refused[0])
+    assert result is True and len(asks) == 2
+
+
+def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold(monkeypatch):
+    from fabfile_lib.errors import SchedulerError
+
+    asks = []
+
+    def broken(login, job_id, timeout):
+        asks.append(1)
+        raise SchedulerError("Slurm did not answer on the login node: Socket timed out")
+
+    result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=1.0)
+    monkeypatch.setattr(tunnel.slurm, "query", broken)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
+    assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
+    assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)
+    assert any("asking again in" in line for line in said), said

@@ -1,0 +1,36 @@
+"""Checks for what the cluster tells us: data, never code.
+
+Anything read back from the cluster -- squeue and scontrol output, files the job writes, ``lab.json`` --
+can be changed by whatever runs as the user there (a function in ``~/.bashrc``, a script on the shared
+``PATH``, any job). It is checked here where it enters, with ``fullmatch`` (a trailing newline is not a
+match), before it reaches an ssh argument, a config file, a URL or ``rm``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_JOB_ID = re.compile(r"[0-9]+(?:_[0-9]+)?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def job_id(text: object) -> bool:
+    """Digits, or ``digits_digits`` for an array task."""
+    return isinstance(text, str) and _JOB_ID.fullmatch(text) is not None
+
+
+def host(text: object) -> bool:
+    """A host name or an IP address: no blanks, quotes, ``$``, ``%``, ``/`` or leading ``-``."""
+    if not isinstance(text, str) or not text or len(text) > 253:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return _HOSTNAME.fullmatch(text) is not None
+    return True
+
+
+def port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
