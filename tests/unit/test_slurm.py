@@ -62,7 +62,7 @@ def test_a_node_name_that_is_not_a_host_name_is_not_taken(hostile):
     if not any(c.isspace() for c in hostile):  # scontrol -o separates its fields by blanks
         assert slurm.parse_show_job(f"JobId=12 JobState=RUNNING NodeList={hostile}") in (
             None, slurm.JobInfo("12", "RUNNING"))
-    assert slurm.node_addr_of(f"NodeName=c1 NodeAddr={hostile} x=y") == ""
+        assert slurm.node_addr_of(f"NodeName=c1 NodeAddr={hostile} x=y") == ""
 
 
 @pytest.mark.parametrize("hostile", ["12\n", "12;id", "$(id)", "1_2_3", "", "-1"])
