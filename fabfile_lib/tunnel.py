@@ -87,7 +87,9 @@ class _Vigil:
 
     def ended(self, hops: Hops, record: LabRecord) -> None:
         tail = lab_dir.log_tail(hops, record.remote_dir, 30)
-        self.condition(self.watch.ended(slurm.end_reason(hops.login(), record.job_id, tail)))
+        self.said = self.watch.ended(slurm.end_reason(hops.login(), record.job_id, tail))  # said by the watch
+        if self.note:
+            self.note(self.said)
 
     def ask(self, hops: Hops, record: LabRecord) -> slurm.JobInfo | None:
         """Slurm's answer now, if it may be asked and answers; None otherwise (said once per change)."""

@@ -149,3 +149,41 @@ def lab_cli(sbx, tmp_path):
     for cli in made:
         cli.cleanup()
     ssh(sbx, "login", f"scancel -u {sbx.username}")
+
+
+def sdiag(cfg: SandboxConfig, *args: str) -> str:
+    """``sdiag`` on the login node, as root (it counts slurmctld's RPCs by type and by user)."""
+    argv = ["nsenter", f"--net=/run/netns/{cfg.netns('login')}", "sdiag", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False,
+                          env={**os.environ, "SLURM_CONF": str(cfg.slurm_conf)})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def user_rpcs(cfg: SandboxConfig) -> int:
+    """RPCs slurmctld counted for the cluster user since the last ``sdiag --reset``."""
+    import re
+
+    match = re.search(rf"^\s*{re.escape(cfg.username)}\s+\(\s*\d+\)\s+count:(\d+)", sdiag(cfg), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def wait_for(predicate, timeout: float, step: float = 0.5) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    import time
+
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def answers(port: int) -> bool:
+    """Jupyter's /api answers on the local port (no token sent)."""
+    import requests
+
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False

@@ -208,7 +208,10 @@ def slurm_conf(cfg: SandboxConfig) -> str:
         "KillWait=5",
         "MinJobAge=60",
         "MailProg=/bin/true",
-        f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={os.cpu_count() or 1} "
+        # More CPUs than the machine has, so that several labs (one core each) run at once, as on a real
+        # node; config_overrides makes slurmd take the configured count instead of draining the node.
+        "SlurmdParameters=config_overrides",
+        f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={max(8, os.cpu_count() or 1)} "
         "RealMemory=1024 State=UNKNOWN",
         f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
         f"PartitionName=long Nodes={node} Default=NO MaxTime=INFINITE State=UP",
