@@ -130,8 +130,8 @@ def wait(c, name=None, timeout=None):
         try:
             record = lab.wait(settings, record, hops, display, limit)
         except WaitTimeout as exc:
-            raise LabError(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
-                           f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
+            raise WaitTimeout(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
+                              f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
     print(f"Jupyter answers on {record.node}:{record.jupyter_port} (job {record.job_id})")
 
 
