@@ -17,6 +17,7 @@ answered on the terminal at most once per hop and run, and the chain is closed a
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from . import openssh
+from . import modes, openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .master import Master, plan
 from .master_connection import MasterConnection
@@ -242,6 +243,7 @@ class Hops:
     settings: LabSettings
     interactive: bool = True
     transport: str = ""
+    pin: str = ""  # a login node's own name: reach that node, not whichever the cluster's name gives
     _config: paramiko.SSHConfig | None = None
     _opened: list[Connection] = field(default_factory=list)
     _login: Connection | None = None
@@ -250,6 +252,11 @@ class Hops:
     _master: Master | None = None
     _started_master: bool = False
     _prompter: Prompter | None = None
+
+    @classmethod
+    def for_lab(cls, settings: LabSettings, via: str, login_host: str, interactive: bool = True) -> Hops:
+        """The hops to a lab: pinned to the login node it was submitted from when its mode lives there."""
+        return cls(settings, interactive=interactive, pin=modes.mode(via).pin(login_host))
 
     def __post_init__(self) -> None:
         self.transport = self.transport or choose_transport(self.settings)
@@ -282,8 +289,14 @@ class Hops:
     def master(self) -> Master:
         """The cluster's OpenSSH master (OpenSSH transport only), opened on first use."""
         if self._master is None:
-            self._master = plan(self.settings)
-            self._started_master = self._master.open(interactive=self.interactive)
+            master = plan(self.settings, self.pin)
+            try:
+                self._started_master = master.open(interactive=self.interactive)
+            except (HostKeyError, AuthenticationError, PromptNeeded):
+                raise
+            except ConnectError as exc:
+                raise pinned_unreachable(self.pin, exc) if self.pin else exc from None
+            self._master = master
         return self._master
 
     def connect(self, spec: HopSpec, gateway: Connection | str | None, via: str = "",
@@ -313,24 +326,35 @@ class Hops:
 
     def _reach(self, target: str) -> tuple[Connection, HopSpec]:
         spec = self.resolve(target)
-        gateway: Connection | str | None = None
-        via = ""
+        gateway, via = self._gateway(spec)
+        return self.connect(spec, gateway, via), spec
+
+    def _gateway(self, spec: HopSpec) -> tuple[Connection | str | None, str]:
+        """What carries the connection to ``spec``: its ProxyJump chain (opened now) or ProxyCommand."""
         if spec.proxy_jump:
             first, *rest = [hop.strip() for hop in spec.proxy_jump.split(",")]
             gateway, _ = self._reach(first)
             for hop in rest:
                 gateway = self.connect(self.resolve(hop), gateway, " via the previous hop")
-            via = f" via {spec.proxy_jump}"
-        elif spec.proxy_command:
-            gateway, via = spec.proxy_command, f" via ProxyCommand {spec.proxy_command!r}"
-        return self.connect(spec, gateway, via), spec
+            return gateway, f" via {spec.proxy_jump}"
+        if spec.proxy_command:
+            return spec.proxy_command, f" via ProxyCommand {spec.proxy_command!r}"
+        return None, ""
+
+    def _pinned(self, spec: HopSpec) -> HopSpec:
+        """``spec`` with the pinned login node's own name as its host name (everything else kept); a
+        ProxyCommand that named the host gets the pinned name instead."""
+        if not self.pin:
+            return spec
+        command = spec.proxy_command.replace(spec.hostname, self.pin) if spec.hostname else spec.proxy_command
+        return dataclasses.replace(spec, hostname=self.pin, proxy_command=command)
 
     def login(self) -> Connection:
         """The login node, through the jump host (``lab.jump``, else the ssh config's ProxyJump or
         ProxyCommand for the login alias)."""
         if self._login is None:
             if self.openssh:
-                spec = self.resolve(self.settings.login)
+                spec = self._pinned(self.resolve(self.settings.login))
                 _log.debug("hop %s: %s@%s:%s through %s (OpenSSH master)", spec.label, spec.user, spec.hostname,
                            spec.port, self.settings.jump or spec.proxy_jump or spec.proxy_command or "no jump")
                 conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port, opened=True)
@@ -338,12 +362,27 @@ class Hops:
                 self._login = conn
             elif self.settings.jump:
                 jump, _ = self._reach(self.settings.jump)
-                spec = self.resolve(self.settings.login)
+                spec = self._pinned(self.resolve(self.settings.login))
                 self._login = self.connect(spec, jump, f" via {self.settings.jump}")
+            elif self.pin:
+                spec = self._pinned(self.resolve(self.settings.login))
+                gateway = self._gateway(spec)
+                try:
+                    self._login = self.connect(spec, gateway[0], gateway[1])
+                except ConnectError as exc:
+                    raise pinned_unreachable(self.pin, exc) from None
             else:
                 self._login, spec = self._reach(self.settings.login)
             self._login_spec = spec
         return self._login
+
+    def login_names(self) -> tuple[str, ...]:
+        """The login node this run reaches, by its own names: ``hostname`` and, where it differs,
+        ``hostname -f`` (checked: host names only)."""
+        if self.openssh:
+            return self.master.landed()
+        out = run(self.login(), ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"], check=False)
+        return tuple(dict.fromkeys(w for w in out.split() if untrusted.host(w)))[:2]
 
     def login_spec(self) -> HopSpec:
         self.login()
@@ -396,6 +435,14 @@ class Hops:
         if self._master is not None and self._started_master and self._master.persist == "0":
             self._master.close()  # lab.persist 0: no login is kept between tasks
         self._master = None
+
+
+def pinned_unreachable(pin: str, exc: LabError) -> ConnectError:
+    """The lab lives on login node ``pin``, which cannot be reached by its own name: say so, and what works."""
+    return ConnectError(f"login node {pin} cannot be reached by its own name ({exc}); a reverse-mode lab ends "
+                        "on that node, so its forward cannot open. The job is kept. Compute and login modes work "
+                        "from any login node: `inv lab.cancel` this lab and start the next with `--via compute` "
+                        "(or login).")
 
 
 def run_command(conn: Connection, command: str, *, timeout: float = 60):

@@ -58,6 +58,9 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     lab_dir.mkdir_private(sftp, where)
     token = secrets.token_urlsafe(32)
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
+    # The job is submitted from this login node: reverse mode's far end will live there (its own name,
+    # `hostname -f` where it has one), whichever node the cluster's name gives later logins.
+    names = hops.login_names()
     job_id = ""
     try:
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), token)
@@ -66,7 +69,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
         job_id = slurm.submit(login, script, where)
         record = LabRecord(name=settings.name, settings=asdict(settings), job_id=job_id,
                            remote_dir=where, token=token, via=settings.via, local_port=settings.local_port,
-                           url_path=path, created=time.time())
+                           url_path=path, created=time.time(), login_host=names[-1] if names else "")
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
     except BaseException:
         if job_id:  # submitted, but its lab.json could not be written: nothing half-made is kept
@@ -79,7 +82,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
 
 def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
     return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, version(), record.remote_dir,
-                           record.url_path, settings.reverse_target)
+                           record.url_path, settings.reverse_target, record.login_host)
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,

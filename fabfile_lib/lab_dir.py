@@ -45,6 +45,7 @@ class LabMeta:
     remote_dir: str
     url_path: str = "/lab"
     reverse_target: str = ""
+    login_host: str = ""  # the login node the job was submitted from
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -9,6 +9,12 @@ forward rides it (``ssh -S``), and asks for nothing while it lives.
 The master is to the login node, through the jump host as the user's config (or ``lab.jump``) says. Its
 socket lives in a private (0700) directory under the state directory; where the user's config already has
 a ``ControlPath`` for that host, the user's own master is used instead.
+
+Most large sites put several login nodes behind one name, and each new login may land on another one.
+Whatever lives on one login node (reverse mode's far end) is reached through a *pinned* master: the same
+alias -- its hops, HostKeyAlias, known hosts and certificates kept, so a shared host key or a site CA
+still verifies -- with ``HostName`` set to that node's own name. The cluster's master is used instead
+whenever it has landed on that very node (each master learns its node's names once: no second login).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import openssh
+from . import openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
@@ -55,7 +61,8 @@ class Master:
     persist: str  # ControlPersist; "0" = none kept between tasks
     connect_timeout: float
     marker_dir: Path = Path(".")  # the tool's private socket directory
-    key: str = ""  # which cluster: a hash of config, login and jump
+    key: str = ""  # which cluster: a hash of config, login and jump (and the pinned node)
+    pin: str = ""  # the login node's own name, when this master must reach that very node
 
     @property
     def user_managed(self) -> bool:
@@ -75,6 +82,28 @@ class Master:
         """A ProxyCommand that reaches ``%h:%p`` from the login node through the master (``ssh -W``)."""
         words = [w.replace("%", "%%") for w in self.argv()]
         return " ".join(shlex.quote(w) for w in words) + f" -W %h:%p {shlex.quote(self.dest.replace('%', '%%'))}"
+
+    def landed(self) -> tuple[str, ...]:
+        """The names of the login node this (live) master is connected to -- ``hostname`` and, where it
+        differs, ``hostname -f`` -- learnt once per master process and kept beside its socket."""
+        info = self.check()
+        if not info.alive:
+            return ()
+        known = self._landed_path(info.pid)
+        try:
+            return tuple(json.loads(known.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass
+        proc = _run(self.command("hostname; hostname -f 2>/dev/null || true"), timeout=self.connect_timeout + 10)
+        names = tuple(dict.fromkeys(w for w in proc.stdout.split() if untrusted.host(w)))[:2]
+        if proc.returncode == 0 and names:
+            fd = os.open(known, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(list(names), fh)
+        return names
+
+    def _landed_path(self, pid: int) -> Path:
+        return self.marker_dir / f"{self.key}.{pid}.landed"
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -221,13 +250,27 @@ def control_dir(state_dir: Path) -> Path:
     return path
 
 
-def _cluster_key(settings: LabSettings) -> str:
-    ident = f"{settings.ssh_config_path}|{settings.login}|{settings.jump}"
+def _cluster_key(settings: LabSettings, pin: str = "") -> str:
+    ident = f"{settings.ssh_config_path}|{settings.login}|{settings.jump}" + (f"|{pin}" if pin else "")
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
-def plan(settings: LabSettings) -> Master:
-    """The master for ``settings``' cluster: the user's own if their config names a ControlPath, else ours."""
+def plan(settings: LabSettings, pin: str = "") -> Master:
+    """The master for ``settings``' cluster: the user's own if their config names a ControlPath, else ours.
+
+    ``pin``: the master must reach the login node of that name -- the cluster's own master if it is
+    there now, else a master of its own to that node."""
+    shared = _plan(settings)
+    if not pin:
+        return shared
+    if not untrusted.host(pin):
+        raise LabError(f"{pin!r} is not a host name: the lab's record is damaged.")
+    if pin in shared.landed():
+        return shared
+    return _plan(settings, pin)
+
+
+def _plan(settings: LabSettings, pin: str = "") -> Master:
     cfg = settings.ssh_config_path
     jump = ["-J", settings.jump] if settings.jump else []
     opts = openssh.effective(settings.login, cfg, jump)
@@ -235,13 +278,16 @@ def plan(settings: LabSettings) -> Master:
     words = [*openssh.config_args(cfg), *jump,
              "-o", f"ConnectTimeout={max(1, int(settings.connect_timeout))}",
              "-o", f"ServerAliveInterval={settings.keepalive}", "-o", "ServerAliveCountMax=3"]
+    if pin:  # every other option of the alias kept: its hops, HostKeyAlias, known hosts, certificates
+        words += ["-o", f"HostName={pin}"]
     if settings.accept_new_host_keys:
         words += ["-o", "StrictHostKeyChecking=accept-new"]
     elif strict == "ask":  # never a yes/no question mid-task: unknown hosts are refused, as documented
         words += ["-o", "StrictHostKeyChecking=yes"]
     user_path = openssh.first(opts, "controlpath", "none")
-    sockets, key = control_dir(settings.state_path), _cluster_key(settings)
+    sockets, key = control_dir(settings.state_path), _cluster_key(settings, pin)
     control = "" if user_path.lower() != "none" else str(sockets / key)
-    return Master(label=settings.login, dest=openssh.destination(settings.login), options=tuple(words),
-                  control_path=control, persist=settings.persist,
-                  connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key)
+    return Master(label=f"login node {pin} ({settings.login})" if pin else settings.login,
+                  dest=openssh.destination(settings.login), options=tuple(words), control_path=control,
+                  persist=settings.persist, connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key,
+                  pin=pin)

@@ -8,7 +8,7 @@ A mode says three things, and nothing else in the project branches on ``via``:
 - which host and port that far end forwards to, once Jupyter has written its runtime file.
 
 Adding a mode is adding a member to ``Via`` and a ``Mode`` to ``MODES``. This module imports only the
-project's errors, so settings can validate ``lab.via`` against it.
+project's errors and checks, so settings can validate ``lab.via`` against it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+from . import untrusted
 from .errors import LabError
 
 
@@ -45,14 +46,21 @@ for _ in $(seq 600); do
 done
 if [ -n "$PORT" ]; then
     # Remote port 0: the login node's sshd picks a free port and ssh reports it in reverse.log.
-    # The marker line tells the tool at once when the reverse hop cannot work on this site.
-    ( ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
-          -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>>"$LAB_DIR/reverse.log"
-      echo "fabfile-lab: reverse ssh exited with status $?" >>"$LAB_DIR/reverse.log" ) &
+    # The marker line tells the tool at once when the reverse hop cannot work on this site; a hop that
+    # dies later (the login node's sshd restarted, a network blip) is made again while Jupyter runs.
+    ( delay=5
+      while kill -0 $JUPYTER_PID 2>/dev/null; do
+          ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
+              -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>>"$LAB_DIR/reverse.log"
+          echo "fabfile-lab: reverse ssh exited with status $?" >>"$LAB_DIR/reverse.log"
+          sleep $delay
+          [ $delay -lt 60 ] && delay=$((delay * 2))
+      done ) &
     REVERSE_PID=$!
 fi"""
 REVERSE_LOG = "reverse.log"
-_ALLOCATED = re.compile(r"Allocated port (\d+) for remote forward")
+_ALLOCATED = re.compile(r"Allocated port (\d{1,5}) for remote forward")
+_EXITED = "fabfile-lab: reverse ssh exited"
 
 
 def _on_node(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
@@ -60,15 +68,18 @@ def _on_node(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
 
 
 def _node_address(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
-    return runtime.get("hostname") or node_addr, int(runtime["port"])
+    listed = runtime.get("hostname")
+    return listed if untrusted.host(listed) else node_addr, int(runtime["port"])
 
 
 def reverse_port(text: str) -> int:
-    """The login-side port of the job's ``ssh -R`` from its log; 0 while it is not up yet."""
-    match = _ALLOCATED.search(text)
-    if match:
-        return int(match.group(1))
-    if "fabfile-lab: reverse ssh exited" in text:
+    """The login-side port of the job's ``ssh -R`` from its log (the newest one: the job makes the hop
+    again when it dies); 0 while it is not up (yet, or again)."""
+    allocated = list(_ALLOCATED.finditer(text))
+    if allocated:
+        last = allocated[-1]
+        return 0 if _EXITED in text[last.end():] else int(last.group(1))
+    if _EXITED in text:
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
         raise LabError(f"the job's reverse ssh to the login node failed ({first.strip()}); "
                        f"set lab.via to {others(Via.REVERSE)}, or fix lab.reverse_target and the node's ssh key.")
@@ -87,6 +98,12 @@ class Mode:
     loopback: bool  # Jupyter listens on the node's 127.0.0.1 (else on the node's address: token only)
     after_start: str  # batch-script lines run once Jupyter started (JUPYTER_PID is set); "" for none
     endpoint: Callable[[dict, str, Read], Endpoint | None]  # (runtime file, NodeAddr, read) -> host, port
+    pinned: bool = False  # its far end lives on the one login node the job was submitted from (and moves
+    # when the job makes its hop there again: read it anew before each forward)
+
+    def pin(self, login_host: str) -> str:
+        """The login node a lab of this mode must be reached on ("" for any of them)."""
+        return login_host if self.pinned else ""
 
     @property
     def through_node(self) -> bool:
@@ -104,7 +121,7 @@ MODES: dict[Via, Mode] = {
     # the login node forwards to node:port; Jupyter on the node's address, guarded by its token only.
     Via.LOGIN: Mode(Via.LOGIN, "login", False, "", _node_address),
     # the job's own `ssh -R` to the login node; Jupyter on the node's loopback.
-    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse),
+    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, pinned=True),
 }
 NAMES = tuple(v.value for v in Via)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from . import lab, lab_dir, slurm, state
+from . import lab, lab_dir, modes, slurm, state, untrusted
 from .errors import JobEnded, LabError
 from .hops import Hops
 from .settings import LabSettings
@@ -57,7 +57,7 @@ def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
                                     "reverse_target": meta.reverse_target})
     return LabRecord(name=meta.name, settings=asdict(here), job_id=meta.job_id, remote_dir=meta.remote_dir,
                      token=token, via=meta.via, local_port=settings.local_port, url_path=meta.url_path,
-                     created=meta.created)
+                     created=meta.created, login_host=meta.login_host if untrusted.host(meta.login_host) else "")
 
 
 def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None,
@@ -77,8 +77,12 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
             return mine
     record = rebuild(settings, hops, found)
     state.save(settings.state_path, record)
+    here = state.settings_of(record)
     try:
-        return lab.wait(state.settings_of(record), record, hops, progress, timeout)
+        if not modes.mode(record.via).pin(record.login_host):
+            return lab.wait(here, record, hops, progress, timeout)
+        with Hops.for_lab(here, record.via, record.login_host) as pinned:  # its far end is on that node
+            return lab.wait(here, record, pinned, progress, timeout)
     except BaseException:
         state.remove(settings.state_path, record.name)  # attaching failed: this machine keeps nothing
         raise

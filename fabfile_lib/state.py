@@ -43,6 +43,7 @@ class LabRecord:
     forward_port: int = 0  # the local port it holds
     forward_note: str = ""  # its condition when its URL does not answer ("" while it does)
     created: float = 0.0
+    login_host: str = ""  # the login node the job was submitted from, by its own name
 
     def url(self, port: int | None = None) -> str:
         port = port or self.forward_port or self.local_port

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paramiko
 
@@ -122,22 +122,27 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     """
     port = record.forward_port or record.local_port
     vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note)
+    if hops is not None and hops.pin != modes.mode(record.via).pin(record.login_host):
+        hops = None  # not the login node this lab lives on
     failures, connected_once = 0, False
     failing_since: float | None = None
     waiting_since: float | None = None
     while not stop.is_set():
-        current, hops = hops or Hops(settings, interactive=interactive), None
+        current, hops = hops or Hops.for_lab(settings, record.via, record.login_host, interactive), None
         last_attempt = time.monotonic()
         try:
-            with current, tunnel(record, current, port) as fwd:
-                port = fwd.port
-                if not _until_answering(current, record, fwd, vigil, stop):
-                    return
-                failures, failing_since, connected_once, waiting_since = 0, None, True, None
-                vigil.condition("")
-                on_ready(fwd)
-                if _held(current, record, fwd, vigil, stop):
-                    return
+            with current:
+                if modes.mode(record.via).pinned:
+                    record = _current_endpoint(current, record)
+                with tunnel(record, current, port) as fwd:
+                    port = fwd.port
+                    if not _until_answering(current, record, fwd, vigil, stop):
+                        return
+                    failures, failing_since, connected_once, waiting_since = 0, None, True, None
+                    vigil.condition("")
+                    on_ready(fwd)
+                    if _held(current, record, fwd, vigil, stop):
+                        return
         except PromptNeeded as exc:
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
@@ -161,6 +166,18 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
         if delay and not stop.is_set():
             log(f"reconnecting in {delay:.0f} s (at most one login per {backoff.min_interval:.0f} s)")
             stop.wait(delay)
+
+
+def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
+    """The record with where Jupyter's far end is now (a hop the job made again has a new port)."""
+    runtime = lab_dir.runtime_info(hops, record.remote_dir)
+    if not runtime or not isinstance(runtime.get("port"), int):
+        return record
+    endpoint = modes.mode(record.via).endpoint(runtime, record.node_addr,
+                                               lambda name: lab_dir.read(hops, record.remote_dir, name))
+    if endpoint is None:
+        raise ConnectError(f"the job's hop to login node {record.login_host or '?'} is down; it is being made again")
+    return replace(record, remote_host=endpoint[0], remote_port=endpoint[1])
 
 
 def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:

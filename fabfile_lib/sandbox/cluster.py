@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from . import daemons
-from .config import HOSTS, SandboxConfig
+from .config import SandboxConfig
 from .system import run
 
 
@@ -64,15 +64,23 @@ def _keygen(path: Path, comment: str) -> str:
 
 
 def host_key(cfg: SandboxConfig, host: str) -> Path:
-    return cfg.path / "hosts" / host / "ssh_host_ed25519_key"
+    """A host's key; the login nodes share one, as sites behind one name do."""
+    return cfg.path / "hosts" / ("login" if host.startswith("login") else host) / "ssh_host_ed25519_key"
+
+
+def _known_names(cfg: SandboxConfig, host: str) -> str:
+    names = [cfg.address(host)]
+    if cfg.login_nodes > 1 and host.startswith("login"):
+        names = [cfg.cluster_name, cfg.hostname(host), *names]
+    return ",".join(names)
 
 
 def ensure_keys(cfg: SandboxConfig) -> None:
     """Host keys, the laptop's key, the user's cluster-internal key, and the files that trust them."""
-    public = {h: _keygen(host_key(cfg, h), f"{cfg.hostname(h)}") for h in HOSTS}
+    public = {h: _keygen(host_key(cfg, h), f"{cfg.hostname(h)}") for h in cfg.hosts}
     laptop_pub = _keygen(cfg.identity, f"laptop@{cfg.name}")
     cfg.identity.parent.chmod(0o700)
-    known = [f"{cfg.address(h)} {' '.join(public[h].split()[:2])}" for h in HOSTS]
+    known = [f"{_known_names(cfg, h)} {' '.join(public[h].split()[:2])}" for h in cfg.hosts]
     _write(cfg.known_hosts, "\n".join(known) + "\n", 0o600)
 
     ssh_dir = cfg.home / ".ssh"
@@ -80,17 +88,18 @@ def ensure_keys(cfg: SandboxConfig) -> None:
     user_pub = _keygen(ssh_dir / "id_ed25519", f"{cfg.username}@{cfg.name}-cluster")
     user = cfg.username
     _write(ssh_dir / "authorized_keys", f"{laptop_pub}\n{user_pub}\n", 0o600, user)
-    # The reverse hop: a job on compute reaches login by its hostname ($SLURM_SUBMIT_HOST).
+    # The reverse hop: a job on compute reaches the login node it was submitted from by its hostname
+    # ($SLURM_SUBMIT_HOST).
     login_key = " ".join(public["login"].split()[:2])
-    _write(ssh_dir / "known_hosts",
-           f"{cfg.hostname('login')},{cfg.login_from_compute} {login_key}\n", 0o600, user)
-    _write(ssh_dir / "config",
-           f"Host {cfg.hostname('login')} login\n"
-           f"    HostName {cfg.login_from_compute}\n"
-           f"    HostKeyAlias {cfg.hostname('login')}\n"
-           "    IdentityFile ~/.ssh/id_ed25519\n"
-           "    StrictHostKeyChecking yes\n"
-           "    BatchMode yes\n", 0o600, user)
+    _write(ssh_dir / "known_hosts", "".join(f"{cfg.hostname(h)},{cfg.from_compute(h)} {login_key}\n"
+                                            for h in cfg.login_hosts), 0o600, user)
+    _write(ssh_dir / "config", "".join(
+        f"Host {cfg.hostname(h)}{' login' if h == 'login' else ''}\n"
+        f"    HostName {cfg.from_compute(h)}\n"
+        f"    HostKeyAlias {cfg.hostname(h)}\n"
+        "    IdentityFile ~/.ssh/id_ed25519\n"
+        "    StrictHostKeyChecking yes\n"
+        "    BatchMode yes\n" for h in cfg.login_hosts), 0o600, user)
     for path in (ssh_dir, ssh_dir / "id_ed25519", ssh_dir / "id_ed25519.pub"):
         shutil.chown(path, user, user)
     cfg.home.chmod(0o700)
@@ -234,4 +243,6 @@ def start_slurm(cfg: SandboxConfig) -> None:
                   pidfile=cfg.run_dir / "slurmd.pid", logfile=cfg.log_dir / "slurmd.out")
 
 
-DAEMON_PIDFILES = ("slurmd", "slurmctld", *(f"sshd-{h}" for h in HOSTS), "munged")
+def daemon_pidfiles(cfg: SandboxConfig) -> tuple[str, ...]:
+    """The names of the pidfiles of every daemon the sandbox runs."""
+    return ("slurmd", "slurmctld", *(f"sshd-{h}" for h in cfg.hosts), "munged")

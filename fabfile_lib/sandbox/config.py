@@ -49,6 +49,7 @@ class SandboxConfig:
     venv: str = "/var/tmp/fabfile-lab/jupyter-venv"
     jupyter_packages: tuple[str, ...] = ("jupyterlab",)
     mfa: bool = False  # the jump host demands publickey, then a TOTP code (keyboard-interactive, PAM)
+    login_nodes: int = 1  # 2: a second login node with the first's host key, both behind one name
 
     def __post_init__(self) -> None:
         if not self.dir:
@@ -62,7 +63,13 @@ class SandboxConfig:
             known["jupyter_packages"] = tuple(known["jupyter_packages"])
         if "mfa" in known:
             known["mfa"] = bool(known["mfa"])
-        cfg = cls(**{k: (str(v) if k not in ("jupyter_packages", "mfa") else v) for k, v in known.items()})
+        if "login_nodes" in known:
+            try:
+                known["login_nodes"] = int(known["login_nodes"])
+            except (TypeError, ValueError):
+                raise LabError(f"sandbox.login_nodes must be 1 or 2, not {known['login_nodes']!r}.") from None
+        typed = ("jupyter_packages", "mfa", "login_nodes")
+        cfg = cls(**{k: (str(v) if k not in typed else v) for k, v in known.items()})
         cfg.validate()
         return cfg
 
@@ -80,6 +87,8 @@ class SandboxConfig:
             )
         if not Path(self.dir).is_absolute():
             raise LabError(f"sandbox.dir {self.dir!r} must be an absolute path.")
+        if self.login_nodes not in (1, 2):
+            raise LabError(f"sandbox.login_nodes must be 1 or 2, not {self.login_nodes!r}.")
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -109,13 +118,47 @@ class SandboxConfig:
         return f"{self.name}-lap"
 
     @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts of this sandbox: jump, login (and login2), compute."""
+        return HOSTS if self.login_nodes == 1 else ("jump", "login", "login2", "compute")
+
+    @property
+    def login_hosts(self) -> tuple[str, ...]:
+        return tuple(h for h in self.hosts if h.startswith("login"))
+
+    @property
     def links(self) -> tuple[Link, ...]:
         base = self.network.network_address
-        return (
+        links = (
             Link(None, "jump", str(base + 1), str(base + 2)),
             Link("jump", "login", str(base + 5), str(base + 6)),
             Link("login", "compute", str(base + 9), str(base + 10)),
         )
+        if self.login_nodes == 1:
+            return links
+        # login2: reached from the jump host, reaches the compute node and (for Slurm) the login node.
+        return (*links, Link("jump", "login2", str(base + 13), str(base + 14)),
+                Link("login2", "compute", str(base + 17), str(base + 18)),
+                Link("login", "login2", str(base + 21), str(base + 22)))
+
+    def routes(self, host: str) -> tuple[tuple[str, str], ...]:
+        """(destination, gateway) routes a host needs beyond its links: login2 reaches slurmctld and the
+        compute node's NodeAddr at the addresses every other host uses (no namespace forwards: the
+        gateway is the very host that owns the destination address)."""
+        if host != "login2":
+            return ()
+        base = self.network.network_address
+        return ((self.login_from_compute, str(base + 21)), (self.address("compute"), str(base + 18)))
+
+    @property
+    def cluster_name(self) -> str:
+        """The one name the login nodes sit behind (with two login nodes)."""
+        return f"{self.name}-cluster"
+
+    def from_compute(self, host: str) -> str:
+        """A login node's address as the compute node reaches it (the target of the reverse hop)."""
+        return self.login_from_compute if host == "login" else next(
+            link.left_addr for link in self.links if link.left == host and link.right == "compute")
 
     def address(self, host: str) -> str:
         """The address by which a host is reached from the host before it in the chain."""
@@ -136,6 +179,7 @@ class SandboxConfig:
     run_dir = _Under("run")
     log_dir = _Under("log")
     state_file = _Under("sandbox.json")
+    resolver = _Under("bin", "resolve")
 
     @property
     def home(self) -> Path:

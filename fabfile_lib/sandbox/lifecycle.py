@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import LabError
 from . import cluster, daemons, network
-from .config import HOSTS, SandboxConfig
+from .config import SandboxConfig
 from .system import ensure_packages, require_root, run
 
 READY_MARK = ".fabfile-lab-ready"
@@ -60,11 +60,13 @@ def recorded(cfg: SandboxConfig) -> SandboxConfig:
         data = json.loads(cfg.state_file.read_text())
     except (OSError, ValueError):
         return cfg
-    return dataclasses.replace(cfg, subnet=data.get("subnet", cfg.subnet), mfa=bool(data.get("mfa", cfg.mfa)))
+    return dataclasses.replace(cfg, subnet=data.get("subnet", cfg.subnet), mfa=bool(data.get("mfa", cfg.mfa)),
+                               login_nodes=int(data.get("login_nodes", cfg.login_nodes)))
 
 
 def _record(cfg: SandboxConfig, up: bool) -> None:
-    cfg.state_file.write_text(json.dumps({"up": up, "subnet": cfg.subnet, "mfa": cfg.mfa}) + "\n")
+    cfg.state_file.write_text(json.dumps({"up": up, "subnet": cfg.subnet, "mfa": cfg.mfa,
+                                          "login_nodes": cfg.login_nodes}) + "\n")
 
 
 def _recorded_up(cfg: SandboxConfig) -> bool:
@@ -76,9 +78,9 @@ def _recorded_up(cfg: SandboxConfig) -> bool:
 
 def status(cfg: SandboxConfig) -> SandboxStatus:
     cfg = recorded(cfg)
-    alive = {name: daemons.read_pidfile(cfg.run_dir / f"{name}.pid") for name in cluster.DAEMON_PIDFILES}
+    alive = {name: daemons.read_pidfile(cfg.run_dir / f"{name}.pid") for name in cluster.daemon_pidfiles(cfg)}
     is_up = _recorded_up(cfg) and network.is_up(cfg) and all(alive.values())
-    hosts = {h: HostStatus(cfg.address(h), cfg.hostname(h), cfg.netns(h)) for h in HOSTS}
+    hosts = {h: HostStatus(cfg.address(h), cfg.hostname(h), cfg.netns(h)) for h in cfg.hosts}
     mfa = cfg.totp_secret.exists()
     return SandboxStatus(is_up, cfg.name, cfg.username, cfg.dir, str(cfg.ssh_config), str(cfg.lab_config),
                          hosts, alive, mfa, str(cfg.totp_secret) if mfa else "")
@@ -97,7 +99,7 @@ def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     _record(cfg, up=False)  # first: a `down` after an interrupted `up` must know the range
     for sub in (cfg.run_dir, cfg.log_dir):
         sub.mkdir(mode=0o700, exist_ok=True)
-    echo(f"network: namespaces {', '.join(cfg.netns(h) for h in HOSTS)} in {cfg.subnet}")
+    echo(f"network: namespaces {', '.join(cfg.netns(h) for h in cfg.hosts)} in {cfg.subnet}")
     network.up(cfg)
     cluster.ensure_user(cfg)
     cluster.ensure_keys(cfg)
@@ -107,7 +109,7 @@ def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     echo("daemons: munged, slurmctld (login), slurmd (compute), sshd (jump, login, compute)")
     cluster.start_munge(cfg)
     cluster.start_slurm(cfg)
-    for host in HOSTS:
+    for host in cfg.hosts:
         cluster.start_sshd(cfg, host)
     ensure_venv(cfg, echo)
     write_client_configs(cfg)
@@ -155,6 +157,9 @@ def ssh_config_text(cfg: SandboxConfig) -> str:
     hops = {"jump": None, "login": "jump", "compute": "login"}
     blocks = []
     for host, via in hops.items():
+        if host == "login" and cfg.login_nodes > 1:
+            blocks.append(_login_nodes_block(cfg))
+            continue
         block = f"Host {host}\n    HostName {cfg.address(host)}\n"
         if via:
             block += f"    ProxyJump {via}\n"
@@ -174,6 +179,36 @@ def ssh_config_text(cfg: SandboxConfig) -> str:
     return "# Written by `inv sandbox.up`; removed by `inv sandbox.down`.\n" + "\n".join(blocks)
 
 
+def _login_nodes_block(cfg: SandboxConfig) -> str:
+    """``login`` is the cluster's one name, which the resolver gives each login node in turn; each node's
+    own name (``hostname``) reaches that node."""
+    names = " ".join([cfg.cluster_name, *(cfg.hostname(h) for h in cfg.login_hosts)])
+    return (f"Host login\n    HostName {cfg.cluster_name}\n    ProxyCommand {cfg.resolver} %h %p\n\n"
+            f"Host {names}\n    ProxyCommand {cfg.resolver} %h %p\n")
+
+
+def resolver_text(cfg: SandboxConfig) -> str:
+    """Stands in for DNS round robin on the laptop: the cluster's name resolves to each login node in
+    turn, one per new connection; a node's own name to that node. Then through the jump host."""
+    cases = "".join(f"    {cfg.hostname(h)}) addr={cfg.address(h)} ;;\n" for h in cfg.login_hosts)
+    addresses = " ".join(cfg.address(h) for h in cfg.login_hosts)
+    return (f"#!/bin/bash\n# Written by `inv sandbox.up`: DNS round robin for {cfg.cluster_name}, standing in.\n"
+            "set -eu\n"
+            'case "$1" in\n'
+            f"    {cfg.cluster_name})\n"
+            f"        addrs=({addresses})\n"
+            f"        exec 9>>{cfg.run_dir}/resolver.lock\n"
+            "        flock 9\n"
+            f"        n=$(cat {cfg.run_dir}/resolver.turn 2>/dev/null || echo 0)\n"
+            f"        echo $((n + 1)) > {cfg.run_dir}/resolver.turn\n"
+            "        addr=${addrs[$((n % ${#addrs[@]}))]}\n"
+            "        exec 9>&- ;;\n"
+            f"{cases}"
+            '    *) addr=$1 ;;\n'
+            "esac\n"
+            f'exec ssh -F {cfg.ssh_config} -W "$addr:$2" jump\n')
+
+
 def lab_config_text(cfg: SandboxConfig) -> str:
     return (
         "# Points the lab tasks at this sandbox: inv -f THIS_FILE lab.start\n"
@@ -191,6 +226,10 @@ def lab_config_text(cfg: SandboxConfig) -> str:
 def write_client_configs(cfg: SandboxConfig) -> None:
     cfg.ssh_config.write_text(ssh_config_text(cfg))
     cfg.ssh_config.chmod(0o644)
+    if cfg.login_nodes > 1:
+        cfg.resolver.parent.mkdir(parents=True, exist_ok=True)
+        cfg.resolver.write_text(resolver_text(cfg))
+        cfg.resolver.chmod(0o755)
     cfg.lab_config.write_text(lab_config_text(cfg))
 
 
@@ -202,7 +241,7 @@ def _chain_checks(cfg: SandboxConfig) -> list[list[str]]:
     """
     ssh = ["ssh", "-F", str(cfg.ssh_config), "-o", "BatchMode=yes"]
     if not cfg.mfa:
-        return [[*ssh, "compute", "true"]]
+        return [[*ssh, "compute", "true"], *([*ssh, cfg.hostname(h), "true"] for h in cfg.login_hosts[1:])]
     # The jump host answering "keyboard-interactive" after the key proves its sshd and the key both work.
     return [[*ssh, "-o", "PreferredAuthentications=publickey", "jump", "true"],
             daemons.in_host(cfg.netns("jump"), None, [*ssh, "-o", "ProxyJump=none", "login", "true"]),
@@ -248,7 +287,7 @@ def _wait_for_node(cfg: SandboxConfig, timeout: float = 60) -> None:
 def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     require_root()
     cfg = recorded(cfg)
-    for name in cluster.DAEMON_PIDFILES:
+    for name in cluster.daemon_pidfiles(cfg):
         daemons.stop(cfg.run_dir / f"{name}.pid")
     # Whatever still lives in our namespaces (jobs, sessions, forwards) was started by the sandbox.
     for pid in network.pids(cfg):

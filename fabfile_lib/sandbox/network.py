@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .config import HOSTS, Link, SandboxConfig
+from .config import Link, SandboxConfig
 from .system import run
 
 
@@ -35,7 +35,7 @@ def up(cfg: SandboxConfig) -> None:
     if not _route_exists(cfg.subnet):
         run(["ip", "route", "add", "blackhole", cfg.subnet])
     existing = namespaces()
-    for host in HOSTS:
+    for host in cfg.hosts:
         ns = cfg.netns(host)
         if ns not in existing:
             run(["ip", "netns", "add", ns])
@@ -44,6 +44,9 @@ def up(cfg: SandboxConfig) -> None:
         run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
     for link in cfg.links:
         _link_up(cfg, link)
+    for host in cfg.hosts:
+        for dest, gateway in cfg.routes(host):
+            run(["ip", "-n", cfg.netns(host), "route", "replace", f"{dest}/32", "via", gateway])
 
 
 def _link_up(cfg: SandboxConfig, link: Link) -> None:
@@ -68,7 +71,7 @@ def pids(cfg: SandboxConfig) -> list[int]:
     """Every process living in one of this sandbox's namespaces (all started by the sandbox)."""
     found: list[int] = []
     live = namespaces()
-    for host in HOSTS:
+    for host in cfg.hosts:
         if cfg.netns(host) in live:
             found += [int(p) for p in run(["ip", "netns", "pids", cfg.netns(host)], check=False).split()]
     return found
@@ -76,7 +79,7 @@ def pids(cfg: SandboxConfig) -> list[int]:
 
 def down(cfg: SandboxConfig) -> None:
     live = namespaces()
-    for host in HOSTS:
+    for host in cfg.hosts:
         if cfg.netns(host) in live:
             run(["ip", "netns", "delete", cfg.netns(host)])
     # Deleting the jump namespace destroys the veth pair; this covers a half-made link.
@@ -100,4 +103,4 @@ def _range_in_use(cfg: SandboxConfig) -> bool:
 
 def is_up(cfg: SandboxConfig) -> bool:
     live = namespaces()
-    return all(cfg.netns(h) in live for h in HOSTS) and _has_link(None, cfg.root_ifname)
+    return all(cfg.netns(h) in live for h in cfg.hosts) and _has_link(None, cfg.root_ifname)

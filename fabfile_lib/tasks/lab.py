@@ -126,7 +126,7 @@ def wait(c, name=None, timeout=None):
     """Wait until the job runs and Jupyter answers, showing state and pending reason meanwhile."""
     limit = _seconds("--timeout", timeout)
     settings, record = _record(c, name)
-    with Hops(settings) as hops, QueueDisplay(sys.stdout) as display:
+    with Hops.for_lab(settings, record.via, record.login_host) as hops, QueueDisplay(sys.stdout) as display:
         try:
             record = lab.wait(settings, record, hops, display, limit)
         except WaitTimeout as exc:

@@ -27,16 +27,20 @@ def _config(c, name: str | None, subnet: str | None, dir: str | None) -> Sandbox
     return SandboxConfig.from_mapping(data)
 
 
-@task(help={**HELP, "mfa": "the jump host asks for a TOTP code after the key (a second factor, via PAM)"})
+@task(help={**HELP, "mfa": "the jump host asks for a TOTP code after the key (a second factor, via PAM)",
+            "login_nodes": "2: a second login node with the first's host key; `login` then reaches each in turn "
+                           "(default: 1)"})
 @user_errors
-def up(c, name=None, subnet=None, dir=None, mfa=False):
+def up(c, name=None, subnet=None, dir=None, mfa=False, login_nodes=None):
     """Bring the sandbox up (idempotent): namespaces, sshd, munge, Slurm, JupyterLab env."""
     cfg = _config(c, name, subnet, dir)
     if mfa:
         cfg = dataclasses.replace(cfg, mfa=True)
+    if login_nodes is not None:
+        cfg = SandboxConfig.from_mapping({**dataclasses.asdict(cfg), "login_nodes": login_nodes})
     st = sandbox.up(cfg, echo=print)
-    print(f"sandbox {st.name} is up: jump {st.hosts['jump'].address}, login {st.hosts['login'].address}, "
-          f"compute {st.hosts['compute'].address}, user {st.user}")
+    hosts = ", ".join(f"{host} {info.address}" for host, info in st.hosts.items())
+    print(f"sandbox {st.name} is up: {hosts}, user {st.user}")
     print(f"  ssh -F {st.ssh_config} compute hostname")
     print(f"  inv -f {st.lab_config} lab.start")
     if st.mfa:
