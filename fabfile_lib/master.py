@@ -63,6 +63,7 @@ class Master:
     marker_dir: Path = Path(".")  # the tool's private socket directory
     key: str = ""  # which cluster: a hash of config, login and jump (and the pinned node)
     pin: str = ""  # the login node's own name, when this master must reach that very node
+    cluster: str = ""  # the key of the cluster's own master (a logout ends the pinned ones too)
 
     @property
     def user_managed(self) -> bool:
@@ -97,6 +98,8 @@ class Master:
         proc = _run(self.command("hostname; hostname -f 2>/dev/null || true"), timeout=self.connect_timeout + 10)
         names = tuple(dict.fromkeys(w for w in proc.stdout.split() if untrusted.host(w)))[:2]
         if proc.returncode == 0 and names:
+            for old in self.marker_dir.glob(f"{self.key}.*.landed"):  # of masters that have ended
+                old.unlink(missing_ok=True)
             fd = os.open(known, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(list(names), fh)
@@ -153,7 +156,8 @@ class Master:
                 raise PromptNeeded(f"logging in to {self.label} needs a second factor and nobody can be asked "
                                    f"here: run `inv lab.login` in a terminal, then retry.")
             raise failure
-        self._write_meta({"created": time.time(), "persist": self.persist, "label": self.label})
+        self._write_meta({"created": time.time(), "persist": self.persist, "label": self.label,
+                          "cluster": self.cluster, "pin": self.pin})
         return True
 
     def close(self, *, logout: bool = False) -> bool:
@@ -171,6 +175,8 @@ class Master:
                 time.sleep(0.1)
         if self.control_path:
             self._meta_path().unlink(missing_ok=True)
+        for known in self.marker_dir.glob(f"{self.key}.*.landed"):
+            known.unlink(missing_ok=True)
         return alive
 
     def _diagnose(self) -> LabError | None:
@@ -199,8 +205,9 @@ class Master:
     # -- metadata beside the socket (when the tool made it) -----------------------------------------
 
     def _logged_out(self) -> Path:
-        """The mark of an explicit logout, in the tool's socket directory (for a user-managed master too)."""
-        return self.marker_dir / f"{self.key}.logged-out"
+        """The mark of an explicit logout of the cluster, in the tool's socket directory (for a user-managed
+        master too); it holds the pinned masters too."""
+        return self.marker_dir / f"{self.cluster or self.key}.logged-out"
 
     def _meta_path(self) -> Path:
         return Path(f"{self.control_path}.json")
@@ -270,6 +277,20 @@ def plan(settings: LabSettings, pin: str = "") -> Master:
     return _plan(settings, pin)
 
 
+def masters(settings: LabSettings) -> list[Master]:
+    """The cluster's master and the masters pinned to its login nodes that the tool keeps now."""
+    shared = _plan(settings)
+    pins = []
+    for meta in shared.marker_dir.glob("*.json"):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("cluster") == shared.key and untrusted.host(data.get("pin")):
+            pins.append(_plan(settings, data["pin"]))
+    return [shared, *pins]
+
+
 def _plan(settings: LabSettings, pin: str = "") -> Master:
     cfg = settings.ssh_config_path
     jump = ["-J", settings.jump] if settings.jump else []
@@ -290,4 +311,4 @@ def _plan(settings: LabSettings, pin: str = "") -> Master:
     return Master(label=f"login node {pin} ({settings.login})" if pin else settings.login,
                   dest=openssh.destination(settings.login), options=tuple(words), control_path=control,
                   persist=settings.persist, connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key,
-                  pin=pin)
+                  pin=pin, cluster=_cluster_key(settings))

@@ -96,6 +96,12 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
         return HostKeyError(f"{what}: {host} is not in the known hosts (ssh: \"Host key verification "
                             f"failed.\"): refusing an unverified host. Connect once with ssh to check and record "
                             f"its key, or set lab.accept_new_host_keys: true.")
+    if "pam_slurm_adopt" in stderr:
+        return ConnectError(f"{what}: the compute node refuses ssh from outside a job of yours there (ssh: "
+                            f"\"{_line_with(stderr, 'pam_slurm_adopt')}\")")
+    if "administratively prohibited" in stderr:
+        said = _line_with(stderr, "prohibited")
+        return ConnectError(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")")
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return AuthenticationError(f"{what}: authentication failed (ssh: \"{reason}\"): check the user, "
                                    f"IdentityFile and agent; a second factor needs `inv lab.login` in a terminal.")
@@ -108,6 +114,10 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
 def proxy_died(stderr: str) -> bool:
     """The hop before this one (ProxyCommand/ProxyJump) closed before any SSH was spoken."""
     return "kex_exchange_identification" in stderr or "Connection closed by UNKNOWN port" in stderr
+
+
+def _line_with(text: str, word: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if word in ln), word)[:160]
 
 
 def _between(text: str, start: str, end: str) -> str:

@@ -132,7 +132,8 @@ class LabCli:
         except LabError:
             return  # a test of a bad config: nothing was started
         if settings.transport != "paramiko":
-            master.plan(settings).close()
+            for kept in master.masters(settings):
+                kept.close()
 
 
 @pytest.fixture

@@ -478,8 +478,10 @@ def logout(c, name=None):
     if choose_transport(settings) != "openssh":
         print("no login is kept on this transport")
         return
-    plan = master.plan(settings)
+    plan, *pinned = master.masters(settings)
     closed = plan.close(logout=True)
+    for other in pinned:  # the logins kept to single login nodes (reverse-mode labs) end too
+        closed = other.close() or closed
     print(f"logged out of {plan.label}" if closed else f"no login to {plan.label} was open")
     if lab.forwarding_labs(local_lab(lab_config(c))[0]):
         print("background forwards wait for the next login (`inv lab.login`) before they answer again")

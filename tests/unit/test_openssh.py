@@ -28,6 +28,10 @@ Connection closed by UNKNOWN port 65535
      ["Permission denied", "inv lab.login"]),
     ("ssh: connect to host 10.0.0.9 port 22: Connection refused\n", ConnectError, ["Connection refused"]),
     ("", ConnectError, ["exit status 255"]),
+    ("Access denied by pam_slurm_adopt: you have no active jobs on this node\nConnection closed by 10.0.1.5 port 22\n",
+     ConnectError, ["refuses ssh from outside a job", "pam_slurm_adopt: you have no active jobs"]),
+    ("channel 0: open failed: administratively prohibited: open failed\nstdio forwarding failed\n", ConnectError,
+     ["does not allow this forwarding", "administratively prohibited"]),
 ])
 def test_ssh_failures_become_one_line_errors_of_their_kind(stderr, kind, words):
     err = openssh.explain(stderr, "cannot log in to login", 255)
