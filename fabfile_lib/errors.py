@@ -30,6 +30,10 @@ class PromptNeeded(ConnectError):
     """Logging in needs an answer (passphrase, second factor) and nobody can be asked here."""
 
 
+class ModeUnreachable(ConnectError):
+    """Jupyter runs, but this way of reaching it (``lab.via``) is closed on this site."""
+
+
 class SchedulerError(LabError):
     """Slurm refused a request, or could not be asked (which never means the job ended)."""
 

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from . import batch_script, detached, lab_dir, modes, pacing, probes, slurm, state, version
+from . import batch_script, detached, lab_dir, modes, pacing, probes, slurm, state, version, via_memory
 from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
-from .errors import JobEnded, LabError, SchedulerError, WaitTimeout
+from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards import check_port_free
 from .hops import Hops, run
 from .probes import check_url, http_status
@@ -44,8 +44,10 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     """Upload the launch script and token into a new private directory and ``sbatch`` it.
 
     The directory name carries random bytes, so it is unique even when Slurm restarts job ids at 1.
-    On any failure the directory is removed and nothing is recorded.
+    On any failure the directory is removed and nothing is recorded. ``lab.via: auto`` is the mode that
+    worked on this cluster before, else the first to try (``via_memory``).
     """
+    settings = replace(settings, via=via_memory.candidates(settings)[0])
     if state.exists(settings.state_path, settings.name):
         raise LabError(f"a lab named {settings.name!r} is already recorded: `inv lab.status --name "
                        f"{settings.name}`, or `inv lab.cancel --name {settings.name}` first.")
@@ -117,9 +119,9 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             # path to it is closed on this site, which waiting will not fix.
             unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
             if unreachable_since and time.monotonic() - unreachable_since > 15:
-                raise LabError(f"Jupyter runs on {record.node} but {record.remote_host}:{record.remote_port} "
-                               f"cannot be reached via {record.via} ({unreachable}); set lab.via to "
-                               f"{modes.others(record.via)}.")
+                raise ModeUnreachable(f"Jupyter runs on {record.node} but {record.remote_host}:"
+                                      f"{record.remote_port} cannot be reached via {record.via} ({unreachable}); "
+                                      f"set lab.via to {modes.others(record.via)}.")
         elif asking.due(time.monotonic()):
             info = _ask(hops, record, asking, info)
             if progress:

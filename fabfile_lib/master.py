@@ -257,7 +257,7 @@ def control_dir(state_dir: Path) -> Path:
     return path
 
 
-def _cluster_key(settings: LabSettings, pin: str = "") -> str:
+def cluster_key(settings: LabSettings, pin: str = "") -> str:
     ident = f"{settings.ssh_config_path}|{settings.login}|{settings.jump}" + (f"|{pin}" if pin else "")
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
@@ -306,9 +306,9 @@ def _plan(settings: LabSettings, pin: str = "") -> Master:
     elif strict == "ask":  # never a yes/no question mid-task: unknown hosts are refused, as documented
         words += ["-o", "StrictHostKeyChecking=yes"]
     user_path = openssh.first(opts, "controlpath", "none")
-    sockets, key = control_dir(settings.state_path), _cluster_key(settings, pin)
+    sockets, key = control_dir(settings.state_path), cluster_key(settings, pin)
     control = "" if user_path.lower() != "none" else str(sockets / key)
     return Master(label=f"login node {pin} ({settings.login})" if pin else settings.login,
                   dest=openssh.destination(settings.login), options=tuple(words), control_path=control,
                   persist=settings.persist, connect_timeout=settings.connect_timeout, marker_dir=sockets, key=key,
-                  pin=pin, cluster=_cluster_key(settings))
+                  pin=pin, cluster=cluster_key(settings))

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Literal
 
 from . import untrusted
-from .errors import LabError
+from .errors import LabError, ModeUnreachable
 
 
 class Via(str, Enum):
@@ -81,7 +81,7 @@ def reverse_port(text: str) -> int:
         return 0 if _EXITED in text[last.end():] else int(last.group(1))
     if _EXITED in text:
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
-        raise LabError(f"the job's reverse ssh to the login node failed ({first.strip()}); "
+        raise ModeUnreachable(f"the job's reverse ssh to the login node failed ({first.strip()}); "
                        f"set lab.via to {others(Via.REVERSE)}, or fix lab.reverse_target and the node's ssh key.")
     return 0
 
@@ -123,7 +123,9 @@ MODES: dict[Via, Mode] = {
     # the job's own `ssh -R` to the login node; Jupyter on the node's loopback.
     Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, pinned=True),
 }
-NAMES = tuple(v.value for v in Via)
+NAMES = tuple(v.value for v in Via)  # also the order in which ``lab.via: auto`` tries them
+AUTO = "auto"  # try the modes in order on a cluster the first time, then use the one that worked there
+CHOICES = (*NAMES, AUTO)
 
 
 def mode(via: str) -> Mode:

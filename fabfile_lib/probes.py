@@ -13,15 +13,15 @@ import socket
 import paramiko
 
 from . import modes, ssh_forward
-from .errors import AuthenticationError, HostKeyError, LabError, PromptNeeded
+from .errors import AuthenticationError, HostKeyError, LabError, ModeUnreachable, PromptNeeded
 from .hops import Hops
 from .state import LabRecord
 
 
 def unreachable_node(exc: LabError) -> LabError:
     """``exc`` from the hop to a compute node, with what to do about it."""
-    return type(exc)(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
-                     f"set lab.via to {modes.others(modes.Via.COMPUTE)}.")
+    return ModeUnreachable(f"{exc} -- the compute node cannot be reached over ssh from the login node; "
+                           f"set lab.via to {modes.others(modes.Via.COMPUTE)}.")
 
 
 def far_transport(hops: Hops, record: LabRecord) -> paramiko.Transport:

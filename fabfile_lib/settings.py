@@ -207,8 +207,8 @@ class LabSettings:
         if not self.login:
             raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
                            "in invoke.yaml or with `inv -f FILE`.")
-        if self.via not in modes.NAMES:
-            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.NAMES)}.")
+        if self.via not in modes.CHOICES:
+            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.CHOICES)}.")
         check_name(self.name)
         if not 0 <= self.local_port <= 65535:
             raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")

@@ -462,3 +462,16 @@ def test_timeouts_say_what_was_done_with_the_job(lab_cli, sbx):
     assert "within 2 s" in err and "kept" in err and "inv lab.wait --name slow" in err, err
     assert "slow" in cli("lab.status", "--name", "slow").stdout  # the command it suggests works from here
     assert cli("lab.cancel", "--name", "slow").returncode == 0
+
+
+def test_via_auto_tries_the_modes_in_order_and_remembers_what_works(lab_cli, sbx, tmp_path):
+    lines = sbx.known_hosts.read_text().splitlines()
+    cfg = _tampered_config(sbx, tmp_path, "\n".join(lines[:2]) + "\n")  # compute's key unknown: compute fails
+    cli = lab_cli(ssh_config=str(cfg), via="auto")
+    proc = cli("lab.start", "--name", "auto1", "--no-browser", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    assert "via compute does not reach Jupyter here" in proc.stderr and cli.record("auto1")["via"] == "login"
+    assert json.loads((cli.state_dir / "clusters.json").read_text()).popitem()[1]["via"] == "login"
+    again = cli("lab.start", "--name", "auto2", "--no-browser", "--detach")
+    assert again.returncode == 0 and "does not reach" not in again.stderr, again.stderr
+    assert cli.record("auto2")["via"] == "login"

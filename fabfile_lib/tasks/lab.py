@@ -7,13 +7,14 @@ import sys
 import threading
 import time as _time
 import webbrowser
+from dataclasses import replace
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import ide, lab, master, modes, remote_labs, slurm, state
+from .. import ide, lab, master, modes, remote_labs, slurm, state, via_memory
 from ..doctor import run_checks
-from ..errors import ConfigError, JobEnded, LabError, WaitTimeout
+from ..errors import ConfigError, JobEnded, LabError, ModeUnreachable, WaitTimeout
 from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
@@ -183,7 +184,7 @@ def open_(c, name=None):
 
 
 @task(help={"name": NAME, "no_browser": "print the URL only", "detach": "return once the URL answers, "
-            "holding the forwards in a background process", "via": f"{' | '.join(modes.NAMES)} (default: lab.via)",
+            "holding the forwards in a background process", "via": f"{' | '.join(modes.CHOICES)} (default: lab.via)",
             "local_port": "local port (0 = any free one; default: lab.local_port)",
             "json": "print one JSON object (name, job_id, node, url, local_port, via, time_left) on stdout; "
                     "progress goes to stderr", **RESOURCES}, iterable=["sbatch"])
@@ -203,31 +204,48 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
                              gpus=gpus, account=account, constraint=constraint, qos=qos),
                              via=via, local_port=local_port)
     with Hops(settings) as hops:
-        record = lab.submit(settings, hops)
-        _say(json_, f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
-        # The background forward gets ready while the job starts (it logs in by itself, riding the master).
-        early = lab.spawn_forward(settings, record) if detach else None
-        try:
-            with QueueDisplay(_out(json_)) as display:
-                record = lab.wait(settings, record, hops, display)
-        except (JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
-            # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
-            if early:
-                early.terminate()
-            lab.cancel(settings, record, hops)
-            kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
-            raise kind(_after_cancel(exc, record, settings)) from None
-        except LabError as exc:
-            # The cluster or the connection failed, not the job: a place in the queue is never given up.
-            if early:
-                early.terminate()
-            raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `inv lab.wait --name "
-                            f"{record.name}` goes on, `inv lab.cancel --name {record.name}` ends it.") from None
+        tries = via_memory.candidates(settings)
+        for i, mode in enumerate(tries):
+            record, early = _started(replace(settings, via=mode), hops, detach, json_, left=len(tries) - 1 - i)
+            if record is not None:
+                break
+        via_memory.remember(settings, record.via)
+        settings = lab.settings_for(record, state_dir=str(settings.state_path))
         if detach:
             hops.close()
             _detached(settings, record, browser=not no_browser, proc=early, as_json=json_)
         else:
             _foreground(settings, record, browser=not no_browser, hops=hops, as_json=json_)
+
+
+def _started(settings: LabSettings, hops: Hops, detach: bool, json_: bool, left: int):
+    """Submit and wait in one mode: (the record, the early background forward) once Jupyter answers;
+    (None, None) if the mode cannot reach Jupyter here and ``left`` others are still to try (lab.via
+    auto: the job is cancelled -- it never answered, so nothing is lost -- and the next mode tried)."""
+    record = lab.submit(settings, hops)
+    _say(json_, f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
+    # The background forward gets ready while the job starts (it logs in by itself, riding the master).
+    early = lab.spawn_forward(settings, record) if detach else None
+    try:
+        with QueueDisplay(_out(json_)) as display:
+            return lab.wait(settings, record, hops, display), early
+    except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
+        # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
+        if early:
+            early.terminate()
+        lab.cancel(settings, record, hops)
+        if isinstance(exc, ModeUnreachable) and left:
+            _say(json_, f"via {record.via} does not reach Jupyter here ({exc}); job {record.job_id} cancelled, "
+                        "trying the next mode")
+            return None, None
+        kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
+        raise kind(_after_cancel(exc, record, settings)) from None
+    except LabError as exc:
+        # The cluster or the connection failed, not the job: a place in the queue is never given up.
+        if early:
+            early.terminate()
+        raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `inv lab.wait --name "
+                        f"{record.name}` goes on, `inv lab.cancel --name {record.name}` ends it.") from None
 
 
 def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSettings) -> str:
