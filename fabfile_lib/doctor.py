@@ -103,9 +103,8 @@ def _remote_dir(hops: Hops, settings: LabSettings):
         yield Check(False, f"remote directory {settings.remote_dir}", f"not writable: {exc}",
                     "set lab.remote_dir to a directory of yours on a file system the nodes share")
         return ""
-    ok = mode & 0o077 == 0
-    yield Check(ok, f"remote directory {base}", f"writable, mode {mode:o}",
-                "" if ok else f"chmod 700 {base}")
+    yield Check(True, f"remote directory {base}", f"writable, mode {mode:o} (each lab gets a new 0700 directory "
+                "in it; the tool changes the mode of no directory it did not make)")
     return base
 
 
@@ -132,7 +131,7 @@ def _job(hops: Hops, settings: LabSettings, base: str, login) -> Iterator[Check]
     """A one-minute job: does the node see the remote directory, and find the program after setup?"""
     where = posixpath.join(base, f"doctor-{secrets.token_hex(4)}")
     sftp = login.sftp()
-    lab_dir.mkdir_private(sftp, where)
+    lab_dir.mkdir_private(sftp, where, new=True)
     marker = secrets.token_hex(8)
     lab_dir.write_private(sftp, posixpath.join(where, "marker"), marker)
     script = posixpath.join(where, "doctor.sh")

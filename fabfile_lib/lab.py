@@ -57,7 +57,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     base = lab_dir.base(hops, settings.remote_dir)
     lab_dir.mkdir_private(sftp, base)
     where = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
-    lab_dir.mkdir_private(sftp, where)
+    lab_dir.mkdir_private(sftp, where, new=True)
     token = secrets.token_urlsafe(32)
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
     # The job is submitted from this login node: reverse mode's far end will live there (its own name,
@@ -292,8 +292,11 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
     login = hops.login()
     slurm.cancel(login, record.job_id)
     _await_end(hops, record)
-    if lab_dir.PATTERN.match(record.remote_dir):  # never rm -rf anything the tool did not make
+    # Never rm -rf anything the tool did not make: BASE/NAME-<8 hex>, right under this config's base.
+    if lab_dir.is_lab_dir(record.remote_dir, lab_dir.base(hops, settings.remote_dir)):
         run(login, ["rm", "-rf", "--", record.remote_dir])
+    else:
+        _log.warning("not removing %r: it is not a lab directory under %s", record.remote_dir, settings.remote_dir)
     if forget:
         state.remove(settings.state_path, record.name)
 

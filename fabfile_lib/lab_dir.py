@@ -9,6 +9,7 @@ token -- from which any machine with the user's login can find the lab again (``
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import re
 import shlex
@@ -17,9 +18,12 @@ from dataclasses import asdict, dataclass
 
 import paramiko
 
+from . import modes, untrusted
 from .errors import LabError
 from .hops import Hops, run_command
 from .untrusted import host as valid_host
+
+_log = logging.getLogger(__name__)
 
 # What a lab's directory holds (the batch script names the same files).
 META = "lab.json"
@@ -29,8 +33,10 @@ RUNTIME_DIR = "runtime"  # JUPYTER_RUNTIME_DIR: Jupyter's jpserver-PID.json says
 SCRIPT = "launch.sh"
 NODE = "node"  # written by the job as it starts: the node it runs on
 ENDED = "ended"  # written by the job as it ends: the batch script's exit status
-# What the tool makes: the only shape `rm -rf` is ever given.
-PATTERN = re.compile(r"^/.+/[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}$")
+# What the tool makes: the only shape `rm -rf` is ever given (see is_lab_dir).
+PATTERN = re.compile(r"/(?:[^/\x00-\x1f]+/)+[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}")
+READ_LIMIT = 1 << 20  # the most any small file of a lab's directory is read (a lab.json, a token, a log tail)
+_URL_PATH = re.compile(r"/[A-Za-z0-9/_.-]*")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,16 @@ class LabMeta:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+def is_lab_dir(path: object, base_dir: str | None = None) -> bool:
+    """Whether ``path`` is a lab directory the tool makes: ``BASE/NAME-<8 hex>``, absolute, normalised
+    (no ``..``, no ``//``, no newline), and -- when ``base_dir`` is known -- right under it."""
+    if not isinstance(path, str) or not PATTERN.fullmatch(path) or posixpath.normpath(path) != path:
+        return False
+    if any(part in (".", "..") for part in path.split("/")):
+        return False
+    return base_dir is None or posixpath.dirname(path) == posixpath.normpath(base_dir)
+
+
 def base(hops: Hops, remote_dir: str) -> str:
     """``remote_dir`` as an absolute path on the cluster (``~`` and relative paths are from the home)."""
     home = hops.login().sftp().normalize(".")
@@ -59,13 +75,18 @@ def base(hops: Hops, remote_dir: str) -> str:
     return remote_dir if remote_dir.startswith("/") else posixpath.join(home, remote_dir)
 
 
-def mkdir_private(sftp: paramiko.SFTPClient, path: str) -> None:
+def mkdir_private(sftp: paramiko.SFTPClient, path: str, *, new: bool = False) -> bool:
+    """Make ``path`` 0700; True if this call made it. A directory that exists is left as it is -- the
+    user's home or a group's project directory keeps its mode (each lab's own directory is new and 0700,
+    which is what keeps it private). ``new``: it must not exist yet."""
     try:
         sftp.mkdir(path, 0o700)
     except OSError:
-        if not is_dir(sftp, path):
+        if new or not is_dir(sftp, path):
             raise LabError(f"cannot create {path} on the login node.") from None
-    sftp.chmod(path, 0o700)
+        return False
+    sftp.chmod(path, 0o700)  # made here: 0700 whatever the umask (which can only take bits away) did
+    return True
 
 
 def is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
@@ -81,11 +102,16 @@ def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
         fh.write(text)
 
 
-def read(hops: Hops, lab_dir: str, *parts: str) -> str | None:
-    """A text file in a lab's directory, or None while it does not exist (yet)."""
+def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str | None:
+    """A text file in a lab's directory (at most ``limit`` bytes of it), or None while it does not exist
+    (yet) or is not a regular file (a FIFO would never end)."""
+    sftp = hops.login().sftp()
+    path = posixpath.join(lab_dir, *parts)
     try:
-        with hops.login().sftp().open(posixpath.join(lab_dir, *parts)) as fh:
-            return fh.read().decode(errors="replace")
+        if not stat.S_ISREG(sftp.lstat(path).st_mode or 0):
+            return None
+        with sftp.open(path) as fh:
+            return fh.read(limit).decode(errors="replace")
     except OSError:
         return None
 
@@ -99,9 +125,12 @@ def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
         return None
     for name in files:
         try:
-            return json.loads(read(hops, lab_dir, RUNTIME_DIR, name) or "")
+            data = json.loads(read(hops, lab_dir, RUNTIME_DIR, name, limit=64 * 1024) or "")
         except ValueError:
             continue  # being written
+        if not isinstance(data, dict) or not untrusted.port(data.get("port")):
+            raise LabError(f"Jupyter's runtime file in {lab_dir}/{RUNTIME_DIR} has no valid port: refusing it.")
+        return data
     return None
 
 
@@ -129,9 +158,19 @@ def look(hops: Hops, lab_dir: str) -> Look:
     return Look(node, ENDED in names, runtime)
 
 
-def log_tail(hops: Hops, lab_dir: str, lines: int = 20) -> str:
-    """The last ``lines`` of the job's log."""
-    text = read(hops, lab_dir, JOB_LOG) or ""
+def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:
+    """The last ``lines`` of the job's log, from its last ``limit`` bytes (a huge log is not downloaded)."""
+    sftp = hops.login().sftp()
+    path = posixpath.join(lab_dir, JOB_LOG)
+    try:
+        info = sftp.lstat(path)
+        if not stat.S_ISREG(info.st_mode or 0):
+            return ""
+        with sftp.open(path) as fh:
+            fh.seek(max(0, (info.st_size or 0) - limit))
+            text = fh.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
@@ -147,24 +186,50 @@ def read_from(hops: Hops, path: str, offset: int) -> bytes:
 
 
 def find(hops: Hops, remote_dir: str) -> list[LabMeta]:
-    """Every lab under ``remote_dir`` that has a ``lab.json``, oldest first (one command on the login node)."""
+    """Every lab under ``remote_dir`` that has a valid ``lab.json``, oldest first (one command on the login
+    node: regular files only, the first 4 KiB of each)."""
     root = base(hops, remote_dir)
-    script = 'for f in "$1"/*/lab.json; do [ -r "$f" ] && { cat "$f"; echo; }; done; true'
+    script = ('for f in "$1"/*/lab.json; do [ -f "$f" ] && [ ! -L "$f" ] && { head -c 4096 "$f" | tr -d "\\n"; '
+              'echo; }; done; true')
     command = f"sh -c {shlex.quote(script)} sh {shlex.quote(root)}"
     result = run_command(hops.login(), command, timeout=hops.settings.connect_timeout + 10)
-    return sorted(parse(result.stdout), key=lambda meta: meta.created)
+    return sorted(parse(result.stdout, root), key=lambda meta: meta.created)
 
 
-def parse(text: str) -> list[LabMeta]:
-    """``lab.json`` lines; a damaged or foreign file is skipped, not an error."""
+def parse(text: str, base_dir: str | None = None) -> list[LabMeta]:
+    """``lab.json`` lines; a damaged, forged or foreign one is skipped (logged), never an error for all."""
     found = []
     for line in text.splitlines():
         try:
-            data = json.loads(line)
-            meta = LabMeta(**{k: data[k] for k in LabMeta.__dataclass_fields__ if k in data})
-        except (ValueError, TypeError):
-            continue
-        if PATTERN.match(meta.remote_dir) and meta.job_id.isdigit():
-            found.append(meta)
+            found.append(meta_of(json.loads(line), base_dir))
+        except (ValueError, TypeError) as exc:
+            _log.info("a lab.json under %s is skipped: %s", base_dir, exc)
     return found
+
+
+def meta_of(data: object, base_dir: str | None = None) -> LabMeta:
+    """A ``lab.json`` as read from the cluster, every field checked; ValueError says what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    fields = {k: data[k] for k in LabMeta.__dataclass_fields__ if k in data}
+    meta = LabMeta(**fields)
+    for key in ("name", "job_id", "via", "version", "remote_dir", "url_path", "reverse_target", "login_host"):
+        if not isinstance(getattr(meta, key), str):
+            raise ValueError(f"{key} is not a string")
+    if isinstance(meta.created, bool) or not isinstance(meta.created, (int, float)):
+        raise ValueError("created is not a number")
+    if not untrusted.job_id(meta.job_id):
+        raise ValueError(f"job_id {meta.job_id[:30]!r} is not a Slurm job id")
+    if not is_lab_dir(meta.remote_dir, base_dir) or not posixpath.basename(meta.remote_dir).startswith(
+            f"{meta.name}-") or not untrusted.lab_name(meta.name):
+        raise ValueError(f"remote_dir {meta.remote_dir[:80]!r} is not BASE/NAME-<8 hex> of this lab")
+    if meta.via not in modes.NAMES:
+        raise ValueError(f"via {meta.via[:20]!r} is not a mode")
+    if not _URL_PATH.fullmatch(meta.url_path) or meta.url_path.startswith("//"):
+        raise ValueError(f"url_path {meta.url_path[:40]!r} is not a plain path")
+    if meta.login_host and not untrusted.host(meta.login_host):
+        raise ValueError(f"login_host {meta.login_host[:40]!r} is not a host name")
+    if meta.reverse_target and not untrusted.host(meta.reverse_target.rpartition("@")[2]):
+        raise ValueError("reverse_target is not [user@]host")
+    return meta
 

@@ -73,7 +73,7 @@ def sbatch_options(resources: Mapping[str, object], extra: list[str] | tuple[str
     for word in extra:
         key, sep, value = str(word).partition("=")
         key = key.strip().removeprefix("--")
-        if not _OPTION.match(key):
+        if not _OPTION.fullmatch(key):
             raise ConfigError(f"--sbatch {word!r} is not KEY=VALUE with an sbatch long option as KEY "
                               "(e.g. --sbatch comment='two words').")
         options[key] = value if sep else True
@@ -214,7 +214,7 @@ class LabSettings:
             raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"lab.transport {self.transport!r} is unknown: use one of {', '.join(TRANSPORTS)}.")
-        if not _PERSIST.match(self.persist):
+        if not _PERSIST.fullmatch(self.persist):
             raise ConfigError(f"lab.persist {self.persist!r} is not a duration: use e.g. 8h, 30m, 3600, or 0 for off.")
         if self.keepalive < 1:
             raise ConfigError(f"lab.keepalive {self.keepalive} must be at least 1 second.")
@@ -228,7 +228,7 @@ class LabSettings:
         if not words:
             raise ConfigError("lab.command is empty: use e.g. 'jupyter lab'.")
         for key, value in self.sbatch.items():
-            if not _OPTION.match(str(key)):
+            if not _OPTION.fullmatch(str(key)):
                 raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
             if str(key) in _RESERVED:
                 raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself; remove it.")
@@ -270,7 +270,7 @@ def state_path(state_dir: str = "") -> Path:
 
 def check_name(name: str) -> str:
     """A lab name is part of file names here and on the cluster: letters, digits, '.', '_', '-' only."""
-    if not _NAME.match(name) or name in (".", ".."):
+    if not _NAME.fullmatch(name) or name in (".", ".."):
         raise ConfigError(f"lab name {name!r} is invalid: use up to 40 letters, digits, '.', '_' or '-', "
                           "starting with a letter or digit.")
     return name

@@ -32,5 +32,10 @@ def host(text: object) -> bool:
     return True
 
 
+def lab_name(text: object) -> bool:
+    """A lab name as the tool makes them (letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``)."""
+    return isinstance(text, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", text) is not None
+
+
 def port(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536

@@ -74,7 +74,7 @@ class SandboxConfig:
         return cfg
 
     def validate(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise LabError(
                 f"sandbox.name {self.name!r} is invalid: use 1-10 lower-case letters or digits, "
                 "starting with a letter (it prefixes namespace and interface names)."
