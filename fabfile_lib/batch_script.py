@@ -96,7 +96,7 @@ def render(settings: LabSettings, lab_dir: str) -> str:
         f"LAB_VIA={shlex.quote(settings.via)}",
         f"LAB_REVERSE_TARGET={target}",
     ]
-    notebook_dir = shlex.quote(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
+    notebook_dir = environment.shell_path(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
     way = modes.mode(settings.via)
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
             .replace("__BIND__", way.bind).replace("__AFTER_START__", way.after_start or ":")

@@ -43,7 +43,7 @@ def check(value: object) -> dict:
     return env
 
 
-def _path(path: str) -> str:
+def shell_path(path: str) -> str:
     """A path as one shell word; a leading ``~`` still means the job's home."""
     if path == "~":
         return '"$HOME"'
@@ -61,7 +61,7 @@ def setup_lines(env: Mapping) -> list[str]:
     job with one error line."""
     lines: list[str] = []
     if env.get("modules"):
-        inits = " ".join(_path(p) for p in ([env["init"]] if env.get("init") else []) + list(MODULE_INITS))
+        inits = " ".join(shell_path(p) for p in ([env["init"]] if env.get("init") else []) + list(MODULE_INITS))
         lines += [
             "if ! type module >/dev/null 2>&1; then",
             f"    for f in {inits} \"${{MODULESHOME:-/nonexistent}}/init/bash\"; do",
@@ -75,7 +75,7 @@ def setup_lines(env: Mapping) -> list[str]:
             lines.append(f"module load {shlex.quote(name)} || {_fail(f'module load {name} failed')}")
     elif env.get("init"):
         init = env["init"]
-        lines.append(f". {_path(init)} || {_fail(f'cannot source {init}')}")
+        lines.append(f". {shell_path(init)} || {_fail(f'cannot source {init}')}")
     for kind in KINDS:
         if kind in env:
             lines += _activate(kind, env[kind])
@@ -83,7 +83,7 @@ def setup_lines(env: Mapping) -> list[str]:
 
 
 def _activate(kind: str, where: str) -> list[str]:
-    target = _path(where) if "/" in where or where.startswith("~") else shlex.quote(where)
+    target = shell_path(where) if "/" in where or where.startswith("~") else shlex.quote(where)
     if kind in ("conda", "mamba"):
         hook = "conda shell.bash hook" if kind == "conda" else "mamba shell hook --shell bash"
         missing = _fail(f"{kind} is not on PATH in the batch shell: load it first (lab.env.modules or lab.env.init)")

@@ -19,6 +19,8 @@ whenever it has landed on that very node (each master learns its node's names on
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -26,6 +28,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -127,6 +130,22 @@ class Master:
         """
         if self.check().alive:
             return False
+        with self._starting():  # one start per cluster at a time: two would leave an untracked session
+            return self._open(interactive=interactive)
+
+    @contextlib.contextmanager
+    def _starting(self):
+        self.marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.marker_dir / f"{self.key}.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _open(self, *, interactive: bool) -> bool:
+        if self.check().alive:  # started by another process while this one waited for the lock
+            return False
         if not interactive and self._logged_out().exists():
             raise PromptNeeded(f"you logged out of {self.label} (`inv lab.logout`): `inv lab.login` to resume.")
         if self.control_path:
@@ -194,12 +213,14 @@ class Master:
 
     # -- forwards on the master ----------------------------------------------------------------------
 
-    def forward(self, spec: str, *, cancel: bool = False) -> None:
-        """Add (or remove) a ``-L`` forward on the master itself (``ssh -O forward``/``-O cancel``)."""
-        proc = _run(self.argv("-o", "ExitOnForwardFailure=yes", "-O", "cancel" if cancel else "forward",
-                              "-L", spec, self.dest), timeout=15)
+    def forward(self, specs: list[str], *, cancel: bool = False) -> None:
+        """Add (or remove) ``-L`` forwards on the master itself (``ssh -O forward``/``-O cancel``); with
+        ExitOnForwardFailure, a bind that fails is a failure of the whole request."""
+        words = [w for spec in specs for w in ("-L", spec)]
+        proc = _run(self.argv("-o", "ExitOnForwardFailure=yes", "-O", "cancel" if cancel else "forward", *words,
+                              self.dest), timeout=15)
         if proc.returncode != 0 and not cancel:
-            raise openssh.explain(proc.stderr, f"cannot forward {spec} through the master to {self.label}",
+            raise openssh.explain(proc.stderr, f"cannot forward {specs[0]} through the master to {self.label}",
                                   proc.returncode)
 
     # -- metadata beside the socket (when the tool made it) -----------------------------------------
@@ -245,15 +266,22 @@ def _run(argv: list[str], timeout: float, detach: bool = False) -> subprocess.Co
 
 
 def control_dir(state_dir: Path) -> Path:
-    """The private directory of the tool's master sockets; short enough for a Unix socket path."""
+    """The private directory of the tool's master sockets; short enough for a Unix socket path (else in
+    ``$XDG_RUNTIME_DIR``, else ``/tmp/fabfile-lab-UID``: a shared directory, so it must be a real
+    directory of ours -- never a symlink someone planted)."""
     path = state_dir / "cm"
     if len(str(path)) + 14 > _MAX_SOCKET_PATH:
-        path = Path(tempfile.gettempdir()) / f"fabfile-lab-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise LabError(f"{path} belongs to another user: set lab.state_dir to a directory of your own.")
-    path.chmod(0o700)
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        path = Path(runtime) / "fabfile-lab" if runtime and len(runtime) + 26 <= _MAX_SOCKET_PATH else \
+            Path(tempfile.gettempdir()) / f"fabfile-lab-{os.getuid()}"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise LabError(f"{path} is not a directory of yours (a symlink, or another user's): remove it, or set "
+                       "lab.state_dir to a short directory of your own.")
+    os.chmod(path, 0o700)
     return path
 
 

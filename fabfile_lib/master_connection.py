@@ -109,9 +109,9 @@ class MasterConnection(Connection):
                       ) -> Iterator[None]:
         """Like Fabric's, but the listener is OpenSSH's, on the master (``ssh -O forward``)."""
         self.open()
-        spec = f"{local_host}:{local_port}:{remote_host}:{remote_port or local_port}"
-        self.master.forward(spec)
+        specs = [f"{local_host}:{local_port}:{remote_host}:{remote_port or local_port}"]
+        self.master.forward(specs)
         try:
             yield
         finally:
-            self.master.forward(spec, cancel=True)
+            self.master.forward(specs, cancel=True)

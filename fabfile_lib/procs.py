@@ -68,6 +68,29 @@ def end_child(proc: subprocess.Popen, *, terminate: bool = True, grace: float = 
         proc.wait()
 
 
+def owns_listener(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on 127.0.0.1:``port`` (Linux: /proc); None
+    where that cannot be told."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    wanted = f"0100007F:{port:04X}"
+    inodes = {f"socket:[{cols[9]}]" for cols in (ln.split() for ln in table)
+              if len(cols) > 9 and cols[1] == wanted and cols[3] == "0A"}
+    if not inodes:
+        return False
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return True
+    return False
+
+
 def die_with_parent() -> None:
     """In a child before exec (Linux): end it when the process that started it dies, even by SIGKILL, so
     a killed background forward never leaves its ssh holding the local port. Elsewhere: nothing."""

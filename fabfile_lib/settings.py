@@ -227,6 +227,10 @@ class LabSettings:
             raise ConfigError(f"lab.command {self.command!r} cannot be split into words ({exc}).") from None
         if not words:
             raise ConfigError("lab.command is empty: use e.g. 'jupyter lab'.")
+        for key in ("remote_dir", "notebook_dir"):
+            value = getattr(self, key)
+            if any(c in value for c in "%\n\r\x00"):  # sbatch expands % in --output; a newline ends a line
+                raise ConfigError(f"lab.{key} {value!r} holds a '%' or a line break: choose a plain path.")
         for key, value in self.sbatch.items():
             if not _OPTION.fullmatch(str(key)):
                 raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")

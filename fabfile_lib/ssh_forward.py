@@ -13,6 +13,7 @@ makes a port that cannot be bound an error, not a forward that silently is not t
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -41,23 +42,34 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _spec(port: int, host: str, remote_port: int) -> str:
+def _specs(port: int, host: str, remote_port: int) -> list[str]:
+    """``-L`` specs for 127.0.0.1 and, where the machine has it, ::1 -- each address named, so that with
+    ExitOnForwardFailure a port someone else holds on either is a failure. (``localhost:PORT`` succeeds
+    when only one of the two binds, and a local user who holds the other would get the browser's token.)"""
     target = f"[{host}]" if ":" in host else host
-    return f"localhost:{port}:{target}:{remote_port}"
+    return [f"{bind}:{port}:{target}:{remote_port}" for bind in _loopbacks()]
+
+
+@functools.cache
+def _loopbacks() -> tuple[str, ...]:
+    socks = bind_loopback(0)
+    for sock in socks:
+        sock.close()
+    return ("127.0.0.1", "[::1]")[:len(socks)]
 
 
 @contextlib.contextmanager
 def on_master(master: Master, host: str, remote_port: int, local_port: int) -> Iterator[Forward]:
     """``-L`` on the master itself; alive while the master is."""
     port = local_port or free_port()
-    spec = _spec(port, host, remote_port)
+    spec = _specs(port, host, remote_port)
     try:
         master.forward(spec)
     except LabError:
         if local_port or not _taken(port):
             raise
         port = free_port()  # lost the race for a port we picked: once more with another
-        spec = _spec(port, host, remote_port)
+        spec = _specs(port, host, remote_port)
         master.forward(spec)
     pid = master.check().pid
     # A master replaced between two looks (a logout and login back to back) is alive but has lost the
@@ -86,13 +98,14 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
             timeout: float = 30) -> Iterator[Forward]:
     """A child ``ssh -N -L`` (``argv_for_port(spec)`` builds its words); alive while the child runs."""
     port = local_port or free_port()
-    spec = _spec(port, host, remote_port)
+    specs = _specs(port, host, remote_port)
     with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen(argv_for_port(spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv_for_port(specs), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True, preexec_fn=procs.die_with_parent)
         try:
             deadline = time.monotonic() + timeout
-            while not _listening(port):
+            # Up once *our* ssh listens: a listener planted on the port beforehand answers too.
+            while not (_listening(port) and procs.owns_listener(proc.pid, port) is not False):
                 if proc.poll() is not None:
                     err.seek(0)
                     raise openssh.explain(err.read(), what, proc.returncode)

@@ -143,6 +143,7 @@ def remove(state_dir: Path, name: str) -> None:
         path_for(state_dir, name).unlink(missing_ok=True)
     log_path(state_dir, name).unlink(missing_ok=True)
     ssh_entry_path(state_dir, name).unlink(missing_ok=True)
+    open_page_path(state_dir, name).unlink(missing_ok=True)
 
 
 def names(state_dir: Path) -> list[str]:
@@ -159,6 +160,11 @@ def open_log(state_dir: Path, name: str) -> int:
     """A file descriptor appending to the lab's forward log, created 0600 (and its directory 0700)."""
     _make_dirs(state_dir)
     return os.open(log_path(state_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def open_page_path(state_dir: Path, name: str) -> Path:
+    """The private page that opens the lab in the browser (it holds the token: 0600, in a 0700 directory)."""
+    return state_dir / "open" / f"{check_name(name)}.html"
 
 
 def ssh_dir(state_dir: Path) -> Path:

@@ -41,8 +41,9 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
     port_wanted = record.local_port if local_port is None else local_port
     host, port = record.remote_host, record.remote_port
     if hops.openssh and modes.mode(record.via).through_node:
-        def argv(spec: str) -> list[str]:
-            return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes", "-L", spec)
+        def argv(specs: list[str]) -> list[str]:
+            return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes",
+                                 *(w for spec in specs for w in ("-L", spec)))
 
         try:
             with ssh_forward.via_ssh(argv, host, port, port_wanted, f"cannot forward to {record.node}") as fwd:

@@ -162,3 +162,32 @@ def test_down_of_another_name_never_removes_a_live_sandboxs_route(sbx):
                             text=True, check=True).stdout
     assert sbx.subnet in routes
     assert ssh(sbx, "compute", "hostname").returncode == 0
+
+
+def _inv_sandbox(tmp_path, task: str, **sandbox_keys) -> subprocess.CompletedProcess:
+    import yaml
+
+    config = tmp_path / "sbx.yaml"
+    config.write_text(yaml.safe_dump({"sandbox": sandbox_keys}))
+    return subprocess.run([sys.executable, "-m", "invoke", "-f", str(config), task], capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.parametrize("task,keys,words", [
+    ("sandbox.down", {"name": "flroot", "subnet": "10.251.7.0/24", "dir": "/"}, "was not made by"),
+    ("sandbox.up", {"name": "flvenv", "subnet": "10.251.7.0/24", "venv": "/usr"}, "is not a sandbox's JupyterLab"),
+    ("sandbox.up", {"name": "fluser", "subnet": "10.251.7.0/24", "user": "nobody"}, "existing account"),
+    ("sandbox.up", {"name": "fldir", "subnet": "10.251.7.0/24", "dir": "/usr/share"}, "is not a sandbox's"),
+])
+def test_the_sandbox_never_touches_what_it_did_not_make(sbx, tmp_path, task, keys, words):
+    from .conftest import one_line_error
+
+    before = {p: os.stat(p).st_mode for p in ("/", "/usr", "/usr/share")}
+    passwd = Path("/etc/passwd").read_text()
+    err = one_line_error(_inv_sandbox(tmp_path, task, **keys))
+    assert words in err and "nothing" in err, err
+    assert {p: os.stat(p).st_mode for p in before} == before and Path("/usr/bin/python3").exists()
+    assert Path("/etc/passwd").read_text() == passwd
+    assert keys["name"] + "-jump" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                        text=True).stdout

@@ -64,9 +64,33 @@ def recorded(cfg: SandboxConfig) -> SandboxConfig:
                                login_nodes=int(data.get("login_nodes", cfg.login_nodes)))
 
 
-def _record(cfg: SandboxConfig, up: bool) -> None:
+def _record(cfg: SandboxConfig, up: bool, user_made: bool | None = None) -> None:
+    """What ``up`` made, for ``down``: the range and options, and whether it made the cluster user."""
+    made = _user_made(cfg) if user_made is None else user_made
     cfg.state_file.write_text(json.dumps({"up": up, "subnet": cfg.subnet, "mfa": cfg.mfa,
-                                          "login_nodes": cfg.login_nodes}) + "\n")
+                                          "login_nodes": cfg.login_nodes, "user_made": made}) + "\n")
+
+
+def _user_made(cfg: SandboxConfig) -> bool:
+    try:
+        return bool(json.loads(cfg.state_file.read_text()).get("user_made"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_ours(cfg: SandboxConfig) -> None:
+    """``up`` changes nothing that a sandbox did not make: not an existing directory, account or Python
+    environment (it would chmod, own, wipe or remove them)."""
+    if cfg.path.exists() and not cfg.state_file.exists() and (not cfg.path.is_dir() or any(cfg.path.iterdir())):
+        raise LabError(f"sandbox.dir {cfg.path} exists and is not a sandbox's (no {cfg.state_file.name}): choose "
+                       "another directory; nothing was changed.")
+    if cluster.user_exists(cfg.username) and not _user_made(cfg):
+        raise LabError(f"sandbox.user {cfg.username} is an existing account that `inv sandbox.up` did not make: "
+                       "choose another name (the sandbox makes its own user and removes it); nothing was changed.")
+    venv = Path(cfg.venv)
+    if venv.exists() and not (venv / READY_MARK).exists() and (not venv.is_dir() or any(venv.iterdir())):
+        raise LabError(f"sandbox.venv {venv} exists and is not a sandbox's JupyterLab environment: choose another "
+                       "path; nothing was changed.")
 
 
 def _recorded_up(cfg: SandboxConfig) -> bool:
@@ -93,6 +117,7 @@ def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     if cfg.state_file.exists() and before.subnet != cfg.subnet:
         raise LabError(f"sandbox {cfg.name} is already up in {before.subnet}: `inv sandbox.down --name {cfg.name}` "
                        "first, or choose another name.")
+    _check_ours(cfg)
     _check_no_clash(cfg)
     cfg.path.mkdir(mode=0o755, parents=True, exist_ok=True)
     cfg.path.chmod(0o755)  # the cluster user must traverse it to reach its home
@@ -101,7 +126,8 @@ def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
         sub.mkdir(mode=0o700, exist_ok=True)
     echo(f"network: namespaces {', '.join(cfg.netns(h) for h in cfg.hosts)} in {cfg.subnet}")
     network.up(cfg)
-    cluster.ensure_user(cfg)
+    if cluster.ensure_user(cfg):
+        _record(cfg, up=False, user_made=True)
     cluster.ensure_keys(cfg)
     if cfg.mfa:
         echo(f"second factor: the jump host asks for a TOTP code (secret in {cfg.totp_secret})")
@@ -285,7 +311,13 @@ def _wait_for_node(cfg: SandboxConfig, timeout: float = 60) -> None:
 
 
 def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
+    """Take down what ``up`` made -- by its record in the sandbox directory: a directory without one is
+    refused whole (``--dir /`` removes nothing), and the user goes only if ``up`` made it."""
     require_root()
+    if cfg.path.exists() and not cfg.state_file.exists():
+        raise LabError(f"sandbox.dir {cfg.path} was not made by `inv sandbox.up` (no {cfg.state_file.name} in it): "
+                       "nothing was removed.")
+    user_made = _user_made(cfg)
     cfg = recorded(cfg)
     for name in cluster.daemon_pidfiles(cfg):
         daemons.stop(cfg.run_dir / f"{name}.pid")
@@ -294,7 +326,8 @@ def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
         daemons.terminate(pid, grace=2)
     network.down(cfg)
     cluster.remove_mfa(cfg)
-    cluster.remove_user(cfg)
+    if user_made:
+        cluster.remove_user(cfg)
     if cfg.path.exists():
         shutil.rmtree(cfg.path)
     echo(f"sandbox {cfg.name} is down")

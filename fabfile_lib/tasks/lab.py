@@ -6,12 +6,12 @@ import json
 import sys
 import threading
 import time as _time
-import webbrowser
 from dataclasses import replace
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
+from .. import browser as browser_page
 from .. import ide, lab, master, modes, remote_labs, slurm, state, via_memory
 from ..doctor import run_checks
 from ..errors import ConfigError, JobEnded, LabError, ModeUnreachable, WaitTimeout
@@ -74,8 +74,8 @@ def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, 
         print(_summary(record, port, left), flush=True)
     else:
         print(f"JupyterLab: {record.url(port)}", flush=True)
-    if browser:
-        webbrowser.open(record.url(port))
+    if browser:  # through a private page: the token never goes on the browser's command line
+        browser_page.open_lab(state.settings_of(record).state_path, record, port)
 
 
 def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None, as_json: bool = False) -> None:
@@ -176,11 +176,11 @@ def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
 @user_errors
 def open_(c, name=None):
     """Open the lab's URL in the browser."""
-    _, record = _record(c, name)
+    settings, record = _record(c, name)
     if not lab.forward_alive(record):
         raise LabError(f"lab {record.name} has no open forwards: `inv lab.tunnel --name {record.name} --detach`.")
     print(record.url())
-    webbrowser.open(record.url())
+    browser_page.open_lab(settings.state_path, record, record.forward_port)
 
 
 @task(help={"name": NAME, "no_browser": "print the URL only", "detach": "return once the URL answers, "

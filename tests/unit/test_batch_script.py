@@ -65,3 +65,13 @@ def test_rendered_scripts_are_valid_bash():
     for env in ({"conda": "x", "modules": ["a", "b/1"], "init": "/i"}, {"pixi": "/p"}, {"uv": "~"}, {}):
         proc = subprocess.run(["bash", "-n"], input=_script(env), text=True, capture_output=True, check=False)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_a_notebook_dir_under_the_home_is_the_jobs_home_and_percent_is_refused():
+    from fabfile_lib.errors import ConfigError
+
+    settings = LabSettings.from_config({"login": "l", "notebook_dir": "~/work dir"})
+    assert 'cd "$HOME"/\'work dir\' || exit 1' in batch_script.render(settings, "/h/.fabfile-lab/a-0011aabb")
+    for key in ("remote_dir", "notebook_dir"):
+        with pytest.raises(ConfigError, match="'%'"):
+            LabSettings.from_config({"login": "l", key: "~/labs/%u"})

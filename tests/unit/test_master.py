@@ -67,3 +67,18 @@ def test_after_logout_nothing_logs_in_by_itself(tmp_path):
     assert not plan.close(logout=True)  # nothing was open; the mark is left all the same
     with pytest.raises(PromptNeeded, match="logged out"):
         plan.open(interactive=False)
+
+
+def test_a_planted_symlink_for_the_socket_directory_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from fabfile_lib.errors import LabError
+
+    elsewhere = tmp_path / "theirs"
+    elsewhere.mkdir()
+    long_state = tmp_path / ("x" * 90)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(master.tempfile, "gettempdir", lambda: str(tmp_path))
+    os.symlink(elsewhere, tmp_path / f"fabfile-lab-{os.getuid()}")
+    with pytest.raises(LabError, match="not a directory of yours"):
+        master.control_dir(long_state)

@@ -1,0 +1,133 @@
+"""Trust, against the sandbox: the token reaches no other local user, whatever the cluster says is data.
+
+The browser is opened on a private page, never on a URL with the token; a listener planted on the port
+before the forward binds gets nothing and the lab is not announced; a forged lab.json or node name runs
+nothing and removes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from .conftest import answers, one_line_error
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_the_browser_is_opened_on_a_private_page_never_with_the_token_in_its_argv(lab_cli, tmp_path):
+    seen = tmp_path / "browser-argv"
+    fake = tmp_path / "browser"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {seen}\n")
+    fake.chmod(0o755)
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", "tok", "--detach", env={"BROWSER": str(fake)})
+    assert proc.returncode == 0, proc.stderr
+    token = cli.record("tok")["token"]
+    argv = seen.read_text()
+    assert token not in argv and argv.startswith("file://"), argv
+    page = Path(argv.strip().removeprefix("file://"))
+    assert token in page.read_text()  # the page sends the browser on to the lab
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600 and stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert token.encode() not in cmdline.read_bytes(), cmdline
+        except OSError:
+            continue
+    assert token in proc.stdout  # printed for the user, on their terminal
+    assert cli("lab.cancel", "--name", "tok").returncode == 0
+    assert not page.exists()
+
+
+class _Planted:
+    """A listener on 127.0.0.1:PORT that answers like Jupyter and keeps every request it receives."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.received = b""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.received += conn.recv(65536)
+                    conn.sendall(b'HTTP/1.0 200 OK\r\n\r\n{"version": "2.0.0"}')
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("via", ["compute", "login"])
+def test_a_listener_planted_on_the_port_gets_nothing_and_the_lab_is_not_announced(lab_cli, via):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cli = lab_cli(local_port=port)
+    proc = cli("lab.start", "--name", f"pl{via}", "--via", via, "--detach", "--no-browser")
+    assert proc.returncode == 0, proc.stderr
+    token = cli.record(f"pl{via}")["token"]
+    assert cli("lab.tunnel", "--name", f"pl{via}", "--stop").returncode == 0
+    planted = _Planted(port)  # someone else takes 127.0.0.1:PORT while the forward is down
+    try:
+        err = one_line_error(cli("lab.tunnel", "--name", f"pl{via}", "--no-browser", timeout=90))
+        assert str(port) in err, err
+        assert token.encode() not in planted.received
+        assert f"http://127.0.0.1:{port}" not in err
+    finally:
+        planted.close()
+    assert cli("lab.tunnel", "--name", f"pl{via}", "--detach", "--no-browser").returncode == 0
+    assert answers(port)
+
+
+def test_forged_lab_json_files_are_one_line_each_and_never_reach_rm(lab_cli, sbx, tmp_path):
+    cli = lab_cli()
+    assert cli("lab.start", "--name", "real", "--detach", "--no-browser").returncode == 0
+    base = sbx.home / ".fabfile-lab"
+    victim = sbx.home / "precious"
+    victim.mkdir()
+    (victim / "data").write_text("keep me")
+    uid, gid = victim.stat().st_uid, base.stat().st_gid
+    forged = {
+        "types": {"name": "types", "job_id": 7, "via": "compute", "created": 1.0, "version": "x",
+                  "remote_dir": str(base / "types-0011aabb")},
+        "dotdot": {"name": "dotdot", "job_id": "9999", "via": "compute", "created": 1.0, "version": "x",
+                   "remote_dir": str(base / ".." / "precious")},
+        "url": {"name": "url", "job_id": "9998", "via": "compute", "created": 1.0, "version": "x",
+                "remote_dir": str(base / "url-0011aabc"), "url_path": "@evil.example/x"},
+    }
+    for name, data in forged.items():
+        where = base / f"{name}-00aa11bb"
+        where.mkdir()
+        (where / "lab.json").write_text(json.dumps(data))
+        os.chown(where, uid, gid)
+    fifo_dir = base / "fifo-00aa11cc"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "lab.json")
+    listed = cli("lab.list", "--cluster", timeout=60)
+    assert listed.returncode == 0 and "real: job" in listed.stdout, listed.stdout + listed.stderr
+    for name in forged:
+        assert f"{name}:" not in listed.stdout
+    err = one_line_error(cli("lab.cancel", "--job", "9999"))
+    assert "no lab" in err
+    assert (victim / "data").read_text() == "keep me"
