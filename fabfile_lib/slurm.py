@@ -180,14 +180,21 @@ def parse_duration(text: str) -> float | None:
     return int(days or 0) * 86400 + int(first) * 3600 + int(second) * 60 + int(last)
 
 
-def end_reason(login: Connection, job_id: str, log_text: str) -> str:
-    """Why a job ended, in a few words: from sacct where the site keeps accounting, else the job log."""
+_WHY = {"TIMEOUT": "it reached its time limit (walltime)", "CANCELLED": "it was cancelled", "FAILED": "it failed",
+        "COMPLETED": "Jupyter exited", "OUT_OF_MEMORY": "it ran out of memory", "NODE_FAIL": "its node failed",
+        "PREEMPTED": "it was preempted", "DEADLINE": "it reached its deadline", "BOOT_FAIL": "its node failed to boot"}
+
+
+def end_reason(login: Connection, job_id: str, log_text: str, state: str = "") -> str:
+    """Why a job ended, in a few words: from the final ``state`` Slurm just gave, else sacct where the site
+    keeps accounting, else the job log."""
+    if state in _WHY:
+        return _WHY[state]
     result = run_command(login, f"sacct -n -X -P -j {shlex.quote(job_id)} -o State", timeout=15)
-    state = result.stdout.strip().splitlines()[0].split()[0] if result.exited == 0 and result.stdout.strip() else ""
-    if state:
-        return {"TIMEOUT": "it reached its time limit (walltime)", "CANCELLED": "it was cancelled",
-                "FAILED": "it failed", "COMPLETED": "Jupyter exited", "OUT_OF_MEMORY": "it ran out of memory",
-                "NODE_FAIL": "its node failed", "PREEMPTED": "it was preempted"}.get(state, state.lower())
+    words = result.stdout.split() if result.exited == 0 else []
+    found = words[0] if words and words[0].isalpha() else ""
+    if found:
+        return _WHY.get(found, found.lower())
     if "DUE TO TIME LIMIT" in log_text:
         return "it reached its time limit (walltime)"
     if "CANCELLED AT" in log_text:

@@ -8,6 +8,7 @@ watches the job, warns before its time limit, and returns once it has ended.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -86,9 +87,14 @@ class _Vigil:
         if self.note:
             self.note(text)
 
-    def ended(self, hops: Hops, record: LabRecord) -> None:
+    def ended(self, hops: Hops, record: LabRecord, info: slurm.JobInfo) -> None:
+        if info.state == "COMPLETING":  # its processes are being killed: the final state says why, soon
+            time.sleep(2)
+            with contextlib.suppress(LabError):
+                info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
         tail = lab_dir.log_tail(hops, record.remote_dir, 30)
-        self.said = self.watch.ended(slurm.end_reason(hops.login(), record.job_id, tail))  # said by the watch
+        why = slurm.end_reason(hops.login(), record.job_id, tail, info.state)
+        self.said = self.watch.ended(why)  # said by the watch
         if self.note:
             self.note(self.said)
 
@@ -196,7 +202,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
     vigil.asking.now(time.monotonic())
     info = vigil.ask(hops, record)
     if info is not None and not info.active:
-        vigil.ended(hops, record)
+        vigil.ended(hops, record, info)
         return False
     if info is not None:
         vigil.watch.learn(info, time.monotonic())
@@ -208,34 +214,44 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: thre
     """Watch a held forward and its job; True once the job has ended, False when the forward stopped
     working (its connection dropped, or Jupyter stopped answering through it while the job runs).
 
-    Slurm runs beside the watch, never in its way: over a hop that just died it would block until its
-    timeout, while the forward's own liveness check knows within seconds.
+    The probe and Slurm run beside the watch, never in its way: over a hop that just died they would
+    block until their timeouts, while the forward's own liveness check knows within seconds.
     """
     timeout = hops.settings.connect_timeout + 10
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slurm")
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="held")
     try:
-        pending: Future | None = None
+        probing: Future | None = None
+        asking: Future | None = None
         doubt = False  # the lab's own path stopped answering: Slurm says whether the job ended
+        confirm = False  # Slurm says the job runs while the path was silent: one more probe decides
         next_probe = time.monotonic() + pacing.PROBE_EVERY
         refused = fwd.refused()
         while not stop.wait(TICK):
             now = time.monotonic()
             if not fwd.alive():
-                vigil.condition("forward down, reconnecting (its connection to the cluster ended)")
+                vigil.condition("forward down, reconnecting (the connection to the cluster dropped)")
                 return False
             if fwd.refused() > refused:  # Jupyter refused a connection: its job may have just ended
                 refused, next_probe = fwd.refused(), now
-            if now >= next_probe and not doubt:
-                next_probe = now + pacing.PROBE_EVERY
-                doubt = not probes.answers(fwd.port)
-                if doubt:
+            if probing is None and now >= next_probe:
+                probing, next_probe = pool.submit(probes.answers, fwd.port), now + pacing.PROBE_EVERY
+            if probing is not None and probing.done():
+                answered, probing = probing.result(), None
+                if answered:
+                    doubt = confirm = False
+                elif confirm:
+                    vigil.condition(f"forward down, reconnecting (Jupyter stopped answering through it; job "
+                                    f"{record.job_id} runs)")
+                    return False
+                elif not doubt:
+                    doubt = True
                     vigil.asking.now(now)
             vigil.watch.tick(now)
-            if pending is None and (doubt or vigil.watch.stale(now)) and vigil.asking.due(now):
-                pending = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
-            if pending is None or not pending.done():
+            if asking is None and (doubt or vigil.watch.stale(now)) and vigil.asking.due(now):
+                asking = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
+            if asking is None or not asking.done():
                 continue
-            future, pending = pending, None
+            future, asking = asking, None
             try:
                 info = future.result()
             except SchedulerError as exc:  # the scheduler could not be asked: that says nothing about the job
@@ -243,14 +259,11 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: thre
                 continue
             vigil.asking.answered(now)
             if not info.active:
-                vigil.ended(hops, record)
+                vigil.ended(hops, record, info)
                 return True
             vigil.watch.learn(info, now)
-            if doubt and not probes.answers(fwd.port):
-                vigil.condition(f"forward down, reconnecting (Jupyter stopped answering through it; job "
-                                f"{record.job_id} {info.state.lower()})")
-                return False
-            doubt = False
+            if doubt:
+                confirm, next_probe = True, now
         return False
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a query stuck on a dead hop is not waited for

@@ -35,7 +35,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.1)
     monkeypatch.setattr(tunnel.probes, "answers", lambda port, timeout=5: answers())
     monkeypatch.setattr(tunnel.slurm, "query", query)
-    monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log: "it was cancelled")
+    monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log, state="": "it was cancelled")
     monkeypatch.setattr(tunnel.lab_dir, "log_tail", lambda hops, where, lines: "")
     said: list[str] = []
     vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
