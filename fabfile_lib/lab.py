@@ -48,37 +48,38 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     worked on this cluster before, else the first to try (``via_memory``).
     """
     settings = replace(settings, via=via_memory.candidates(settings)[0])
-    if state.exists(settings.state_path, settings.name):
-        raise LabError(f"a lab named {settings.name!r} is already recorded: `inv lab.status --name "
-                       f"{settings.name}`, or `inv lab.cancel --name {settings.name}` first.")
     check_port_free(settings.local_port)
     login = hops.login()
     sftp = login.sftp()
     base = lab_dir.base(hops, settings.remote_dir)
     lab_dir.mkdir_private(sftp, base)
     where = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
-    lab_dir.mkdir_private(sftp, where, new=True)
-    token = secrets.token_urlsafe(32)
     path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
     # The job is submitted from this login node: reverse mode's far end will live there (its own name,
     # `hostname -f` where it has one), whichever node the cluster's name gives later logins.
     names = hops.login_names()
-    job_id = ""
+    record = LabRecord(name=settings.name, settings=asdict(settings), job_id="", remote_dir=where,
+                       token=secrets.token_urlsafe(32), via=settings.via, local_port=settings.local_port,
+                       url_path=path, created=time.time(), login_host=names[-1] if names else "")
+    # Recorded first, exclusively: a second start of the same name stops here; and from here on a crash
+    # at any point leaves a record here and a lab.json there that lab.cancel and lab.list --cluster find.
+    if not state.create(settings.state_path, record):
+        raise LabError(f"a lab named {settings.name!r} is already recorded: `inv lab.status --name "
+                       f"{settings.name}`, or `inv lab.cancel --name {settings.name}` first.")
     try:
-        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), token)
+        lab_dir.mkdir_private(sftp, where, new=True)
+        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), record.token)
         script = posixpath.join(where, lab_dir.SCRIPT)
         lab_dir.write_private(sftp, script, batch_script.render(settings, where))
-        job_id = slurm.submit(login, script, where)
-        record = LabRecord(name=settings.name, settings=asdict(settings), job_id=job_id,
-                           remote_dir=where, token=token, via=settings.via, local_port=settings.local_port,
-                           url_path=path, created=time.time(), login_host=names[-1] if names else "")
+        # Before the job exists: its id is found by its work directory (squeue's %Z) if we die in sbatch.
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
+        record = replace(record, job_id=slurm.submit(login, script, where))
     except BaseException:
-        if job_id:  # submitted, but its lab.json could not be written: nothing half-made is kept
-            slurm.cancel(login, job_id)
         run(login, ["rm", "-rf", "--", where], check=False)
+        state.remove(settings.state_path, settings.name)
         raise
-    state.save(settings.state_path, record)
+    state.update(settings.state_path, record.name, job_id=record.job_id)
+    lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
     return record
 
 
@@ -215,13 +216,26 @@ class LabStatus:
 
 def status(record: LabRecord, hops: Hops) -> LabStatus:
     """The lab now: its job as Slurm sees it (one question), whether its URL answers, or why the job ended."""
+    record = known_job(hops, record)
     return _status(record, hops, slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10))
+
+
+def known_job(hops: Hops, record: LabRecord) -> LabRecord:
+    """The record with its job id: one recorded before sbatch (the tool was killed inside it) gets the
+    job that runs in its directory (one squeue), recorded from then on; ENDED's id "" if there is none."""
+    if record.job_id:
+        return record
+    job = slurm.job_in(slurm.my_jobs(hops.login(), timeout=hops.settings.connect_timeout + 10), record.remote_dir)
+    if not job:
+        return record
+    return state.update(hops.settings.state_path, record.name, job_id=job.job_id) or replace(record, job_id=job.job_id)
 
 
 def statuses(records: list[LabRecord], hops: Hops) -> list[LabStatus]:
     """:func:`status` of several labs on one cluster, with one question to Slurm for all of them."""
     if not records:
         return []
+    records = [known_job(hops, r) for r in records]
     infos = slurm.query_many(hops.login(), [r.job_id for r in records], timeout=hops.settings.connect_timeout + 10)
     return [_status(r, hops, infos.get(r.job_id, slurm.JobInfo(r.job_id, "ENDED"))) for r in records]
 
@@ -290,8 +304,10 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
     record."""
     detached.end_forward_process(record)
     login = hops.login()
+    record = known_job(hops, record)
     slurm.cancel(login, record.job_id)
-    _await_end(hops, record)
+    if record.job_id:
+        _await_end(hops, record)
     # Never rm -rf anything the tool did not make: BASE/NAME-<8 hex>, right under this config's base.
     if lab_dir.is_lab_dir(record.remote_dir, lab_dir.base(hops, settings.remote_dir)):
         run(login, ["rm", "-rf", "--", record.remote_dir])

@@ -218,7 +218,7 @@ def meta_of(data: object, base_dir: str | None = None) -> LabMeta:
             raise ValueError(f"{key} is not a string")
     if isinstance(meta.created, bool) or not isinstance(meta.created, (int, float)):
         raise ValueError("created is not a number")
-    if not untrusted.job_id(meta.job_id):
+    if meta.job_id and not untrusted.job_id(meta.job_id):  # "": submitted while the tool was being killed
         raise ValueError(f"job_id {meta.job_id[:30]!r} is not a Slurm job id")
     if not is_lab_dir(meta.remote_dir, base_dir) or not posixpath.basename(meta.remote_dir).startswith(
             f"{meta.name}-") or not untrusted.lab_name(meta.name):

@@ -6,7 +6,7 @@ a local record on a machine that never started the lab -- the token is read over
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from . import lab, lab_dir, modes, slurm, state, untrusted
 from .errors import JobEnded, LabError
@@ -31,7 +31,13 @@ def remote_labs(settings: LabSettings, hops: Hops) -> list[RemoteLab]:
     """The user's labs under ``lab.remote_dir`` on this cluster, joined with squeue (oldest first)."""
     metas = lab_dir.find(hops, settings.remote_dir)
     jobs = slurm.my_jobs(hops.login(), timeout=settings.connect_timeout + 10) if metas else {}
-    return [RemoteLab(m, jobs.get(m.job_id, slurm.JobInfo(m.job_id, "ENDED"))) for m in metas]
+    found = []
+    for meta in metas:
+        if not meta.job_id:  # the tool was killed inside sbatch: the job is the one in the lab's directory
+            job = slurm.job_in(jobs, meta.remote_dir)
+            meta = replace(meta, job_id=job.job_id) if job else meta
+        found.append(RemoteLab(meta, jobs.get(meta.job_id, slurm.JobInfo(meta.job_id, "ENDED"))))
+    return found
 
 
 def find_remote(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None) -> RemoteLab:

@@ -40,6 +40,7 @@ class JobInfo:
     time_left: str = ""
     start: str = ""
     end: str = ""  # the expected end (walltime), squeue's %e
+    workdir: str = ""  # squeue's %Z: the lab's directory, which finds a job whose id was never recorded
 
     @property
     def seconds_left(self) -> float | None:
@@ -141,7 +142,7 @@ def query_many(login: Connection, job_ids: list[str], timeout: float = 25) -> di
     return {**answers, **{j: query(login, j, timeout) for j in revoked}}
 
 
-_FORMAT = "%i|%T|%r|%N|%L|%S|%e"
+_FORMAT = "%i|%T|%r|%N|%L|%S|%e|%Z"
 
 
 def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
@@ -156,11 +157,18 @@ def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
 def parse_line(line: str) -> JobInfo | None:
     """One line of squeue in ``_FORMAT``; None for anything else."""
     parts = line.strip().split("|")
-    if len(parts) != 7 or not valid_job_id(parts[0]) or not parts[1].isalpha():
+    if len(parts) not in (7, 8) or not valid_job_id(parts[0]) or not parts[1].isalpha():
         return None
-    job_id, state, reason, node, left, start, end = parts
+    job_id, state, reason, node, left, start, end = parts[:7]
     return JobInfo(job_id, state, _reason(reason), node if valid_host(node) else "",
-                   left if parse_duration(left) is not None else "", _when(start), _when(end))
+                   left if parse_duration(left) is not None else "", _when(start), _when(end),
+                   parts[7] if len(parts) == 8 else "")
+
+
+def job_in(jobs: dict[str, JobInfo], workdir: str) -> JobInfo | None:
+    """The job among ``jobs`` (``my_jobs``) that runs in ``workdir`` -- a lab whose job id was never
+    recorded (the tool was killed inside sbatch)."""
+    return next((info for info in jobs.values() if workdir and info.workdir == workdir), None)
 
 
 _DURATION = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
@@ -209,7 +217,13 @@ def node_address(login: Connection, node: str) -> str:
     """The address Slurm itself uses for ``node`` (NodeAddr), which need not be resolvable by name."""
     if not valid_host(node):
         raise SchedulerError(f"Slurm named the job's node {node!r}, which is not a host name.")
-    return node_addr_of(run(login, ["scontrol", "--local", "show", "node", node, "-o"], check=False)) or node
+    text = run(login, ["scontrol", "--local", "show", "node", node, "-o"], check=False)
+    listed = next((w.split("=", 1)[1] for w in text.split() if w.startswith("NodeAddr=")), "")
+    if listed and not valid_host(listed):
+        raise SchedulerError(f"Slurm gave node {node} the address {listed[:60]!r}, which is not a host name or an "
+                             "IP address: refusing to use it (something on the login node changes what scontrol "
+                             "prints).")
+    return listed or node
 
 
 def node_addr_of(scontrol_text: str) -> str:

@@ -97,6 +97,15 @@ def _write(state_dir: Path, record: LabRecord) -> None:
     write_private(path_for(state_dir, record.name), json.dumps(asdict(record), indent=2))
 
 
+def create(state_dir: Path, record: LabRecord) -> bool:
+    """Record a new lab; False (and nothing written) if one of that name is recorded already."""
+    with _locked(state_dir):
+        if exists(state_dir, record.name):
+            return False
+        _write(state_dir, record)
+        return True
+
+
 def save(state_dir: Path, record: LabRecord) -> None:
     """Write the whole record, atomically (temp file + rename)."""
     with _locked(state_dir):

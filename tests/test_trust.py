@@ -131,3 +131,100 @@ def test_forged_lab_json_files_are_one_line_each_and_never_reach_rm(lab_cli, sbx
     err = one_line_error(cli("lab.cancel", "--job", "9999"))
     assert "no lab" in err
     assert (victim / "data").read_text() == "keep me"
+
+
+def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp_path):
+    """A ~/bin/scontrol and ~/bin/squeue on the user's PATH (which any job could write) print a node
+    address and node names built to run code: nothing of it runs, here or on the cluster."""
+    import uuid
+
+    marker = Path(f"/tmp/fabfile-lab-pwned-{uuid.uuid4().hex}")
+    evil = f"n1'$(touch {marker})'$(touch {marker})"
+    home = sbx.home
+    bindir = home / "bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "scontrol").write_text(
+        "#!/bin/sh\n"
+        f"case \"$*\" in *'show node'*) printf '%s\\n' \"NodeName=x NodeAddr={evil} Arch=x\"; exit 0 ;; esac\n"
+        "exec /usr/bin/scontrol \"$@\"\n")
+    (bindir / "squeue").write_text(
+        "#!/bin/sh\n"
+        f"/usr/bin/squeue \"$@\" | sed 's/|{sbx.hostname('compute')}|/|-oProxyCommand=touch%20{marker.name}|/'\n")
+    bashrc = home / ".bashrc"
+    saved = bashrc.read_text() if bashrc.exists() else ""
+    bashrc.write_text('export PATH="$HOME/bin:$PATH"\n' + saved)
+    for path in (bindir, bindir / "scontrol", bindir / "squeue", bashrc):
+        os.chown(path, home.stat().st_uid, home.stat().st_gid)
+        path.chmod(0o755 if path != bashrc else 0o644)
+    try:
+        cli = lab_cli()
+        err = one_line_error(cli("lab.start", "--name", "hostile", "--no-browser", "--detach"))
+        assert "not a host name or an IP address" in err and "kept" in err, err
+        status = cli("lab.status", "--name", "hostile")
+        assert "-oProxyCommand" not in status.stdout and "Traceback" not in status.stderr
+        listed = cli("lab.list", "--cluster")
+        assert listed.returncode == 0 and "hostile" in listed.stdout and "ProxyCommand" not in listed.stdout
+        vscode = cli("lab.vscode", "--name", "hostile")
+        assert vscode.returncode != 0 and "Traceback" not in vscode.stderr
+        assert not marker.exists()
+    finally:
+        bashrc.write_text(saved)
+        for name in ("scontrol", "squeue"):
+            (bindir / name).unlink()
+        marker.unlink(missing_ok=True)
+
+
+def test_two_starts_of_one_name_make_one_job_and_one_line(lab_cli, sbx):
+    import subprocess
+
+    from .conftest import REPO, ssh
+
+    cli = lab_cli()
+    argv = ["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", "twice", "--detach",
+            "--no-browser"]
+    procs = [subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(180), *p.communicate()) for p in procs]
+    assert sorted(code for code, _, _ in results) == [0, 1], results
+    failed = next(r for r in results if r[0] == 1)
+    assert failed[2].count("\n") == 1 and "already recorded" in failed[2], failed[2]
+    jobs = ssh(sbx, "login", f"squeue -h -u {sbx.username} -n lab-twice -o %i").stdout.split()
+    assert jobs == [cli.record("twice")["job_id"]]
+
+
+def test_a_start_killed_right_after_sbatch_leaves_a_lab_that_list_and_cancel_find(lab_cli, sbx):
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import REPO, ssh, wait_for
+
+    home = sbx.home
+    bindir = home / "bin"
+    bindir.mkdir(exist_ok=True)
+    slow = bindir / "sbatch"
+    slow.write_text("#!/bin/sh\n/usr/bin/sbatch \"$@\"\nstatus=$?\nsleep 30\nexit $status\n")
+    bashrc = home / ".bashrc"
+    saved = bashrc.read_text() if bashrc.exists() else ""
+    bashrc.write_text('export PATH="$HOME/bin:$PATH"\n' + saved)
+    for path in (bindir, slow, bashrc):
+        os.chown(path, home.stat().st_uid, home.stat().st_gid)
+    slow.chmod(0o755)
+    try:
+        cli = lab_cli()
+        proc = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", "killed",
+                                 "--no-browser"], cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wait_for(lambda: ssh(sbx, "login", f"squeue -h -u {sbx.username} -n lab-killed -o %i").stdout.strip(),
+                 timeout=60)
+        job = ssh(sbx, "login", f"squeue -h -u {sbx.username} -n lab-killed -o %i").stdout.strip()
+        time.sleep(1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        bashrc.write_text(saved)
+        slow.unlink()
+    listed = cli("lab.list", "--cluster")
+    assert f"killed: job {job}" in listed.stdout, listed.stdout + listed.stderr
+    assert cli("lab.cancel", "--name", "killed").returncode == 0
+    assert ssh(sbx, "login", f"squeue -h -j {job}").stdout.strip() == ""
