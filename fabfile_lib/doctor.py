@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import batch_script, lab_dir, slurm
 from .errors import LabError
-from .hops import Hops, choose_transport, run_command
+from .hops import Hops, bash_script, choose_transport, run_command
 from .settings import LabSettings
 
 
@@ -116,7 +116,7 @@ def _setup_script(settings: LabSettings) -> str:
 def _jupyter_on_login(hops: Hops, settings: LabSettings) -> Check:
     program = shlex.split(settings.command)[0]
     script = _setup_script(settings)
-    result = run_command(hops.login(), f"bash -c {shlex.quote(script)} </dev/null 2>&1",
+    result = run_command(hops.login(), bash_script(f"exec </dev/null 2>&1\n{script}"),
                          timeout=settings.connect_timeout + 60)
     lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
     if result.exited == 0 and lines:

@@ -17,6 +17,7 @@ answered on the terminal at most once per hop and run, and the chain is closed a
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import getpass
 import logging
@@ -461,6 +462,14 @@ def run_command(conn: Connection, command: str, *, timeout: float = 60):
     if isinstance(conn, MasterConnection) and result.exited == 255:
         raise openssh.explain(result.stderr, f"`{command.split()[0]}` on {conn.host}", 255)
     return result
+
+
+def bash_script(script: str, *args: str) -> str:
+    """A command that runs a (multi-line) bash ``script`` with ``args`` whatever the user's login shell is:
+    the script travels base64-encoded through a plain pipeline, which csh and tcsh run as sh does (a
+    multi-line quoted ``bash -c`` would not survive them)."""
+    encoded = base64.b64encode(script.encode()).decode()
+    return f"printf %s {encoded} | base64 -d | bash -s -- {shlex.join(args)}".rstrip()
 
 
 def run(conn: Connection, argv: list[str], *, check: bool = True, timeout: float = 60) -> str:

@@ -130,6 +130,9 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             if not info.active and info.state != "UNKNOWN":
                 raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         if time.monotonic() > deadline:
+            if info.state == "UNKNOWN":  # not a timeout of the job: nothing can be said about it, or done
+                raise SchedulerError(f"Jupyter did not answer within {deadline - begun:.0f} s and Slurm is not "
+                                     f"answering (job {record.job_id}): the job and the record are kept.")
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
             raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
         time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))

@@ -42,6 +42,7 @@ from .settings import LabSettings
 log = logging.getLogger(__name__)
 
 _PID = re.compile(r"pid=(\d+)")
+_WARNED: set[str] = set()  # logins whose unchecked host keys were already warned about in this process
 # A Unix socket path holds about 104 bytes; OpenSSH adds a 17-byte suffix while it creates the socket.
 _MAX_SOCKET_PATH = 84
 
@@ -98,7 +99,8 @@ class Master:
             return tuple(json.loads(known.read_text()))
         except (OSError, ValueError, TypeError):
             pass
-        proc = _run(self.command("hostname; hostname -f 2>/dev/null || true"), timeout=self.connect_timeout + 10)
+        proc = _run(self.command("sh -c 'hostname; hostname -f 2>/dev/null || true'"),
+                    timeout=self.connect_timeout + 10)
         names = tuple(dict.fromkeys(w for w in proc.stdout.split() if untrusted.host(w)))[:2]
         if proc.returncode == 0 and names:
             for old in self.marker_dir.glob(f"{self.key}.*.landed"):  # of masters that have ended
@@ -333,6 +335,10 @@ def _plan(settings: LabSettings, pin: str = "") -> Master:
         words += ["-o", "StrictHostKeyChecking=accept-new"]
     elif strict == "ask":  # never a yes/no question mid-task: unknown hosts are refused, as documented
         words += ["-o", "StrictHostKeyChecking=yes"]
+    if strict in ("no", "off") and settings.login not in _WARNED:
+        _WARNED.add(settings.login)
+        log.warning("warning: your ssh config turns host key checking off for %s (StrictHostKeyChecking %s): the "
+                    "tool keeps your choice, so that hop's key is not verified.", settings.login, strict)
     user_path = openssh.first(opts, "controlpath", "none")
     sockets, key = control_dir(settings.state_path), cluster_key(settings, pin)
     control = "" if user_path.lower() != "none" else str(sockets / key)

@@ -37,7 +37,8 @@ class MasterRemote(Local):
     """Invoke's local runner, running the command on the far side of the master."""
 
     def start(self, command: str, shell: str, env: dict) -> None:
-        remote = f"{self.context.inline_env()}{command}"
+        prefix = self.context.inline_env()
+        remote = f"{prefix}sh -c {shlex.quote(command)}" if prefix else command
         argv = self.context.master.command(remote)
         super().start(shlex.join(argv), "/bin/sh", env)
 
@@ -64,9 +65,10 @@ class MasterConnection(Connection):
             self._opened = True
 
     def inline_env(self) -> str:
-        """Only the variables the caller set for this command, exported in the remote shell."""
+        """Only the variables the caller set for this command, through ``env`` (any login shell has it; csh
+        has no ``export``); the command then runs under ``sh -c``."""
         wanted = self.config.run.env or {}
-        return "".join(f"export {k}={shlex.quote(str(v))} && " for k, v in sorted(wanted.items()))
+        return f"env {shlex.join(f'{k}={v}' for k, v in sorted(wanted.items()))} " if wanted else ""
 
     def _remote_runner(self):
         return MasterRemote(context=self)

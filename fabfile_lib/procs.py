@@ -15,13 +15,28 @@ _PR_SET_PDEATHSIG = 1
 
 
 def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks, or None if it is gone or a zombie."""
+    """The process's start time (clock ticks from /proc; ``ps``'s lstart where there is no /proc, as on
+    macOS), or None if it is gone or a zombie."""
+    if pid <= 0:
+        return None
+    if not Path("/proc/self/stat").exists():
+        return _ps_start_time(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] == "Z" else fields[19]
+
+
+def _ps_start_time(pid: int) -> str | None:
+    try:
+        out = subprocess.run(["ps", "-o", "stat=,lstart=", "-p", str(pid)], capture_output=True, text=True,
+                             timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    state, _, started = out.partition(" ")
+    return None if not out or state.startswith("Z") else " ".join(started.split())
 
 
 def alive(pid: int, started: str) -> bool:

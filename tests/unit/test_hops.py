@@ -64,3 +64,17 @@ def test_a_hop_is_asked_at_most_once_per_run(monkeypatch):
     with pytest.raises(AuthenticationError, match="refused"):
         handler("", "", [("Verification code: ", False)])
     assert prompter.handler("login")("", "", [("Code: ", False)]) == ["123456"]  # another hop: its own question
+
+
+def test_remote_scripts_survive_a_csh_login_shell():
+    """csh/tcsh cannot take a multi-line quoted `bash -c` or `export K=V &&`: scripts go base64 in a pipe."""
+    import shutil
+    import subprocess
+
+    from fabfile_lib.hops import bash_script
+
+    tcsh = shutil.which("tcsh")
+    assert tcsh, "tests/run installs tcsh"
+    command = bash_script("set -u\nfor w in \"$@\"; do\n  echo \"<$w>\"\ndone", "a b", "$HOME", "it's")
+    out = subprocess.run([tcsh, "-c", command], capture_output=True, text=True, timeout=10)
+    assert out.stdout.splitlines() == ["<a b>", "<$HOME>", "<it's>"], out.stderr
