@@ -228,3 +228,43 @@ def test_a_start_killed_right_after_sbatch_leaves_a_lab_that_list_and_cancel_fin
     assert f"killed: job {job}" in listed.stdout, listed.stdout + listed.stderr
     assert cli("lab.cancel", "--name", "killed").returncode == 0
     assert ssh(sbx, "login", f"squeue -h -j {job}").stdout.strip() == ""
+
+
+def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
+    """A throwaway local account reads every /proc/*/cmdline and /proc/*/environ it can, all through start,
+    status, logs, tunnel and cancel: the token is in none of them."""
+    import pwd
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import uuid
+
+    account = f"fltok{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", account], check=True)
+    spy_dir = Path(tempfile.mkdtemp(prefix="flspy-"))
+    spy_dir.chmod(0o755)
+    hits, needle = spy_dir / "hits", spy_dir / "needle"
+    hits.touch()
+    os.chown(hits, pwd.getpwnam(account).pw_uid, -1)
+    cli = lab_cli()
+    assert cli("lab.submit", "--name", "spied").returncode == 0
+    needle.write_text(cli.record("spied")["token"])
+    needle.chmod(0o644)
+    loop = (f"end=$(($(date +%s) + 300)); while [ $(date +%s) -lt $end ]; do "
+            f"grep -l -F -f {needle} /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null >> {hits}; "
+            "sleep 0.05; done")
+    spy = subprocess.Popen(["su", account, "-s", "/bin/sh", "-c", loop], start_new_session=True)
+    try:
+        for args in (("lab.wait", "--name", "spied"), ("lab.tunnel", "--name", "spied", "--detach", "--no-browser"),
+                     ("lab.status", "--name", "spied"), ("lab.logs", "--name", "spied"),
+                     ("lab.tunnel", "--name", "spied", "--stop"), ("lab.cancel", "--name", "spied")):
+            assert cli(*args).returncode == 0, args
+    finally:
+        os.killpg(spy.pid, signal.SIGTERM)  # the group this test started, and nothing else
+        spy.wait(10)
+        subprocess.run(["userdel", account], check=False)
+    found = hits.read_text()
+    shutil.rmtree(spy_dir)
+    assert found == "", found
+    assert hits.read_text() == ""
