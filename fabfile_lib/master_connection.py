@@ -79,8 +79,10 @@ class MasterConnection(Connection):
             pair, theirs = socket.socketpair()
             ours = _SftpSocket(fileno=pair.detach())
             argv = self.master.argv("-T", "-s", self.master.dest, "sftp")
+            # A session of its own: the terminal's Ctrl-C is for us (which then cancels a pending job over
+            # this very channel), not for the ssh that carries it.
             self._sftp_proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,
-                                               close_fds=True)
+                                               close_fds=True, start_new_session=True)
             theirs.close()
             try:
                 self._sftp = paramiko.SFTPClient(ours)

@@ -66,8 +66,10 @@ def on_master(master: Master, host: str, remote_port: int, local_port: int) -> I
     try:
         master.forward(spec)
     except LabError:
-        if local_port or not _taken(port):
+        if not _taken(port):
             raise
+        if local_port:
+            raise _held_by_another(port) from None
         port = free_port()  # lost the race for a port we picked: once more with another
         spec = _specs(port, host, remote_port)
         master.forward(spec)
@@ -83,6 +85,11 @@ def on_master(master: Master, host: str, remote_port: int, local_port: int) -> I
 def _same_master(master: Master, pid: int) -> bool:
     info = master.check()
     return info.alive and (not pid or info.pid == pid)
+
+
+def _held_by_another(port: int) -> LabError:
+    return LabError(f"local port {port} is held by another process on 127.0.0.1 or ::1: nothing was sent to it. "
+                    "Choose another lab.local_port (or 0 for any free one).")
 
 
 def _taken(port: int) -> bool:
@@ -108,7 +115,10 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
             while not (_listening(port) and procs.owns_listener(proc.pid, port) is not False):
                 if proc.poll() is not None:
                     err.seek(0)
-                    raise openssh.explain(err.read(), what, proc.returncode)
+                    said = err.read()
+                    if "Could not request local forwarding" in said or "Address already in use" in said:
+                        raise _held_by_another(port)
+                    raise openssh.explain(said, what, proc.returncode)
                 if time.monotonic() > deadline:
                     raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
                 time.sleep(0.05)
