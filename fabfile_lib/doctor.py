@@ -116,7 +116,7 @@ def _setup_script(settings: LabSettings) -> str:
 def _jupyter_on_login(hops: Hops, settings: LabSettings) -> Check:
     program = shlex.split(settings.command)[0]
     script = _setup_script(settings)
-    result = run_command(hops.login(), bash_script(f"exec </dev/null 2>&1\n{script}"),
+    result = run_command(hops.login(), bash_script(f"exec </dev/null 2>&1\n{script}") + " </dev/null",
                          timeout=settings.connect_timeout + 60)
     lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
     if result.exited == 0 and lines:

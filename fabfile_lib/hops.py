@@ -466,10 +466,11 @@ def run_command(conn: Connection, command: str, *, timeout: float = 60):
 
 def bash_script(script: str, *args: str) -> str:
     """A command that runs a (multi-line) bash ``script`` with ``args`` whatever the user's login shell is:
-    the script travels base64-encoded through a plain pipeline, which csh and tcsh run as sh does (a
-    multi-line quoted ``bash -c`` would not survive them)."""
+    the script travels base64-encoded on one line, which csh and tcsh pass on as sh does (a multi-line
+    quoted ``bash -c`` would not survive them), and the script's stdin stays the command's own."""
     encoded = base64.b64encode(script.encode()).decode()
-    return f"printf %s {encoded} | base64 -d | bash -s -- {shlex.join(args)}".rstrip()
+    inner = 'eval "$(printf %s ' + encoded + ' | base64 -d)"'
+    return f"bash -c {shlex.quote(inner)} bash {shlex.join(args)}".rstrip()
 
 
 def run(conn: Connection, argv: list[str], *, check: bool = True, timeout: float = 60) -> str:

@@ -255,11 +255,14 @@ class Master:
 
 
 def _ignore_hangup() -> None:
-    """In the master's child before exec: an ignored SIGHUP stays ignored across exec, and ssh keeps it so.
-    The master detaches from the terminal once logged in, but its ProxyJump/ProxyCommand child (the hop to
-    the jump host) stays in the terminal's process group: closing the terminal would hang it up, and with
-    it the login the user just gave a code for."""
+    """In the master's child before exec: an ignored SIGHUP or SIGINT stays ignored across exec, and ssh
+    keeps it so. The master detaches from the terminal once logged in, but its ProxyJump/ProxyCommand
+    child (the hop to the jump host) stays in the terminal's process group: closing the terminal would hang
+    it up, and a Ctrl-C meant for a task (which then cancels a pending job through this very login) would
+    kill it -- and with it the login the user just gave a code for. (OpenSSH's own prompts still read ^C
+    from the terminal; a Ctrl-C while it connects ends it through Python.)"""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run(argv: list[str], timeout: float, detach: bool = False) -> subprocess.CompletedProcess:

@@ -75,6 +75,9 @@ class MasterConnection(Connection):
 
     def sftp(self) -> paramiko.SFTPClient:
         self.open()
+        if self._sftp_proc is not None and self._sftp_proc.poll() is not None:  # its ssh ended: open anew
+            self.close()
+            self.open()
         if self._sftp is None:
             pair, theirs = socket.socketpair()
             ours = _SftpSocket(fileno=pair.detach())

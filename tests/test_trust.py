@@ -143,9 +143,12 @@ def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp
     home = sbx.home
     bindir = home / "bin"
     bindir.mkdir(exist_ok=True)
-    (bindir / "scontrol").write_text(
+    (bindir / "scontrol").write_text(  # prints the hostile text as it is (a quoted here-document runs nothing)
         "#!/bin/sh\n"
-        f"case \"$*\" in *'show node'*) printf '%s\\n' \"NodeName=x NodeAddr={evil} Arch=x\"; exit 0 ;; esac\n"
+        "case \"$*\" in *'show node'*) cat <<'EVIL'\n"
+        f"NodeName=x NodeAddr={evil} Arch=x\n"
+        "EVIL\n"
+        "exit 0 ;; esac\n"
         "exec /usr/bin/scontrol \"$@\"\n")
     (bindir / "squeue").write_text(
         "#!/bin/sh\n"
