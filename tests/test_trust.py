@@ -270,4 +270,3 @@ def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
     found = hits.read_text()
     shutil.rmtree(spy_dir)
     assert found == "", found
-    assert hits.read_text() == ""
