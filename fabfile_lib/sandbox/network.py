@@ -86,6 +86,9 @@ def down(cfg: SandboxConfig) -> None:
     if _has_link(None, cfg.root_ifname):
         run(["ip", "link", "delete", cfg.root_ifname])
     if _route_exists(cfg.subnet) and not _range_in_use(cfg):
+        # TCP connections of the laptop side to the sandbox (a kept login, a forward) outlive its links; once
+        # the route is gone their retransmissions would take the default route: close them first.
+        run(["ss", "-K", "-tn", "dst", cfg.subnet], check=False)
         run(["ip", "route", "delete", "blackhole", cfg.subnet])
 
 
