@@ -16,7 +16,7 @@ import requests
 from fabfile_lib.procs import alive
 from fabfile_lib.sandbox import cluster, daemons
 
-from .conftest import ssh
+from .conftest import ssh, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -27,20 +27,11 @@ def _start(cli, name: str) -> dict:
     return cli.record(name)
 
 
-def _wait_for(predicate, timeout: float, step: float = 0.5) -> float:
-    """Seconds until ``predicate()`` held; fails after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "timed out"
-        time.sleep(step)
-    return time.monotonic() - started
-
-
 def test_a_job_cancelled_behind_the_tools_back_stops_the_forward_and_status_says_why(lab_cli, sbx):
     cli = lab_cli()
     rec = _start(cli, "behind")
     assert ssh(sbx, "login", f"scancel {rec['job_id']}").returncode == 0
-    _wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
     log = (cli.state_dir / "labs" / "behind.forward.log").read_text()
     assert "has ended: it was cancelled" in log, log
     out = cli("lab.status", "--name", "behind").stdout
@@ -52,16 +43,16 @@ def test_the_walltime_is_announced_and_the_forward_stops_with_the_job(lab_cli, s
     cli = lab_cli(sbatch={"partition": "debug", "time": "00:02:00"})
     rec = _start(cli, "short")
     log_path = cli.state_dir / "labs" / "short.forward.log"
-    _wait_for(lambda: "about 1 minute" in log_path.read_text(), timeout=150, step=1)
+    wait_for(lambda: "about 1 minute" in log_path.read_text(), timeout=150, step=1)
     url = f"http://127.0.0.1:{rec['forward_port']}/api/status"
     assert requests.get(url, headers={"Authorization": f"token {rec['token']}"}, timeout=10).status_code == 200
 
     def job_gone() -> bool:
         return ssh(sbx, "login", f"squeue -h -j {rec['job_id']}").stdout.strip() == ""
 
-    _wait_for(job_gone, timeout=120, step=1)
+    wait_for(job_gone, timeout=120, step=1)
     ended = time.monotonic()
-    _wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
     assert time.monotonic() - ended <= 10
     log = log_path.read_text()
     assert re.search(r"has ended: (it reached its time limit|it was cancelled)", log), log
@@ -82,7 +73,7 @@ def test_status_with_the_scheduler_down_says_so_and_keeps_the_lab(lab_cli, sbx):
         assert (cli.state_dir / "labs" / "noctld.json").exists()
     finally:
         cluster.start_slurm(sbx)
-        _wait_for(lambda: ssh(sbx, "login", "squeue -h").returncode == 0, timeout=60)
+        wait_for(lambda: ssh(sbx, "login", "squeue -h").returncode == 0, timeout=60)
     assert json.loads(cli("lab.status", "--name", "noctld", "--json").stdout)["state"] == "RUNNING"
 
 
@@ -98,7 +89,7 @@ def test_a_killed_background_forward_is_restored_by_tunnel_detach(lab_cli, sbx):
     cli = lab_cli()
     rec = _start(cli, "k9")
     os.kill(rec["forward_pid"], signal.SIGKILL)
-    _wait_for(lambda: not _answers(rec), timeout=10)  # its ssh went with it: the port is free again
+    wait_for(lambda: not _answers(rec), timeout=10)  # its ssh went with it: the port is free again
     proc = cli("lab.tunnel", "--name", "k9", "--detach", "--no-browser")
     assert proc.returncode == 0, proc.stderr
     assert _answers(cli.record("k9"))
@@ -109,8 +100,8 @@ def test_a_reset_of_the_jump_hosts_tcp_sessions_heals_by_itself(lab_cli, sbx):
     rec = _start(cli, "reset")
     subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('jump')}", "ss", "-K", "-tn", "dst",
                     sbx.links[0].left_addr], check=True, capture_output=True)
-    _wait_for(lambda: "dropped" in (cli.state_dir / "labs" / "reset.forward.log").read_text(), timeout=10)
-    _wait_for(lambda: _answers(rec), timeout=60)  # the same URL, no user action
+    wait_for(lambda: "dropped" in (cli.state_dir / "labs" / "reset.forward.log").read_text(), timeout=10)
+    wait_for(lambda: _answers(rec), timeout=60)  # the same URL, no user action
 
 
 def test_a_link_down_for_20_seconds_heals(lab_cli, sbx):
@@ -121,7 +112,7 @@ def test_a_link_down_for_20_seconds_heals(lab_cli, sbx):
         time.sleep(20)
     finally:
         subprocess.run(["ip", "link", "set", sbx.root_ifname, "up"], check=True)
-    _wait_for(lambda: _answers(rec), timeout=60)
+    wait_for(lambda: _answers(rec), timeout=60)
 
 
 @pytest.mark.parametrize("transport", ["auto", "paramiko"])
@@ -131,8 +122,8 @@ def test_a_dead_hop_is_noticed_within_three_keepalives(lab_cli, sbx, transport):
     log = cli.state_dir / "labs" / f"dead{transport}.forward.log"
     subprocess.run(["ip", "link", "set", sbx.root_ifname, "down"], check=True)
     try:
-        took = _wait_for(lambda: "dropped" in log.read_text(), timeout=2 * 3 + 5)
+        took = wait_for(lambda: "dropped" in log.read_text(), timeout=2 * 3 + 5)
     finally:
         subprocess.run(["ip", "link", "set", sbx.root_ifname, "up"], check=True)
     assert took <= 2 * 3 + 4  # keepalive x 3, and the once-a-second look
-    _wait_for(lambda: _answers(rec), timeout=60)
+    wait_for(lambda: _answers(rec), timeout=60)

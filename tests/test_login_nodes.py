@@ -14,7 +14,7 @@ from fabfile_lib import master
 from fabfile_lib.sandbox import SandboxConfig, cluster, daemons
 from fabfile_lib.settings import LabSettings
 
-from .conftest import REPO, LabCli, answers, one_line_error, sandbox_up, ssh, wait_for
+from .conftest import LabCli, answers, one_line_error, sandbox_up, ssh, start_side_by_side, wait_for
 
 pytestmark = pytest.mark.sandbox
 TWO = SandboxConfig(name="fltwo", subnet="10.252.0.0/24", dir="/var/tmp/fabfile-lab/fltwo", login_nodes=2)
@@ -55,14 +55,7 @@ def test_every_mode_answers_through_later_logins_on_the_other_node_and_from_anot
                                                                                             tmp_path):
     cli = cli_two()
     names = {f"two{via}": via for via in MODES}
-    procs = {name: subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", name,
-                                     "--via", via, "--detach", "--no-browser"], cwd=REPO, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, via in names.items()}
-    for name, proc in procs.items():
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, f"{name}: {err}"
-    records = {name: cli.record(name) for name in names}
+    records = start_side_by_side(cli, names)
     submitted_on = records["tworeverse"]["login_host"]
     assert submitted_on in (two.hostname("login"), two.hostname("login2"))
 

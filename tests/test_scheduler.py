@@ -16,27 +16,15 @@ import pytest
 from fabfile_lib.procs import alive
 from fabfile_lib.sandbox import cluster, daemons
 
-from .conftest import REPO, answers, sdiag, ssh, user_rpcs, wait_for
+from .conftest import REPO, answers, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
 
 pytestmark = pytest.mark.sandbox
 MODES = ("compute", "login", "reverse")
 
 
-def _start_all(cli, names) -> dict[str, dict]:
-    """Start one lab per (name, mode) side by side; their records."""
-    procs = {name: subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", name,
-                                     "--via", via, "--detach", "--no-browser"], cwd=REPO, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, via in names.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, f"{name}: {err}"
-    return {name: cli.record(name) for name in names}
-
-
 def test_held_labs_cost_the_scheduler_nothing_and_still_notice_scancel_within_10_s(lab_cli, sbx):
     cli = lab_cli()
-    records = _start_all(cli, {f"held{via}": via for via in MODES})
+    records = start_side_by_side(cli, {f"held{via}": via for via in MODES})
     time.sleep(30)  # the first 30 s: each forward reads its job's time limit once
     sdiag(sbx, "--reset")
     for _ in range(18):  # 3 minutes, every URL answering all along
@@ -57,7 +45,7 @@ def test_held_labs_cost_the_scheduler_nothing_and_still_notice_scancel_within_10
 
 def test_a_pending_lab_asks_rarely_and_a_scheduler_that_is_down_ends_nothing(lab_cli, sbx):
     cli = lab_cli(wait_timeout=300)
-    held = _start_all(cli, {"steady": "compute"})["steady"]
+    held = start_side_by_side(cli, {"steady": "compute"})["steady"]
     proc = cli("lab.submit", "--name", "later", "--sbatch", "begin=now+10minutes")
     assert proc.returncode == 0, proc.stderr
     waiting = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.wait", "--name", "later",
@@ -98,7 +86,7 @@ def test_a_pending_lab_asks_rarely_and_a_scheduler_that_is_down_ends_nothing(lab
 
 def test_logout_and_login_back_to_back_under_background_forwards(lab_cli, sbx):
     cli = lab_cli()
-    records = _start_all(cli, {f"relog{via}": via for via in MODES})
+    records = start_side_by_side(cli, {f"relog{via}": via for via in MODES})
     assert cli("lab.logout").returncode == 0
     assert cli("lab.login").returncode == 0  # at once: a new master between two looks of the forwards
     began = time.monotonic()
@@ -111,7 +99,7 @@ def test_logout_and_login_back_to_back_under_background_forwards(lab_cli, sbx):
 
 def test_status_never_shows_a_url_that_does_not_answer(lab_cli, sbx):
     cli = lab_cli()
-    rec = _start_all(cli, {"liar": "login"})["liar"]
+    rec = start_side_by_side(cli, {"liar": "login"})["liar"]
     assert "(answers)" in cli("lab.status", "--name", "liar").stdout
     # The lab's forward is stopped: the URL is gone from status, which says why and what to do.
     assert cli("lab.tunnel", "--name", "liar", "--stop").returncode == 0
