@@ -270,3 +270,26 @@ def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
     found = hits.read_text()
     shutil.rmtree(spy_dir)
     assert found == "", found
+
+
+def test_an_existing_remote_dir_keeps_its_mode_home_or_group_directory(lab_cli, sbx):
+    home = sbx.home
+    group = home / "project"
+    group.mkdir(exist_ok=True)
+    os.chown(group, home.stat().st_uid, home.stat().st_gid)
+    group.chmod(0o2770)
+    home.chmod(0o750)  # a home the group may enter, as many sites make them
+    try:
+        for name, remote_dir in (("inhome", "~"), ("ingroup", str(group))):
+            cli = lab_cli(remote_dir=remote_dir)
+            proc = cli("lab.start", "--name", name, "--detach", "--no-browser")
+            assert proc.returncode == 0, proc.stderr
+            lab_dir = Path(cli.record(name)["remote_dir"])
+            assert stat.S_IMODE(lab_dir.stat().st_mode) == 0o700 and lab_dir.parent == (
+                home if remote_dir == "~" else group)
+            assert cli("lab.cancel", "--name", name).returncode == 0
+            assert not lab_dir.exists()
+        assert stat.S_IMODE(home.stat().st_mode) == 0o750
+        assert stat.S_IMODE(group.stat().st_mode) == 0o2770
+    finally:
+        home.chmod(0o700)
