@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import paramiko
 
 from . import lab_dir, master, modes, pacing, probes, slurm, ssh_forward
-from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded, SchedulerError
+from .errors import AuthenticationError, ConnectError, HostKeyError, JobEnded, LabError, PromptNeeded, SchedulerError
 from .forwards import Forward, Heartbeat, forward_local
 from .hops import Hops, choose_transport
 from .reconnect import Backoff
@@ -150,6 +150,11 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     on_ready(fwd)
                     if _held(current, record, fwd, vigil, stop):
                         return
+        except JobEnded as exc:
+            if not connected_once:
+                raise
+            vigil.condition(str(exc))
+            return
         except PromptNeeded as exc:
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
@@ -176,7 +181,10 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
 
 
 def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
-    """The record with where Jupyter's far end is now (a hop the job made again has a new port)."""
+    """The record with where Jupyter's far end is now (a hop the job made again has a new port); JobEnded
+    once the job's own end mark is there (its hop is gone for good)."""
+    if lab_dir.look(hops, record.remote_dir).ended:
+        raise JobEnded(f"job {record.job_id} has ended: `inv lab.status --name {record.name}` says why.")
     runtime = lab_dir.runtime_info(hops, record.remote_dir)
     if not runtime or not isinstance(runtime.get("port"), int):
         return record

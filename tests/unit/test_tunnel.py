@@ -94,3 +94,24 @@ def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold
     assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
     assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)
     assert any("asking again in" in line for line in said), said
+
+
+def test_a_reverse_hop_that_is_down_waits_and_an_ended_job_ends_the_hold(monkeypatch):
+    import pytest
+
+    from fabfile_lib import lab_dir
+    from fabfile_lib.errors import ConnectError, JobEnded
+
+    rec = LabRecord("r", {}, "42", "/h/.fabfile-lab/r-0011aabb", "t", "reverse", login_host="login2")
+    monkeypatch.setattr(tunnel.lab_dir, "runtime_info", lambda hops, where: {"port": 8888})
+    monkeypatch.setattr(tunnel.lab_dir, "read", lambda hops, where, name:
+                        "Allocated port 4100 for remote forward\nfabfile-lab: reverse ssh exited with status 255\n")
+    monkeypatch.setattr(tunnel.lab_dir, "look", lambda hops, where: lab_dir.Look(node="c1"))
+    with pytest.raises(ConnectError, match="being made again"):
+        tunnel._current_endpoint(_Hops(), rec)
+    monkeypatch.setattr(tunnel.lab_dir, "read", lambda hops, where, name: "Allocated port 4100 for remote forward\n"
+                        "fabfile-lab: reverse ssh exited with status 255\nAllocated port 4200 for remote forward\n")
+    assert tunnel._current_endpoint(_Hops(), rec).remote_port == 4200
+    monkeypatch.setattr(tunnel.lab_dir, "look", lambda hops, where: lab_dir.Look(node="c1", ended=True))
+    with pytest.raises(JobEnded):
+        tunnel._current_endpoint(_Hops(), rec)
