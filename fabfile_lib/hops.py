@@ -382,8 +382,8 @@ class Hops:
         ``hostname -f`` (checked: host names only)."""
         if self.openssh:
             return self.master.landed()
-        out = run(self.login(), ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"], check=False)
-        return tuple(dict.fromkeys(w for w in out.split() if untrusted.host(w)))[:2]
+        out = run(self.login(), untrusted.NAMES_COMMAND, check=False)
+        return untrusted.host_names(out)
 
     def login_spec(self) -> HopSpec:
         self.login()

@@ -99,9 +99,8 @@ class Master:
             return tuple(json.loads(known.read_text()))
         except (OSError, ValueError, TypeError):
             pass
-        proc = _run(self.command("sh -c 'hostname; hostname -f 2>/dev/null || true'"),
-                    timeout=self.connect_timeout + 10)
-        names = tuple(dict.fromkeys(w for w in proc.stdout.split() if untrusted.host(w)))[:2]
+        proc = _run(self.command(shlex.join(untrusted.NAMES_COMMAND)), timeout=self.connect_timeout + 10)
+        names = untrusted.host_names(proc.stdout)
         if proc.returncode == 0 and names:
             for old in self.marker_dir.glob(f"{self.key}.*.landed"):  # of masters that have ended
                 old.unlink(missing_ok=True)

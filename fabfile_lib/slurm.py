@@ -217,8 +217,7 @@ def node_address(login: Connection, node: str) -> str:
     """The address Slurm itself uses for ``node`` (NodeAddr), which need not be resolvable by name."""
     if not valid_host(node):
         raise SchedulerError(f"Slurm named the job's node {node!r}, which is not a host name.")
-    text = run(login, ["scontrol", "--local", "show", "node", node, "-o"], check=False)
-    listed = next((w.split("=", 1)[1] for w in text.split() if w.startswith("NodeAddr=")), "")
+    listed = _node_addr_word(run(login, ["scontrol", "--local", "show", "node", node, "-o"], check=False))
     if listed and not valid_host(listed):
         raise SchedulerError(f"Slurm gave node {node} the address {listed[:60]!r}, which is not a host name or an "
                              "IP address: refusing to use it (something on the login node changes what scontrol "
@@ -228,8 +227,12 @@ def node_address(login: Connection, node: str) -> str:
 
 def node_addr_of(scontrol_text: str) -> str:
     """NodeAddr in ``scontrol show node -o`` output if it is a host name or an IP address; "" else."""
-    found = next((w.split("=", 1)[1] for w in scontrol_text.split() if w.startswith("NodeAddr=")), "")
+    found = _node_addr_word(scontrol_text)
     return found if valid_host(found) else ""
+
+
+def _node_addr_word(scontrol_text: str) -> str:
+    return next((w.split("=", 1)[1] for w in scontrol_text.split() if w.startswith("NodeAddr=")), "")
 
 
 def cancel(login: Connection, job_id: str) -> None:

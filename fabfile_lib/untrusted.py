@@ -32,6 +32,15 @@ def host(text: object) -> bool:
     return True
 
 
+NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names
+
+
+def host_names(text: str, most: int = 2) -> tuple[str, ...]:
+    """The distinct host names in ``text`` (what ``hostname; hostname -f`` printed), in order; the rest is
+    dropped."""
+    return tuple(dict.fromkeys(word for word in text.split() if host(word)))[:most]
+
+
 def lab_name(text: object) -> bool:
     """A lab name as the tool makes them (letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``)."""
     return isinstance(text, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", text) is not None
