@@ -230,7 +230,8 @@ def test_a_start_killed_right_after_sbatch_leaves_a_lab_that_list_and_cancel_fin
     listed = cli("lab.list", "--cluster")
     assert f"killed: job {job}" in listed.stdout, listed.stdout + listed.stderr
     assert cli("lab.cancel", "--name", "killed").returncode == 0
-    assert ssh(sbx, "login", f"squeue -h -j {job}").stdout.strip() == ""
+    # Cancelled: gone from squeue once Slurm has finished completing it (CG for a few seconds).
+    wait_for(lambda: ssh(sbx, "login", f"squeue -h -j {job}").stdout.strip() == "", timeout=60, step=1)
 
 
 def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
