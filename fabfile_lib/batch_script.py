@@ -28,6 +28,8 @@ lab_end() {
     local status=$?
     kill ${JUPYTER_PID:-} ${REVERSE_PID:-} 2>/dev/null
     echo "$status" > "$LAB_DIR/ended"
+    if declare -F reverse_down >/dev/null; then reverse_down; fi
+    [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
 }
 trap lab_end EXIT
 printf '%s\n' "${SLURMD_NODENAME:-$(hostname)}" > "$LAB_DIR/node.new" && mv -f "$LAB_DIR/node.new" "$LAB_DIR/node"
@@ -43,10 +45,10 @@ set -u
 __FIND_PROGRAM__
 
 # --- where Jupyter listens (this mode's) ---
-__BIND__
+__LISTEN__
 
 cd __NOTEBOOK_DIR__ || exit 1
-__COMMAND__ --no-browser --ip="$BIND" --port=0 --ServerApp.port_retries=0 &
+__COMMAND__ --no-browser "${LISTEN[@]}" &
 JUPYTER_PID=$!
 trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT
 
@@ -85,9 +87,11 @@ def _sbatch_words(options: dict, lab_dir: str) -> list[str]:
     return lines
 
 
-def render(settings: LabSettings, lab_dir: str) -> str:
-    """The batch script for one lab whose private directory on the cluster is ``lab_dir``."""
+def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
+    """The batch script for one lab whose private directory on the cluster is ``lab_dir``. ``openssh``:
+    OpenSSH carries the laptop's forward, so Jupyter can listen on a private socket (``modes.py``)."""
     target = shlex.quote(settings.reverse_target) if settings.reverse_target else '"${SLURM_SUBMIT_HOST}"'
+    way = modes.mode(settings.via)
     head = [
         "#!/bin/bash",
         *sbatch_lines(settings, lab_dir),
@@ -95,16 +99,22 @@ def render(settings: LabSettings, lab_dir: str) -> str:
         f"LAB_DIR={shlex.quote(lab_dir)}",
         f"LAB_VIA={shlex.quote(settings.via)}",
         f"LAB_REVERSE_TARGET={target}",
+        f"LAB_REVERSE_DIR={reverse_dir(lab_dir) if way.pinned and way.private(openssh) else ''}",
     ]
     notebook_dir = environment.shell_path(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
-    way = modes.mode(settings.via)
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
-            .replace("__BIND__", way.bind).replace("__AFTER_START__", way.after_start or ":")
+            .replace("__LISTEN__", way.listen(openssh)).replace("__AFTER_START__", way.after_start or ":")
             .replace("__SETUP__", "\n".join(setup(settings)) or ":")
             .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
             .replace("__COMMAND__", settings.command))
     return "\n".join(head) + "\n" + body
+
+
+def reverse_dir(lab_dir: str) -> str:
+    """The 0700 directory on the login node for the far end of a reverse lab's hop: short (a socket path
+    holds about 100 bytes), on that node's own disk, named by the lab directory's random suffix."""
+    return f"/tmp/flr-{lab_dir.rsplit('-', 1)[-1]}"
 
 
 def find_program(settings: LabSettings) -> list[str]:

@@ -30,7 +30,7 @@ def _await_ready(state_dir: Path, name: str, stop: threading.Event) -> state.Lab
         if not state.exists(state_dir, name):
             return None
         record = state.load(state_dir, name)
-        if record.remote_port:
+        if record.reachable:
             return record
         if deadline is None:
             deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
@@ -53,7 +53,7 @@ def main(name: str, state_dir: str) -> int:
     def on_ready(fwd: Forward) -> None:
         state.update(Path(state_dir), name, forward_pid=me, forward_started=start_time(me) or "", forward_port=fwd.port,
                      forward_note="")
-        print(f"forwarding 127.0.0.1:{fwd.port} to {record.remote_host}:{record.remote_port} via {record.via}",
+        print(f"forwarding 127.0.0.1:{fwd.port} to {record.far} via {record.via}",
               flush=True)
 
     def note(text: str) -> None:

@@ -96,7 +96,7 @@ class Forward:
     """A running forward: ``port`` is the local port (useful when 0 was asked for)."""
 
     port: int
-    remote: tuple[str, int]
+    remote: str  # what the far end connects to: host:port, or a Unix socket's path
     alive: Callable[[], bool] = lambda: True  # False once the connection carrying it has ended
     errors: list[str] = field(default_factory=list)
     connections: int = 0
@@ -156,7 +156,7 @@ def forward_local(
     """Forward 127.0.0.1/::1 ``local_port`` to ``remote_host:remote_port`` as seen from ``transport``'s
     server, for the duration of the ``with`` body."""
     listeners = bind_loopback(local_port)
-    fwd = Forward(listeners[0].getsockname()[1], (remote_host, remote_port), alive=transport.is_active)
+    fwd = Forward(listeners[0].getsockname()[1], f"{remote_host}:{remote_port}", alive=transport.is_active)
     stop = threading.Event()
     workers: list[threading.Thread] = []
 

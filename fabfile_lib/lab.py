@@ -70,7 +70,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
         lab_dir.mkdir_private(sftp, where, new=True)
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), record.token)
         script = posixpath.join(where, lab_dir.SCRIPT)
-        lab_dir.write_private(sftp, script, batch_script.render(settings, where))
+        lab_dir.write_private(sftp, script, batch_script.render(settings, where, hops.openssh))
         # Before the job exists: its id is found by its work directory (squeue's %Z) if we die in sbatch.
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
         record = replace(record, job_id=slurm.submit(login, script, where))
@@ -120,8 +120,8 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             # path to it is closed on this site, which waiting will not fix.
             unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
             if unreachable_since and time.monotonic() - unreachable_since > 15:
-                raise ModeUnreachable(f"Jupyter runs on {record.node} but {record.remote_host}:"
-                                      f"{record.remote_port} cannot be reached via {record.via} ({unreachable}); "
+                raise ModeUnreachable(f"Jupyter runs on {record.node} but {record.far} cannot be reached via "
+                                      f"{record.via} ({unreachable}); "
                                       f"set lab.via to {modes.others(record.via)}.")
         elif asking.due(time.monotonic()):
             info = _ask(hops, record, asking, info)
@@ -188,7 +188,7 @@ def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look) -> tuple[LabRecord
                                                lambda name: lab_dir.read(hops, record.remote_dir, name))
     if endpoint is None:
         return record, False, ""
-    record = replace(record, remote_host=endpoint[0], remote_port=endpoint[1])
+    record = record.reaching(endpoint)
     code, unreachable = probes.http_status(hops, record)
     return record, code == 200, unreachable
 
@@ -212,6 +212,8 @@ class LabStatus:
     ended_because: str = ""  # once it has ended
     answers: bool = False  # Jupyter answered through the URL just now
     not_answering: str = ""  # why the URL does not answer, in a few words, while the job is active
+    listens: str = ""  # where Jupyter listens on the cluster and who else can reach it (see listens())
+    remote_socket: str = ""  # the socket the forward reaches, when Jupyter is on one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,7 +253,25 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo) -> LabStatus:
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
                      info.time_left, record.via, record.remote_port, record.jupyter_port, port,
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
-                     "" if answers or not info.active else not_answering(record, info, forwarding))
+                     "" if answers or not info.active else not_answering(record, info, forwarding),
+                     listens(record), record.remote_socket)
+
+
+def listens(record: LabRecord) -> str:
+    """Where Jupyter listens, in a few words, and whether anyone but the user can reach it: a private
+    socket (0600, in a 0700 directory), or a TCP port any user of that host can reach, guarded by the
+    token only. "" until Jupyter has answered."""
+    if record.remote_socket:
+        return "Jupyter on a private socket"
+    if not record.remote_port:
+        return ""
+    if record.via == modes.Via.LOGIN:
+        return f"Jupyter on port {record.jupyter_port} of {record.node}'s address (token-only)"
+    if record.via == modes.Via.REVERSE:  # the site refused stream-local forwarding, or Paramiko carries ours
+        return f"Jupyter on port {record.remote_port} of {record.login_host or 'the login node'}'s loopback " \
+               "(token-only)"
+    return f"Jupyter on port {record.jupyter_port} of {record.node}'s loopback (token-only: Paramiko cannot " \
+           "forward to a socket)"
 
 
 def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> str:
@@ -341,4 +361,4 @@ def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
 
 __all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs",
            "hold", "http_status", "logs", "settings_for", "spawn_forward", "start_detached", "status", "statuses",
-           "stop_detached", "submit", "tunnel", "wait"]
+           "stop_detached", "submit", "tunnel", "wait", "listens"]

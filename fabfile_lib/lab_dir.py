@@ -117,7 +117,8 @@ def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str 
 
 
 def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
-    """Jupyter's runtime file (``jpserver-PID.json``: its port, hostname...), or None before it is written."""
+    """Jupyter's runtime file (``jpserver-PID.json``: its port or socket, hostname...), or None before it
+    is written."""
     runtime = posixpath.join(lab_dir, RUNTIME_DIR)
     try:
         files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
@@ -128,8 +129,10 @@ def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
             data = json.loads(read(hops, lab_dir, RUNTIME_DIR, name, limit=64 * 1024) or "")
         except ValueError:
             continue  # being written
-        if not isinstance(data, dict) or not untrusted.port(data.get("port")):
-            raise LabError(f"Jupyter's runtime file in {lab_dir}/{RUNTIME_DIR} has no valid port: refusing it.")
+        if not isinstance(data, dict) or not (untrusted.port(data.get("port")) or (
+                data.get("port") == 0 and untrusted.socket_path(data.get("sock")))):
+            raise LabError(f"Jupyter's runtime file in {lab_dir}/{RUNTIME_DIR} has no valid port or socket: "
+                           "refusing it.")
         return data
     return None
 

@@ -30,65 +30,160 @@ class Via(str, Enum):
 
 
 Read = Callable[[str], "str | None"]  # a file of the lab's directory by name; None while it does not exist
-Endpoint = tuple[str, int]
 
 _BIND_LOCAL = "BIND=127.0.0.1"
 _BIND_NODE_ADDRESS = r"""BIND=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
        | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
 [ -n "$BIND" ] || BIND=$(hostname -I | cut -d' ' -f1)"""
-_REVERSE_HOP = r"""PORT=
+_LISTEN_TCP = 'LISTEN=(--ip="$BIND" --port=0 --ServerApp.port_retries=0)'
+# A short directory on the node's own disk (a socket path holds about 100 bytes; the shared filesystem is
+# seen by every node), 0700 from mktemp, removed as the job ends (lab_end).
+_LISTEN_SOCKET = r"""LAB_SOCK_DIR=$(mktemp -d /tmp/fl-XXXXXXXX) \
+    || lab_fail "cannot make a private directory in /tmp on $(hostname) for Jupyter's socket"
+LISTEN=(--ServerApp.sock="$LAB_SOCK_DIR/jupyter.sock" --ServerApp.sock_mode=0600)"""
+_REVERSE_HOP = r"""# Jupyter's end on the node: its socket, or (no --sock) the port in its runtime file.
+NODE_END=
 for _ in $(seq 600); do
     kill -0 $JUPYTER_PID 2>/dev/null || break
-    PORT=$(sed -n 's/^ *"port": *\([0-9]*\).*/\1/p' "$JUPYTER_RUNTIME_DIR"/jpserver-$JUPYTER_PID.json \
-           2>/dev/null)
-    [ -n "$PORT" ] && break
+    if [ -n "${LAB_SOCK_DIR:-}" ] && [ -S "$LAB_SOCK_DIR/jupyter.sock" ]; then
+        NODE_END="$LAB_SOCK_DIR/jupyter.sock"
+    else
+        PORT=$(sed -n 's/^ *"port": *\([1-9][0-9]*\).*/\1/p' "$JUPYTER_RUNTIME_DIR"/jpserver-$JUPYTER_PID.json \
+               2>/dev/null)
+        [ -n "$PORT" ] && NODE_END="127.0.0.1:$PORT"
+    fi
+    [ -n "$NODE_END" ] && break
     sleep 0.2
 done
-if [ -n "$PORT" ]; then
-    # Remote port 0: the login node's sshd picks a free port and ssh reports it in reverse.log.
-    # The marker line tells the tool at once when the reverse hop cannot work on this site; a hop that
-    # dies later (the login node's sshd restarted, a network blip) is made again while Jupyter runs.
+REVERSE_LOG="$LAB_DIR/reverse.log"
+[ -n "${LAB_SOCK_DIR:-}" ] || LAB_SOCK_DIR=$(mktemp -d /tmp/fl-XXXXXXXX) || lab_fail "cannot make a directory in /tmp"
+REVERSE_CTL="$LAB_SOCK_DIR/reverse.ctl"
+REVERSE_SSH=(ssh -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=30 -S "$REVERSE_CTL")
+# One ssh to the login node, a ControlMaster that stays the job's child; its forward is added with
+# `-O forward`, which answers only once sshd has accepted or refused it. The far end is a 0600 socket in
+# a 0700 directory there (LAB_REVERSE_DIR), or -- without one, or where the site refuses stream-local
+# forwarding -- a loopback port sshd picks, which every user of that node can reach (token-only).
+reverse_up() {
+    "${REVERSE_SSH[@]}" -N -M "$LAB_REVERSE_TARGET" </dev/null 2>>"$REVERSE_LOG" &
+    REVERSE_MASTER=$!
+    until "${REVERSE_SSH[@]}" -O check "$LAB_REVERSE_TARGET" 2>/dev/null; do
+        kill -0 $REVERSE_MASTER 2>/dev/null || return 1
+        sleep 0.2
+    done
+    if [ -n "$LAB_REVERSE_DIR" ]; then
+        "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "mkdir -m 700 -p $LAB_REVERSE_DIR && test ! -h $LAB_REVERSE_DIR \
+&& test -O $LAB_REVERSE_DIR && rm -f $LAB_REVERSE_DIR/s" </dev/null 2>>"$REVERSE_LOG" || return 1
+        "${REVERSE_SSH[@]}" -o ExitOnForwardFailure=yes -O forward -R "$LAB_REVERSE_DIR/s:$NODE_END" \
+            "$LAB_REVERSE_TARGET" 2>>"$REVERSE_LOG" || return 1
+        echo "fabfile-lab: reverse socket $LAB_REVERSE_DIR/s up" >>"$REVERSE_LOG"
+    else
+        local port
+        port=$("${REVERSE_SSH[@]}" -o ExitOnForwardFailure=yes -O forward -R "127.0.0.1:0:$NODE_END" \
+               "$LAB_REVERSE_TARGET" 2>>"$REVERSE_LOG") || return 1
+        echo "fabfile-lab: reverse port $port up" >>"$REVERSE_LOG"
+    fi
+}
+# As the job ends (lab_end): the directory on the login node -- over the master if Slurm's signal has
+# not ended it yet, else with one short ssh --, then the master.
+reverse_down() {
+    local remove="rm -rf $LAB_REVERSE_DIR"
+    [ -n "$LAB_REVERSE_DIR" ] || remove=true
+    if "${REVERSE_SSH[@]}" -O check "$LAB_REVERSE_TARGET" 2>/dev/null; then
+        timeout 5 "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+        "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
+    elif [ -n "$LAB_REVERSE_DIR" ]; then
+        timeout 5 ssh -o BatchMode=yes -o ConnectTimeout=4 "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+    fi
+}
+if [ -n "$NODE_END" ]; then
+    # A hop that dies later (the login node's sshd restarted, a network blip) is made again while
+    # Jupyter runs; the marker lines tell the tool where the hop is, and when it is down.
     ( delay=5
       while kill -0 $JUPYTER_PID 2>/dev/null; do
-          ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
-              -R "127.0.0.1:0:127.0.0.1:$PORT" "$LAB_REVERSE_TARGET" 2>>"$LAB_DIR/reverse.log"
-          echo "fabfile-lab: reverse ssh exited with status $?" >>"$LAB_DIR/reverse.log"
+          before=$(wc -c <"$REVERSE_LOG" 2>/dev/null || echo 0)
+          if reverse_up; then
+              delay=5
+              while kill -0 $JUPYTER_PID 2>/dev/null && kill -0 $REVERSE_MASTER 2>/dev/null; do
+                  sleep 2
+              done
+          elif [ -n "$LAB_REVERSE_DIR" ] \
+               && tail -c +$((before + 1)) "$REVERSE_LOG" | grep -q -e "listen path" -e "prohibited"; then
+              echo "fabfile-lab: stream-local forwarding refused by $LAB_REVERSE_TARGET: Jupyter is reached" \
+                   "through a port on its loopback instead (token-only)" >>"$REVERSE_LOG"
+              LAB_REVERSE_DIR=
+              "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
+              continue
+          fi
+          "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
+          echo "fabfile-lab: reverse ssh exited" >>"$REVERSE_LOG"
+          kill -0 $JUPYTER_PID 2>/dev/null || break
           sleep $delay
           [ $delay -lt 60 ] && delay=$((delay * 2))
       done ) &
     REVERSE_PID=$!
 fi"""
 REVERSE_LOG = "reverse.log"
-_ALLOCATED = re.compile(r"Allocated port (\d{1,5}) for remote forward")
+_ALLOCATED = re.compile(r"Allocated port (\d{1,5}) for remote forward.*")
+_SOCKET_UP = re.compile(r"fabfile-lab: reverse socket (\S+) up")
+_PORT_UP = re.compile(r"fabfile-lab: reverse port (\d{1,5}) up")
 _EXITED = "fabfile-lab: reverse ssh exited"
+_MARK = "fabfile-lab: "
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the far end of the laptop's forward connects to: a Unix socket there, or ``host:port``."""
+
+    host: str = ""
+    port: int = 0
+    socket: str = ""
+
+    def __str__(self) -> str:
+        return self.socket or f"{self.host}:{self.port}"
 
 
 def _on_node(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
-    return "127.0.0.1", int(runtime["port"])
+    sock = runtime.get("sock")
+    if sock:
+        if not untrusted.socket_path(sock):
+            raise LabError(f"Jupyter's runtime file names a socket that is not a plain path ({str(sock)[:60]!r}): "
+                           "refusing it.")
+        return Endpoint(socket=sock)
+    return Endpoint("127.0.0.1", int(runtime["port"]))
 
 
 def _node_address(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
     listed = runtime.get("hostname")
-    return listed if untrusted.host(listed) else node_addr, int(runtime["port"])
+    return Endpoint(listed if untrusted.host(listed) else node_addr, int(runtime["port"]))
 
 
-def reverse_port(text: str) -> int:
-    """The login-side port of the job's ``ssh -R`` from its log (the newest one: the job makes the hop
-    again when it dies); 0 while it is not up (yet, or again)."""
-    allocated = list(_ALLOCATED.finditer(text))
-    if allocated:
-        last = allocated[-1]
-        return 0 if _EXITED in text[last.end():] else int(last.group(1))
-    if _EXITED in text:
-        first = next((ln for ln in text.splitlines() if ln.strip()), "")
-        raise ModeUnreachable(f"the job's reverse ssh to the login node failed ({first.strip()}); "
-                       f"set lab.via to {others(Via.REVERSE)}, or fix lab.reverse_target and the node's ssh key.")
-    return 0
+def reverse_endpoint(text: str) -> Endpoint | None:
+    """Where the job's ``ssh -R`` comes out on the login node, from its log: the newest hop (the job makes
+    it again when it dies) -- a socket, or a port sshd allocated --; None while it is not up (yet, or
+    again). ModeUnreachable if the job's first hop failed: this site will not let it through."""
+    current: Endpoint | None = None
+    ever = False
+    failure = ""
+    for line in text.splitlines():
+        if (allocated := _ALLOCATED.search(line)) and untrusted.port(int(allocated.group(1))):
+            current, ever = Endpoint("127.0.0.1", int(allocated.group(1))), True
+        elif (up := _SOCKET_UP.fullmatch(line.strip())) and untrusted.socket_path(up.group(1)):
+            current, ever = Endpoint(socket=up.group(1)), True
+        elif (up := _PORT_UP.fullmatch(line.strip())) and untrusted.port(int(up.group(1))):
+            current, ever = Endpoint("127.0.0.1", int(up.group(1))), True
+        elif line.startswith(_EXITED):
+            if not ever:
+                raise ModeUnreachable(f"the job's reverse ssh to the login node failed ({failure or 'no reason given'})"
+                                      f"; set lab.via to {others(Via.REVERSE)}, or fix lab.reverse_target and the "
+                                      "node's ssh key.")
+            current = None
+        elif line.strip() and not line.startswith(_MARK):
+            failure = line.strip()[:200]
+    return current
 
 
 def _reverse(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
-    port = reverse_port(read(REVERSE_LOG) or "")
-    return ("127.0.0.1", port) if port else None
+    return reverse_endpoint(read(REVERSE_LOG) or "")
 
 
 @dataclass(frozen=True)
@@ -97,7 +192,8 @@ class Mode:
     far_end: Literal["node", "login"]  # where the laptop's forward comes out
     loopback: bool  # Jupyter listens on the node's 127.0.0.1 (else on the node's address: token only)
     after_start: str  # batch-script lines run once Jupyter started (JUPYTER_PID is set); "" for none
-    endpoint: Callable[[dict, str, Read], Endpoint | None]  # (runtime file, NodeAddr, read) -> host, port
+    endpoint: Callable[[dict, str, Read], Endpoint | None]  # (runtime file, NodeAddr, read) -> far end
+    socket: bool = False  # Jupyter on a private Unix socket where OpenSSH carries the laptop's forward
     pinned: bool = False  # its far end lives on the one login node the job was submitted from (and moves
     # when the job makes its hop there again: read it anew before each forward)
 
@@ -109,19 +205,27 @@ class Mode:
     def through_node(self) -> bool:
         return self.far_end == "node"
 
-    @property
-    def bind(self) -> str:
-        """Batch-script lines that set BIND, the address Jupyter listens on."""
-        return _BIND_LOCAL if self.loopback else _BIND_NODE_ADDRESS
+    def private(self, openssh: bool) -> bool:
+        """Whether Jupyter listens on a private socket (0600, in a 0700 directory): only OpenSSH can
+        forward to one (Paramiko cannot), and login mode needs a port the login node can reach."""
+        return self.socket and openssh
+
+    def listen(self, openssh: bool) -> str:
+        """Batch-script lines that set LISTEN, Jupyter's options for where it listens."""
+        if self.private(openssh):
+            return _LISTEN_SOCKET
+        return f"{_BIND_LOCAL if self.loopback else _BIND_NODE_ADDRESS}\n{_LISTEN_TCP}"
 
 
 MODES: dict[Via, Mode] = {
-    # ssh to the node through the login node; Jupyter on the node's loopback, private to the job.
-    Via.COMPUTE: Mode(Via.COMPUTE, "node", True, "", _on_node),
+    # ssh to the node through the login node; Jupyter on a private socket there (a port on the node's
+    # loopback where Paramiko carries the forward).
+    Via.COMPUTE: Mode(Via.COMPUTE, "node", True, "", _on_node, socket=True),
     # the login node forwards to node:port; Jupyter on the node's address, guarded by its token only.
     Via.LOGIN: Mode(Via.LOGIN, "login", False, "", _node_address),
-    # the job's own `ssh -R` to the login node; Jupyter on the node's loopback.
-    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, pinned=True),
+    # the job's own `ssh -R` to the login node; Jupyter on a private socket on the node, and the hop's far
+    # end a private socket on the login node (ports on loopbacks where Paramiko carries the forward).
+    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, socket=True, pinned=True),
 }
 NAMES = tuple(v.value for v in Via)  # also the order in which ``lab.via: auto`` tries them
 AUTO = "auto"  # try the modes in order on a cluster the first time, then use the one that worked there

@@ -35,10 +35,19 @@ def far_transport(hops: Hops, record: LabRecord) -> paramiko.Transport:
         raise unreachable_node(exc) from None
 
 
+def socket_needs_openssh(record: LabRecord) -> LabError:
+    return ModeUnreachable(f"lab {record.name!r} has Jupyter on a private socket on the cluster, which only OpenSSH "
+                           "can forward (Paramiko cannot): use lab.transport: openssh where an OpenSSH client is "
+                           "installed, or start labs for this machine with lab.transport: paramiko.")
+
+
 def _stream(hops: Hops, record: LabRecord):
     """A byte stream to Jupyter as seen from the far end of this lab's mode: ``ssh -W`` on the OpenSSH
-    transport, a ``direct-tcpip`` channel on Paramiko's."""
+    transport (a forward from a private socket of ours to Jupyter's socket), a ``direct-tcpip`` channel on
+    Paramiko's."""
     host, port = record.remote_host, record.remote_port
+    if record.remote_socket:
+        return _socket_stream(hops, record)
     if hops.openssh:
         if modes.mode(record.via).through_node:
             argv = hops.node_ssh(record.node_addr, "-W", f"{host}:{port}")
@@ -46,6 +55,19 @@ def _stream(hops: Hops, record: LabRecord):
         login_master = hops.master
         return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
     return far_transport(hops, record).open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
+
+
+def _socket_stream(hops: Hops, record: LabRecord) -> ssh_forward.UnixStream:
+    if not hops.openssh:
+        raise socket_needs_openssh(record)
+    far = record.remote_socket
+    if modes.mode(record.via).through_node:
+        what = f"cannot reach {record.node} over ssh from the login node"
+        def argv(local: str) -> list[str]:
+            return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:{far}")
+
+        return ssh_forward.UnixStream(lambda local: ssh_forward.unix_via_ssh(argv(local), local, what))
+    return ssh_forward.UnixStream(lambda local: ssh_forward.unix_on_master(hops.master, local, far))
 
 
 def status_request(host: str, token: str) -> bytes:
@@ -61,21 +83,28 @@ def status_code(head: bytes) -> int:
 
 def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached)."""
+    through_node = modes.mode(record.via).through_node
+    if record.remote_socket and not hops.openssh:
+        raise socket_needs_openssh(record)
     try:
         stream = _stream(hops, record)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         return 0, str(exc) or type(exc).__name__
+    except (HostKeyError, AuthenticationError, PromptNeeded) as exc:
+        raise unreachable_node(exc) if through_node else exc from None
+    except LabError as exc:  # the forward to a socket could not be set up
+        return 0, str(exc)
     try:
         stream.settimeout(10)
-        stream.sendall(status_request(record.remote_host, record.token))
+        stream.sendall(status_request(record.remote_host or "localhost", record.token))  # a socket: localhost
         head = stream.recv(64)
     except (TimeoutError, OSError, paramiko.SSHException):
         head = b""
     finally:
         stream.close()
-    failure = stream.failure() if isinstance(stream, ssh_forward.Stream) else None
+    failure = stream.failure() if isinstance(stream, (ssh_forward.Stream, ssh_forward.UnixStream)) else None
     if isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded)):
-        raise unreachable_node(failure) if modes.mode(record.via).through_node else failure
+        raise unreachable_node(failure) if through_node else failure
     return status_code(head), str(failure or "")
 
 

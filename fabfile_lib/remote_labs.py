@@ -79,7 +79,7 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
         if mine.job_id != found.meta.job_id:
             raise LabError(f"a different lab named {found.meta.name!r} (job {mine.job_id}) is recorded here: "
                            f"`inv lab.cancel --name {found.meta.name}` or `inv lab.status` first.")
-        if mine.remote_port:
+        if mine.reachable:
             return mine
     record = rebuild(settings, hops, found)
     state.save(settings.state_path, record)

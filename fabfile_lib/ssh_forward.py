@@ -4,7 +4,8 @@
   (``ssh -O forward``) and removed at the end (``-O cancel``). No new connection at all.
 - To a compute node (``compute`` mode): one ``ssh -N -L`` to the node whose ProxyCommand is ``ssh -W``
   over the master, so the node's own host key is checked and no hop before it authenticates again.
-- A stream (``ssh -W host:port``) over the same paths, for probing Jupyter without a local port.
+- A stream (``ssh -W host:port``) over the same paths, for probing Jupyter without a local port; to a
+  Unix socket, whose path ``-W`` cannot take, a ``-L`` from a Unix socket of ours in a private directory.
 
 Every listener is on ``localhost`` (127.0.0.1 and ::1), never on other interfaces; ``ExitOnForwardFailure``
 makes a port that cannot be bound an error, not a forward that silently is not there.
@@ -16,10 +17,11 @@ import contextlib
 import functools
 import os
 import socket
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from . import openssh, procs
 from .errors import ConnectError, LabError
@@ -42,12 +44,12 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _specs(port: int, host: str, remote_port: int) -> list[str]:
+def _specs(port: int, far: str) -> list[str]:
     """``-L`` specs for 127.0.0.1 and, where the machine has it, ::1 -- each address named, so that with
     ExitOnForwardFailure a port someone else holds on either is a failure. (``localhost:PORT`` succeeds
-    when only one of the two binds, and a local user who holds the other would get the browser's token.)"""
-    target = f"[{host}]" if ":" in host else host
-    return [f"{bind}:{port}:{target}:{remote_port}" for bind in _loopbacks()]
+    when only one of the two binds, and a local user who holds the other would get the browser's token.)
+    ``far`` is ``host:port`` (``[v6]:port``) or the path of a Unix socket on the far side."""
+    return [f"{bind}:{port}:{far}" for bind in _loopbacks()]
 
 
 @functools.cache
@@ -59,10 +61,10 @@ def _loopbacks() -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def on_master(master: Master, host: str, remote_port: int, local_port: int) -> Iterator[Forward]:
+def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
     """``-L`` on the master itself; alive while the master is."""
     port = local_port or free_port()
-    spec = _specs(port, host, remote_port)
+    spec = _specs(port, far)
     try:
         master.forward(spec)
     except LabError:
@@ -71,13 +73,13 @@ def on_master(master: Master, host: str, remote_port: int, local_port: int) -> I
         if local_port:
             raise _held_by_another(port) from None
         port = free_port()  # lost the race for a port we picked: once more with another
-        spec = _specs(port, host, remote_port)
+        spec = _specs(port, far)
         master.forward(spec)
     pid = master.check().pid
     # A master replaced between two looks (a logout and login back to back) is alive but has lost the
     # forwards of the old one: only the very master that carries this forward counts.
     try:
-        yield Forward(port, (host, remote_port), alive=lambda: _same_master(master, pid))
+        yield Forward(port, far, alive=lambda: _same_master(master, pid))
     finally:
         master.forward(spec, cancel=True)
 
@@ -101,11 +103,10 @@ def _taken(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: str,
-            timeout: float = 30) -> Iterator[Forward]:
+def via_ssh(argv_for_port, far: str, local_port: int, what: str, timeout: float = 30) -> Iterator[Forward]:
     """A child ``ssh -N -L`` (``argv_for_port(spec)`` builds its words); alive while the child runs."""
     port = local_port or free_port()
-    specs = _specs(port, host, remote_port)
+    specs = _specs(port, far)
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen(argv_for_port(specs), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True, preexec_fn=procs.die_with_parent)
@@ -122,7 +123,7 @@ def via_ssh(argv_for_port, host: str, remote_port: int, local_port: int, what: s
                 if time.monotonic() > deadline:
                     raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
                 time.sleep(0.05)
-            yield Forward(port, (host, remote_port), alive=lambda: proc.poll() is None,
+            yield Forward(port, far, alive=lambda: proc.poll() is None,
                           refusals=lambda: _count_open_failures(err.fileno()))
         finally:
             procs.end_child(proc)
@@ -166,3 +167,88 @@ class Stream:
         procs.end_child(self.proc, terminate=False)  # our end closed: ssh -W ends by itself
         self.failure()
         self._err.close()
+
+
+@contextlib.contextmanager
+def unix_via_ssh(argv: list[str], local: str, what: str, timeout: float = 30) -> Iterator[Callable[[], str]]:
+    """A child ``ssh -N`` whose ``-L`` listens on the Unix socket ``local`` (in a private directory of
+    ours); yields what ssh has said about channels it could not open (the far socket not there yet)."""
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, preexec_fn=procs.die_with_parent)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _is_socket(local):
+                if proc.poll() is not None:
+                    err.seek(0)
+                    raise openssh.explain(err.read(), what, proc.returncode)
+                if time.monotonic() > deadline:
+                    raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
+                time.sleep(0.05)
+            yield lambda: _open_failure(os.pread(err.fileno(), 1 << 16, 0).decode(errors="replace"))
+        finally:
+            procs.end_child(proc)
+
+
+@contextlib.contextmanager
+def unix_on_master(master: Master, local: str, far: str) -> Iterator[Callable[[], str]]:
+    """``-L local:far`` on the master itself, removed afterwards (the master says nothing to us about
+    channels it could not open)."""
+    spec = [f"{local}:{far}"]
+    master.forward(spec)
+    try:
+        yield lambda: ""
+    finally:
+        master.forward(spec, cancel=True)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _open_failure(said: str) -> str:
+    lines = [ln.strip() for ln in said.splitlines() if "open failed" in ln]
+    return lines[-1] if lines else ""
+
+
+class UnixStream:
+    """A byte stream to a Unix socket on the far side (socket-like, as :class:`Stream`): ssh forwards a
+    Unix socket of ours, in a new 0700 directory, to it. ``opened(local)`` is the forward's context
+    (:func:`unix_via_ssh`, :func:`unix_on_master`). ``ssh -W`` cannot reach a socket; ``-L`` can."""
+
+    def __init__(self, opened: Callable[[str], contextlib.AbstractContextManager[Callable[[], str]]]):
+        self._stack = contextlib.ExitStack()
+        self._said: Callable[[], str] = lambda: ""
+        self._failure: LabError | None = None
+        try:
+            where = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="fl-"))  # 0700
+            local = os.path.join(where, "s")
+            self._said = self._stack.enter_context(opened(local))
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._stack.callback(self.sock.close)
+            self.sock.settimeout(10)
+            self.sock.connect(local)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def failure(self) -> LabError | None:
+        return self._failure
+
+    def settimeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        said = self._said()
+        self._stack.close()
+        if said and self._failure is None:
+            self._failure = ConnectError(said)

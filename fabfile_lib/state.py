@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .errors import LabError
+from .modes import Endpoint
 from .settings import LabSettings, check_name
 
 
@@ -36,7 +37,8 @@ class LabRecord:
     node_addr: str = ""  # Slurm's NodeAddr of the node
     jupyter_port: int = 0  # where Jupyter listens on the node
     remote_host: str = ""  # what the far end of the forward connects to (see modes.py)
-    remote_port: int = 0  # 0 until Jupyter answers
+    remote_port: int = 0  # 0 until Jupyter answers (and for a socket)
+    remote_socket: str = ""  # or the Unix socket the far end connects to, private to the user
     url_path: str = "/lab"
     forward_pid: int = 0  # the background forward, if any
     forward_started: str = ""  # its start time, so a reused pid is never taken for it
@@ -44,6 +46,21 @@ class LabRecord:
     forward_note: str = ""  # its condition when its URL does not answer ("" while it does)
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
+
+    @property
+    def reachable(self) -> bool:
+        """Jupyter has answered: where the far end of the forward connects to is known."""
+        return bool(self.remote_port or self.remote_socket)
+
+    @property
+    def far(self) -> str:
+        """What the far end of the forward connects to: a socket path, or ``host:port``."""
+        host = f"[{self.remote_host}]" if ":" in self.remote_host else self.remote_host
+        return self.remote_socket or f"{host}:{self.remote_port}"
+
+    def reaching(self, endpoint: Endpoint) -> LabRecord:
+        """This record with the far end of its forward."""
+        return replace(self, remote_host=endpoint.host, remote_port=endpoint.port, remote_socket=endpoint.socket)
 
     def url(self, port: int | None = None) -> str:
         port = port or self.forward_port or self.local_port

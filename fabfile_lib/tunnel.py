@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import paramiko
 
@@ -37,27 +37,28 @@ LOGIN_WAIT = 30 * 60  # how long a held forward waits for the user to log in aga
 def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iterator[Forward]:
     """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body: an
     OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise."""
-    if not record.remote_port:
+    if not record.reachable:
         raise LabError(f"lab {record.name!r} has not answered yet: `inv lab.wait --name {record.name}`.")
     port_wanted = record.local_port if local_port is None else local_port
-    host, port = record.remote_host, record.remote_port
+    if record.remote_socket and not hops.openssh:
+        raise probes.socket_needs_openssh(record)
     if hops.openssh and modes.mode(record.via).through_node:
         def argv(specs: list[str]) -> list[str]:
             return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes",
                                  *(w for spec in specs for w in ("-L", spec)))
 
         try:
-            with ssh_forward.via_ssh(argv, host, port, port_wanted, f"cannot forward to {record.node}") as fwd:
+            with ssh_forward.via_ssh(argv, record.far, port_wanted, f"cannot forward to {record.node}") as fwd:
                 yield fwd
         except (HostKeyError, AuthenticationError) as exc:
             raise probes.unreachable_node(exc) from None
     elif hops.openssh:
-        with ssh_forward.on_master(hops.master, host, port, port_wanted) as fwd:
+        with ssh_forward.on_master(hops.master, record.far, port_wanted) as fwd:
             yield fwd
     else:
         transport = probes.far_transport(hops, record)
         with Heartbeat(transport, hops.settings.keepalive) as beat, \
-                forward_local(transport, host, port, port_wanted) as fwd:
+                forward_local(transport, record.remote_host, record.remote_port, port_wanted) as fwd:
             fwd.alive = beat.alive
             yield fwd
 
@@ -192,7 +193,7 @@ def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
                                                lambda name: lab_dir.read(hops, record.remote_dir, name))
     if endpoint is None:
         raise ConnectError(f"the job's hop to login node {record.login_host or '?'} is down; it is being made again")
-    return replace(record, remote_host=endpoint[0], remote_port=endpoint[1])
+    return record.reaching(endpoint)
 
 
 def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:

@@ -48,3 +48,14 @@ def lab_name(text: object) -> bool:
 
 def port(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+SOCKET_PATH_MAX = 100  # sun_path holds 104 (BSD, macOS) or 108 (Linux) bytes with its NUL: stay under both
+_SOCKET_PATH = re.compile(r"(?:/[A-Za-z0-9_.-]+)+")
+
+
+def socket_path(text: object) -> bool:
+    """An absolute Unix-socket path of plain words (no ``..``, blanks, ``:``, ``%`` or quotes) short
+    enough for ``sun_path``: safe in an ``-L`` spec and an ssh argument."""
+    return (isinstance(text, str) and len(text) <= SOCKET_PATH_MAX and _SOCKET_PATH.fullmatch(text) is not None
+            and not any(part in (".", "..") for part in text.split("/")))

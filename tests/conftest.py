@@ -11,6 +11,8 @@ import contextlib
 import os
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,11 +78,23 @@ def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str
     """No job of the cluster user in squeue; no local record and no lab directory on the cluster -- of lab
     ``name``, or of any lab when no name is given."""
     assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    if not name:  # nor the private socket directories on the hosts' own disks (one /tmp in the sandbox)
+        wait_for(lambda: not _socket_dirs(sbx), timeout=15, step=0.5)
     remote = sbx.home / ".fabfile-lab"
     assert not list(remote.glob(f"{name}-*" if name else "*-*")) if remote.exists() else True
     if cli is not None:
         labs = cli.state_dir / "labs"
         assert not list(labs.glob(f"{name}.json" if name else "*.json")) if labs.exists() else True
+
+
+def _socket_dirs(sbx: SandboxConfig) -> list[Path]:
+    uid = sbx.home.stat().st_uid
+    found = []
+    for path in [*Path("/tmp").glob("fl-*"), *Path("/tmp").glob("flr-*")]:
+        with contextlib.suppress(OSError):  # removed meanwhile
+            if path.lstat().st_uid == uid:
+                found.append(path)
+    return found
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,3 +214,14 @@ def answers(port: int) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/api", timeout=5).status_code == 200
     except requests.RequestException:
         return False
+
+
+@contextlib.contextmanager
+def throwaway_user(prefix: str = "flo") -> Iterator[str]:
+    """A local account of its own (no home), removed afterwards: another user of the laptop or the cluster."""
+    account = f"{prefix}{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", account], check=True)
+    try:
+        yield account
+    finally:
+        subprocess.run(["userdel", account], check=False)

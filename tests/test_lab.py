@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -15,7 +17,7 @@ import pytest
 import requests
 import websocket
 
-from .conftest import assert_nothing_left, one_line_error, ssh
+from .conftest import assert_nothing_left, one_line_error, ssh, throwaway_user
 
 pytestmark = pytest.mark.sandbox
 
@@ -91,6 +93,38 @@ def _listening(sbx, host: str, port: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if line.split()[3].endswith(f":{port}")]
 
 
+def _runtime(rec: dict) -> dict:
+    return json.loads(next((Path(rec["remote_dir"]) / "runtime").glob("jpserver-*.json")).read_text())
+
+
+def _jupyter_pid(rec: dict) -> int:
+    return int(_runtime(rec)["pid"])
+
+
+def _ports_of(sbx, host: str, pid: int) -> list[str]:
+    """The TCP ports process ``pid`` listens on in ``host``'s namespace."""
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns(host)}", "ss", "-Hltnp"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
+
+
+def _assert_private_socket(sbx, path: str) -> None:
+    info, parent = Path(path).lstat(), Path(path).parent.lstat()
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, path
+    assert stat.S_IMODE(parent.st_mode) == 0o700 and parent.st_uid == info.st_uid == sbx.home.stat().st_uid, path
+    assert len(path) < 100 and not path.startswith(str(sbx.home)), path  # short, and not on the shared home
+
+
+def _other_user_connects(sbx, path: str) -> str:
+    """What another cluster user gets connecting to the Unix socket ``path`` from the compute node."""
+    with throwaway_user() as account:
+        code = (f"import socket\ntry:\n    socket.socket(socket.AF_UNIX).connect({path!r})\n    print('connected')\n"
+                "except OSError as e:\n    print(type(e).__name__)")
+        return subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('compute')}", "su", account, "-s", "/bin/sh",
+                               "-c", f"python3 -c {shlex.quote(code)}"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+
+
 @pytest.mark.parametrize("via,transport", [("compute", "auto"), ("login", "auto"), ("reverse", "auto"),
                                            ("compute", "paramiko"), ("login", "paramiko")])
 def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
@@ -101,7 +135,7 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     url = _url(proc)
     status = json.loads(cli("lab.status", "--json", "--name", f"m{via}").stdout)
     assert status["via"] == via and status["state"] == "RUNNING" and status["url"] == url
-    assert status["node"] == sbx.hostname("compute") and status["job_id"] and status["remote_port"]
+    assert status["node"] == sbx.hostname("compute") and status["job_id"]
     port = status["local_port"]
     base = f"http://127.0.0.1:{port}"
     token = url.split("token=")[1]
@@ -112,13 +146,24 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     assert requests.get(f"http://[::1]:{port}/api/status", timeout=10).status_code == 403  # IPv6 loopback too
     assert _execute(base, token, "print(6 * 7)").strip() == "42"
 
-    # Jupyter on 127.0.0.1 on the node, except in login mode where the login node must reach it.
     rec = cli.record(f"m{via}")
     forwarder = _listeners_of(port)
     assert forwarder == ({"ssh"} if transport == "auto" else {"python3"}), forwarder  # who carries the bytes
-    bound = _listening(sbx, "compute", rec["jupyter_port"])
-    assert bound == ([f"{sbx.address('compute')}:{rec['jupyter_port']}"] if via == "login"
-                     else [f"127.0.0.1:{rec['jupyter_port']}"])
+    if via != "login" and transport == "auto":
+        # OpenSSH carries the forward: Jupyter has no TCP port on the node (nor, in reverse mode, on the
+        # login node), only a 0600 socket in a 0700 directory that another cluster user cannot connect to.
+        assert status["listens"] == "Jupyter on a private socket" and rec["jupyter_port"] == 0
+        assert not _ports_of(sbx, "compute", _jupyter_pid(rec)) and status["remote_socket"] == rec["remote_socket"]
+        for path in {_runtime(rec)["sock"], rec["remote_socket"]}:  # the node's, and the login node's
+            _assert_private_socket(sbx, path)
+            assert _other_user_connects(sbx, path) == "PermissionError"
+    else:
+        # A TCP port: on 127.0.0.1 on the node (Paramiko cannot forward to a socket), or on the node's
+        # address in login mode, where the login node must reach it. Either way, token-only.
+        assert "(token-only" in status["listens"]
+        bound = _listening(sbx, "compute", rec["jupyter_port"])
+        assert bound == ([f"{sbx.address('compute')}:{rec['jupyter_port']}"] if via == "login"
+                         else [f"127.0.0.1:{rec['jupyter_port']}"])
 
     assert cli("lab.tunnel", "--name", f"m{via}", "--stop").returncode == 0
     assert not _port_open(port)

@@ -60,9 +60,15 @@ def test_a_pending_lab_asks_rarely_and_a_scheduler_that_is_down_ends_nothing(lab
     assert waiting.returncode == 4 and "pending: BeginTime" in err, err  # timed out, and kept
     assert "later" in cli("lab.status", "--name", "later").stdout
 
-    # slurmctld stopped for 60 s: the held lab keeps answering, lab.wait keeps waiting, nothing is lost.
-    job = cli.record("later")["job_id"]
-    assert ssh(sbx, "login", f"scontrol update job {job} StartTime=now+20").returncode == 0
+    # slurmctld stopped for 60 s: the held lab keeps answering, lab.wait and lab.start keep waiting, nothing
+    # is lost.
+    starting = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", "during",
+                                 "--sbatch", "begin=now+10minutes", "--detach", "--no-browser"], cwd=REPO,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (cli.state_dir / "labs" / "during.json").exists() and cli.record("during")["job_id"], timeout=60)
+    for name in ("later", "during"):
+        job = cli.record(name)["job_id"]
+        assert ssh(sbx, "login", f"scontrol update job {job} StartTime=now+20").returncode == 0
     daemons.stop(sbx.run_dir / "slurmctld.pid")
     waiting = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.wait", "--name", "later",
                                 "--timeout", "240"], cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -73,12 +79,15 @@ def test_a_pending_lab_asks_rarely_and_a_scheduler_that_is_down_ends_nothing(lab
         for _ in range(12):
             time.sleep(5)
             assert answers(held["forward_port"]) and alive(held["forward_pid"], held["forward_started"])
-            assert waiting.poll() is None
+            assert waiting.poll() is None and starting.poll() is None
     finally:
         restarted.join()
     out, err = waiting.communicate(timeout=200)
     assert waiting.returncode == 0, err
     assert "Jupyter answers" in out
+    out, err = starting.communicate(timeout=200)  # lab.start's own wait went on, and it finished
+    assert starting.returncode == 0, err
+    assert answers(cli.record("during")["forward_port"])
     assert answers(held["forward_port"]) and alive(held["forward_pid"], held["forward_started"])
     tunnel = cli("lab.tunnel", "--name", "later", "--detach", "--no-browser")
     assert tunnel.returncode == 0, tunnel.stderr

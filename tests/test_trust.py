@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import answers, one_line_error
+from .conftest import answers, one_line_error, throwaway_user
 
 pytestmark = pytest.mark.sandbox
 
@@ -237,15 +237,17 @@ def test_a_start_killed_right_after_sbatch_leaves_a_lab_that_list_and_cancel_fin
 def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
     """A throwaway local account reads every /proc/*/cmdline and /proc/*/environ it can, all through start,
     status, logs, tunnel and cancel: the token is in none of them."""
+    with throwaway_user("fltok") as account:
+        _spy_on_a_lifecycle(lab_cli, account)
+
+
+def _spy_on_a_lifecycle(lab_cli, account: str) -> None:
     import pwd
     import shutil
     import signal
     import subprocess
     import tempfile
-    import uuid
 
-    account = f"fltok{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", account], check=True)
     spy_dir = Path(tempfile.mkdtemp(prefix="flspy-"))
     spy_dir.chmod(0o755)
     hits, needle = spy_dir / "hits", spy_dir / "needle"
@@ -267,7 +269,6 @@ def test_another_local_user_finds_no_token_during_a_whole_lifecycle(lab_cli):
     finally:
         os.killpg(spy.pid, signal.SIGTERM)  # the group this test started, and nothing else
         spy.wait(10)
-        subprocess.run(["userdel", account], check=False)
     found = hits.read_text()
     shutil.rmtree(spy_dir)
     assert found == "", found
@@ -294,3 +295,21 @@ def test_an_existing_remote_dir_keeps_its_mode_home_or_group_directory(lab_cli, 
         assert stat.S_IMODE(group.stat().st_mode) == 0o2770
     finally:
         home.chmod(0o700)
+
+
+def test_a_login_node_without_stream_local_forwarding_gets_a_loopback_port_said_token_only(lab_cli, sbx):
+    """Reverse mode where the site forbids stream-local forwarding (the sandbox login node's port 2222):
+    the job falls back to a port on the login node's loopback, the lab works, and lab.status says
+    token-only."""
+    cli = lab_cli(via="reverse", reverse_target=f"{sbx.hostname('login')}-nostream")
+    proc = cli("lab.start", "--name", "nostream", "--detach", "--no-browser")
+    assert proc.returncode == 0, proc.stderr
+    rec = cli.record("nostream")
+    assert rec["remote_port"] and not rec["remote_socket"]
+    said = (Path(rec["remote_dir"]) / "reverse.log").read_text()
+    assert "forwarding failed for listen path" in said and "(token-only)" in said, said
+    status = json.loads(cli("lab.status", "--name", "nostream", "--json").stdout)
+    assert status["answers"] and status["listens"] == (f"Jupyter on port {rec['remote_port']} of "
+                                                       f"{sbx.hostname('login')}'s loopback (token-only)")
+    assert "(token-only)" in cli("lab.status", "--name", "nostream").stdout
+    assert cli("lab.cancel", "--name", "nostream").returncode == 0

@@ -17,6 +17,8 @@ from . import daemons
 from .config import SandboxConfig
 from .system import run
 
+NO_STREAMLOCAL_PORT = 2222  # a second port of each login node's sshd, without stream-local forwarding
+
 
 def _write(path: Path, text: str, mode: int = 0o644, owner: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,9 +51,11 @@ def ensure_user(cfg: SandboxConfig) -> bool:
     return made
 
 
-def remove_user(cfg: SandboxConfig) -> None:
+def remove_user(cfg: SandboxConfig) -> bool:
+    """Remove the sandbox's user; False if it is still there (userdel refuses while processes run as it)."""
     if user_exists(cfg.username):
         run(["userdel", cfg.username], check=False)
+    return not user_exists(cfg.username)
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -99,7 +103,11 @@ def ensure_keys(cfg: SandboxConfig) -> None:
         f"    HostKeyAlias {cfg.hostname(h)}\n"
         "    IdentityFile ~/.ssh/id_ed25519\n"
         "    StrictHostKeyChecking yes\n"
-        "    BatchMode yes\n" for h in cfg.login_hosts), 0o600, user)
+        "    BatchMode yes\n" for h in cfg.login_hosts)
+        # The same login node as a site that forbids stream-local forwarding (lab.reverse_target).
+        + f"Host {cfg.hostname('login')}-nostream\n    HostName {cfg.from_compute('login')}\n"
+        f"    Port {NO_STREAMLOCAL_PORT}\n    HostKeyAlias {cfg.hostname('login')}\n"
+        "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n", 0o600, user)
     for path in (ssh_dir, ssh_dir / "id_ed25519", ssh_dir / "id_ed25519.pub"):
         shutil.chown(path, user, user)
     cfg.home.chmod(0o700)
@@ -155,6 +163,10 @@ def sshd_config(cfg: SandboxConfig, host: str) -> str:
     ]
     if host != "jump":
         lines.append(f"SetEnv SLURM_CONF={cfg.slurm_conf}")
+    if host.startswith("login"):
+        # Port 2222 is the login node of a site that forbids stream-local (Unix socket) forwarding.
+        lines[1:1] = [f"Port {NO_STREAMLOCAL_PORT}"]
+        lines += [f"Match LocalPort {NO_STREAMLOCAL_PORT}", "    AllowStreamLocalForwarding no"]
     return "\n".join(lines) + "\n"
 
 

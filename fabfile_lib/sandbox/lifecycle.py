@@ -326,8 +326,10 @@ def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
         daemons.terminate(pid, grace=2)
     network.down(cfg)
     cluster.remove_mfa(cfg)
-    if user_made:
-        cluster.remove_user(cfg)
+    if user_made and not cluster.remove_user(cfg):
+        # Kept with its record, so that `down` run again (once they have ended) removes it.
+        raise LabError(f"user {cfg.username} still runs processes outside the sandbox (`ps -u {cfg.username}`), so "
+                       f"it was not removed: end them, then run `inv sandbox.down` again.")
     if cfg.path.exists():
         shutil.rmtree(cfg.path)
     echo(f"sandbox {cfg.name} is down")

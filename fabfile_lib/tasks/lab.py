@@ -133,7 +133,7 @@ def wait(c, name=None, timeout=None):
         except WaitTimeout as exc:
             raise WaitTimeout(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
                               f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
-    print(f"Jupyter answers on {record.node}:{record.jupyter_port} (job {record.job_id})")
+    print(f"Jupyter answers on {record.node}, {lab.listens(record)} (job {record.job_id})")
 
 
 def _seconds(option: str, value) -> float | None:
@@ -285,7 +285,7 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
         reason = f" ({st.reason})" if st.reason else ""
         ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""
         print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}, "
-              f"time left {st.time_left or '-'}{ends}, via {st.via}")
+              f"time left {st.time_left or '-'}{ends}, via {st.via}{f', {st.listens}' if st.listens else ''}")
         print(f"  {st.url} (answers)" if st.answers else f"  not answering: {st.not_answering}")
 
 
@@ -443,7 +443,7 @@ def vscode(c, name=None):
     print(f"then, in VS Code: Remote-SSH: Connect to Host... -> {ide.host_alias(record.name)}")
     if lab.forward_alive(record):
         print(f"Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server): {record.url()}")
-    elif modes.mode(record.via).loopback:  # Remote-SSH on the node reaches it there
+    elif modes.mode(record.via).loopback and record.jupyter_port:  # Remote-SSH on the node reaches it there
         print(f"Jupyter server URL, inside the Remote-SSH window: "
               f"http://127.0.0.1:{record.jupyter_port}{record.url_path}?token={record.token}")
     if not lab.forward_alive(record):

@@ -27,8 +27,13 @@ def test_launch_script_has_sbatch_options_and_no_secret():
     assert '#SBATCH --output="/home/u/.fabfile-lab/my lab-0011aabb/job.log"' in script  # sbatch keeps it whole
     assert "LAB_DIR='/home/u/.fabfile-lab/my lab-0011aabb'" in script  # quoted for the shell
     assert 'JUPYTER_TOKEN_FILE="$LAB_DIR/token"' in script and "JUPYTER_TOKEN=" not in script
-    assert "--port=0 --ServerApp.port_retries=0" in script
-    assert script.index("module load jupyter") < script.index("jupyter lab --no-browser")
+    # compute mode over OpenSSH: a private socket in a new 0700 directory on the node's own disk, no port
+    assert '--ServerApp.sock="$LAB_SOCK_DIR/jupyter.sock" --ServerApp.sock_mode=0600' in script
+    assert "mktemp -d /tmp/fl-" in script and "--port=0" not in script
+    assert script.index("module load jupyter") < script.index('jupyter lab --no-browser "${LISTEN[@]}"')
+    # where Paramiko carries the forward, a port on the node's loopback that Jupyter picks itself
+    tcp = batch_script.render(s, "/home/u/.fabfile-lab/my lab-0011aabb", openssh=False)
+    assert "--port=0 --ServerApp.port_retries=0" in tcp and "BIND=127.0.0.1" in tcp and "--ServerApp.sock=" not in tcp
 
 
 def test_sbatch_values_with_blanks_are_quoted_and_defaults_kept():
