@@ -113,9 +113,9 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
                 progress(info)
         if seen.node:
             record, ready, unreachable = _probe(hops, record, seen)
-            if ready:
-                state.save(settings.state_path, record)
-                return record
+            if ready:  # merged under the lock: a background forward may have written its own fields meanwhile
+                learnt = {key: getattr(record, key) for key in _LEARNT}
+                return state.update(settings.state_path, record.name, **learnt) or record
             # Jupyter has written its runtime file, so it listens: a refused channel means this mode's
             # path to it is closed on this site, which waiting will not fix.
             unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
@@ -136,6 +136,9 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
             raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
         time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
+
+
+_LEARNT = ("node", "node_addr", "jupyter_port", "remote_host", "remote_port", "remote_socket")  # by lab.wait
 
 
 def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobInfo) -> slurm.JobInfo:
@@ -295,15 +298,17 @@ def logs(record: LabRecord, hops: Hops) -> str:
 
 def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], stop: threading.Event,
                 interval: float = 2.0) -> str:
-    """Write the job log as it grows until the job ends (returns why) or ``stop`` is set (returns "").
+    """Write the job log (from its last 64 KiB) as it grows until the job ends (returns why) or ``stop``
+    is set (returns "").
 
     The end is the job's own mark in its directory; Slurm is asked only while the job has not started
     (a job cancelled while pending writes nothing), and rarely after, in case the mark never comes."""
-    offset, ended, tail = 0, False, ""
+    path = posixpath.join(record.remote_dir, lab_dir.JOB_LOG)
+    offset, ended, tail = lab_dir.tail_offset(hops, path), False, ""
     asking = pacing.Asking(pacing.WHILE_PENDING)
     info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
-        new = lab_dir.read_from(hops, posixpath.join(record.remote_dir, lab_dir.JOB_LOG), offset)
+        new = lab_dir.read_from(hops, path, offset)
         if new:
             text = new.decode(errors="replace")
             write(text)

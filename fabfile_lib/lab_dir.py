@@ -177,15 +177,24 @@ def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) 
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def read_from(hops: Hops, path: str, offset: int) -> bytes:
-    """What a file holds past ``offset`` (b"" while it is absent): a growing log is read once, not again
-    and again from its start."""
+def read_from(hops: Hops, path: str, offset: int, limit: int = READ_LIMIT) -> bytes:
+    """What a file holds past ``offset``, at most ``limit`` bytes of it (b"" while it is absent): a
+    growing log is read once, not again and again from its start."""
     try:
         with hops.login().sftp().open(path) as fh:
             fh.seek(offset)
-            return fh.read()
+            return fh.read(limit)
     except OSError:
         return b""
+
+
+def tail_offset(hops: Hops, path: str, keep: int = 64 * 1024) -> int:
+    """Where the last ``keep`` bytes of a file begin (0 while it is absent): following a huge log starts
+    near its end, as ``tail -f`` does."""
+    try:
+        return max(0, (hops.login().sftp().stat(path).st_size or 0) - keep)
+    except OSError:
+        return 0
 
 
 def find(hops: Hops, remote_dir: str) -> list[LabMeta]:

@@ -2,10 +2,16 @@
 
 A mode says three things, and nothing else in the project branches on ``via``:
 
-- where Jupyter binds on the node, and what else the job must run (shell lines for the batch script);
+- where Jupyter listens on the node, and what else the job must run (shell lines for the batch script);
 - the far end of the laptop's forward: the compute node itself (an ssh to the node through the login
   node) or the login node (a forward on the kept login);
-- which host and port that far end forwards to, once Jupyter has written its runtime file.
+- what that far end connects to (an :class:`Endpoint`), once Jupyter has written its runtime file.
+
+Where OpenSSH carries the laptop's forward, Jupyter has no TCP port on a shared host: it listens on a
+Unix socket, 0600 in a 0700 directory on the node's own disk, and ssh forwards a local port to that
+socket (``-L 127.0.0.1:P:/path``). Only the user can connect to it; a TCP port on a node's loopback is
+open to every user of the node, with the token as the only guard. Login mode (the login node must reach
+Jupyter over the network) and the Paramiko transport (which cannot forward to a socket) keep a port.
 
 Adding a mode is adding a member to ``Via`` and a ``Mode`` to ``MODES``. This module imports only the
 project's errors and checks, so settings can validate ``lab.via`` against it.

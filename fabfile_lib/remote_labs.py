@@ -82,7 +82,9 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
         if mine.reachable:
             return mine
     record = rebuild(settings, hops, found)
-    state.save(settings.state_path, record)
+    if not state.create(settings.state_path, record):
+        raise LabError(f"lab {record.name!r} was recorded here meanwhile (another attach or start): "
+                       f"`inv lab.status --name {record.name}`.")
     here = state.settings_of(record)
     try:
         if not modes.mode(record.via).pin(record.login_host):

@@ -10,12 +10,15 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import answers, one_line_error, throwaway_user
+from .conftest import REPO, answers, one_line_error, throwaway_user
 
 pytestmark = pytest.mark.sandbox
 
@@ -132,6 +135,20 @@ def test_forged_lab_json_files_are_one_line_each_and_never_reach_rm(lab_cli, sbx
     assert "no lab" in err
     assert (victim / "data").read_text() == "keep me"
 
+    # A 1 GB job log (sparse): its tail is read, never the whole of it, by lab.logs and lab.logs --follow.
+    os.truncate(Path(cli.record("real")["remote_dir"]) / "job.log", 1 << 30)
+    logs = cli("lab.logs", "--name", "real", timeout=60)
+    assert logs.returncode == 0 and len(logs.stdout) <= 64 * 1024 + 100, len(logs.stdout)
+    with tempfile.TemporaryFile() as out:
+        follow = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.logs", "--name", "real",
+                                   "--follow"], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(5)
+        follow.terminate()
+        follow.wait(10)
+        assert 0 < out.seek(0, os.SEEK_END) <= 64 * 1024 + 100
+    assert json.loads(cli("lab.status", "--name", "real", "--json").stdout)["answers"]
+
 
 def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp_path):
     """A ~/bin/scontrol and ~/bin/squeue on the user's PATH (which any job could write) print a node
@@ -178,7 +195,6 @@ def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp
 
 
 def test_two_starts_of_one_name_make_one_job_and_one_line(lab_cli, sbx):
-    import subprocess
 
     from .conftest import REPO, ssh
 
@@ -197,8 +213,6 @@ def test_two_starts_of_one_name_make_one_job_and_one_line(lab_cli, sbx):
 
 def test_a_start_killed_right_after_sbatch_leaves_a_lab_that_list_and_cancel_find(lab_cli, sbx):
     import signal
-    import subprocess
-    import time
 
     from .conftest import REPO, ssh, wait_for
 
@@ -245,8 +259,6 @@ def _spy_on_a_lifecycle(lab_cli, account: str) -> None:
     import pwd
     import shutil
     import signal
-    import subprocess
-    import tempfile
 
     spy_dir = Path(tempfile.mkdtemp(prefix="flspy-"))
     spy_dir.chmod(0o755)
@@ -313,3 +325,16 @@ def test_a_login_node_without_stream_local_forwarding_gets_a_loopback_port_said_
                                                        f"{sbx.hostname('login')}'s loopback (token-only)")
     assert "(token-only)" in cli("lab.status", "--name", "nostream").stdout
     assert cli("lab.cancel", "--name", "nostream").returncode == 0
+
+
+def test_a_lab_on_a_private_socket_attached_from_a_paramiko_machine_is_one_line(lab_cli, tmp_path):
+    """Paramiko cannot forward to a Unix socket: attaching such a lab from a machine without OpenSSH says
+    so in one line and records nothing there; the lab itself is untouched."""
+    cli = lab_cli()
+    assert cli("lab.start", "--name", "sock", "--detach", "--no-browser").returncode == 0
+    assert cli.record("sock")["remote_socket"]
+    other = lab_cli(transport="paramiko", state_dir=str(tmp_path / "windows-laptop"))
+    err = one_line_error(other("lab.attach", "--name", "sock"))
+    assert "only OpenSSH can forward" in err, err
+    assert not (other.state_dir / "labs" / "sock.json").exists()
+    assert answers(cli.record("sock")["forward_port"])

@@ -70,6 +70,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
     monkeypatch.setattr(lab.lab_dir, "log_tail", lambda hops, where, lines: log)
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path), "wait_timeout": 60})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
+    state.create(tmp_path, record)
     return lab.wait(settings, record, _Hops(), seen.append, timeout=timeout), seen, asked
 
 
@@ -118,6 +119,26 @@ def test_wait_returns_and_records_the_lab_once_jupyter_answers(monkeypatch, tmp_
     assert state.load(tmp_path, "w") == result
     assert [i.state for i in seen][0] == "PENDING" and seen[-1].state == "RUNNING" and seen[-1].node == "c1"
     assert len(asked) <= 2  # at once, then about 3 s later: the start itself is read from the lab directory
+
+
+def test_what_wait_learnt_is_merged_into_the_record_never_over_it(monkeypatch, tmp_path):
+    """A background forward that wrote its own fields meanwhile keeps them; a lab cancelled meanwhile is
+    not recorded again."""
+    def probe(hops, record, seen):
+        state.update(tmp_path, "w", forward_pid=4242)  # written by another process during the wait
+        return replace(record, node="c1", remote_socket="/tmp/fl-x/jupyter.sock"), True, ""
+
+    running = [slurm.JobInfo("42", "RUNNING")]
+    result = _waiting(monkeypatch, tmp_path, running, probe, looks=lambda t: lab_dir.Look("c1"))[0]
+    assert (result.forward_pid, result.remote_socket) == (4242, "/tmp/fl-x/jupyter.sock")
+    assert state.load(tmp_path, "w") == result
+
+    def gone(hops, record, seen):
+        state.remove(tmp_path, "w")
+        return replace(record, node="c1", remote_port=8888), True, ""
+
+    _waiting(monkeypatch, tmp_path, running, gone, looks=lambda t: lab_dir.Look("c1"))
+    assert not state.exists(tmp_path, "w")
 
 
 def test_an_endpoint_that_refuses_for_15_seconds_names_the_other_modes(monkeypatch, tmp_path):
