@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import batch_script, lab_dir, slurm
+from . import batch_script, commands, lab_dir, slurm
 from .errors import LabError
 from .hops import Hops, bash_script, choose_transport, run_command
 from .settings import LabSettings
@@ -50,7 +50,7 @@ def run_checks(settings: LabSettings, job: bool = False) -> Iterator[Check]:
         base = yield from _remote_dir(hops, settings)
         yield _jupyter_on_login(hops, settings)
         if not job:
-            yield Check(None, "compute node", "not checked: `inv lab.doctor --job` runs a one-minute job")
+            yield Check(None, "compute node", f"not checked: `{commands.run('doctor')} --job` runs a one-minute job")
             return
         if base:
             yield from _job(hops, settings, base, login)

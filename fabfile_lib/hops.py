@@ -30,7 +30,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from . import modes, openssh, untrusted
+from . import commands, modes, openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .master import Master, plan
 from .master_connection import MasterConnection
@@ -145,7 +145,7 @@ class Prompter:
             if not self.interactive or not openssh.tty_available():
                 raise PromptNeeded(
                     f"logging in to {label} needs keyboard-interactive answers (a second factor) and nobody can "
-                    "be asked here: use the foreground `inv lab.tunnel`, or lab.transport: openssh (a "
+                    f"be asked here: use the foreground `{commands.run('tunnel')}`, or lab.transport: openssh (a "
                     "ControlMaster) where OpenSSH is installed.")
             if label in self.asked:
                 raise AuthenticationError(f"{label} asked for a second factor again: the code was refused.")
@@ -442,8 +442,8 @@ def pinned_unreachable(pin: str, exc: LabError) -> ConnectError:
     """The lab lives on login node ``pin``, which cannot be reached by its own name: say so, and what works."""
     return ConnectError(f"login node {pin} cannot be reached by its own name ({exc}); a reverse-mode lab ends "
                         "on that node, so its forward cannot open. The job is kept. Compute and login modes work "
-                        "from any login node: `inv lab.cancel` this lab and start the next with `--via compute` "
-                        "(or login).")
+                        f"from any login node: `{commands.run('cancel')}` this lab and start the next with "
+                        "`--via compute` (or login).")
 
 
 def run_command(conn: Connection, command: str, *, timeout: float = 60):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import master, openssh, state, untrusted
+from . import commands, master, openssh, state, untrusted
 from .errors import LabError
 from .settings import LabSettings
 from .state import LabRecord
@@ -71,7 +71,7 @@ class _Chain:
 def ssh_entries(settings: LabSettings, record: LabRecord) -> str:
     """The ssh config text for ``record``'s node: its hops, then ``Host fabfile-lab-NAME``."""
     if not record.node_addr:
-        raise LabError(f"lab {record.name!r} has no node yet: `inv lab.wait --name {record.name}` first.")
+        raise LabError(f"lab {record.name!r} has no node yet: `{commands.run('wait')} --name {record.name}` first.")
     if not untrusted.host(record.node_addr):  # it came from the cluster: never raw into an ssh config
         raise LabError(f"lab {record.name!r} names its node {record.node_addr[:60]!r}, which is not a host name "
                        "or an address: refusing to write it into an ssh config.")

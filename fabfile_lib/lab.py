@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from . import batch_script, detached, lab_dir, modes, pacing, probes, slurm, state, version, via_memory
+from . import batch_script, commands, detached, lab_dir, modes, pacing, probes, slurm, state, version, via_memory
 from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards import check_port_free
@@ -64,8 +64,8 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     # Recorded first, exclusively: a second start of the same name stops here; and from here on a crash
     # at any point leaves a record here and a lab.json there that lab.cancel and lab.list --cluster find.
     if not state.create(settings.state_path, record):
-        raise LabError(f"a lab named {settings.name!r} is already recorded: `inv lab.status --name "
-                       f"{settings.name}`, or `inv lab.cancel --name {settings.name}` first.")
+        raise LabError(f"a lab named {settings.name!r} is already recorded: `{commands.run('status')} --name "
+                       f"{settings.name}`, or `{commands.run('cancel')} --name {settings.name}` first.")
     try:
         lab_dir.mkdir_private(sftp, where, new=True)
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), record.token)
@@ -282,7 +282,7 @@ def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> s
     if not info.running:
         return f"job {info.state.lower()}{f' ({info.reason})' if info.reason else ''}: no Jupyter yet"
     if not forwarding:
-        return f"no forwards open: `inv lab.tunnel --name {record.name}`"
+        return f"no forwards open: `{commands.run('tunnel')} --name {record.name}`"
     return record.forward_note or "forward down, reconnecting"
 
 

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import openssh, untrusted
+from . import commands, openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
@@ -151,7 +151,8 @@ class Master:
         if self.check().alive:  # started by another process while this one waited for the lock
             return False
         if not interactive and self._logged_out().exists():
-            raise PromptNeeded(f"you logged out of {self.label} (`inv lab.logout`): `inv lab.login` to resume.")
+            raise PromptNeeded(f"you logged out of {self.label} (`{commands.run('logout')}`): "
+                               f"`{commands.run('login')}` to resume.")
         if self.control_path:
             Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._logged_out().unlink(missing_ok=True)
@@ -177,7 +178,7 @@ class Master:
                 failure = self._diagnose() or failure
             if batch and "Permission denied" in stderr and "keyboard-interactive" in stderr:
                 raise PromptNeeded(f"logging in to {self.label} needs a second factor and nobody can be asked "
-                                   f"here: run `inv lab.login` in a terminal, then retry.")
+                                   f"here: run `{commands.run('login')}` in a terminal, then retry.")
             raise failure
         self._write_meta({"created": time.time(), "persist": self.persist, "label": self.label,
                           "cluster": self.cluster, "pin": self.pin})

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import commands
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 
 Options = dict[str, list[str]]
@@ -104,10 +105,11 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
         return ConnectError(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")")
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return AuthenticationError(f"{what}: authentication failed (ssh: \"{reason}\"): check the user, "
-                                   f"IdentityFile and agent; a second factor needs `inv lab.login` in a terminal.")
+                                   f"IdentityFile and agent; a second factor needs `{commands.run('login')}` in a "
+                                   "terminal.")
     if "read_passphrase" in stderr or "can't open /dev/tty" in stderr or "No such device or address" in stderr:
         return PromptNeeded(f"{what}: ssh needs to ask for a passphrase or code and has no terminal: run "
-                            f"`inv lab.login` in a terminal first.")
+                            f"`{commands.run('login')}` in a terminal first.")
     return ConnectError(f"{what}: {reason}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from . import lab, lab_dir, modes, slurm, state, untrusted
+from . import commands, lab, lab_dir, modes, slurm, state, untrusted
 from .errors import JobEnded, LabError
 from .hops import Hops
 from .settings import LabSettings
@@ -47,7 +47,7 @@ def find_remote(settings: LabSettings, hops: Hops, name: str | None = None, job_
     what = f"job {job_id}" if job_id else f"named {name!r}"
     if not found:
         raise LabError(f"no lab {what} on {settings.login} (under {settings.remote_dir}): "
-                       "`inv lab.list --cluster` lists the labs there.")
+                       f"`{commands.run('list')} --cluster` lists the labs there.")
     live = [lab for lab in found if lab.active]
     return (live or found)[-1]
 
@@ -73,18 +73,18 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
     found = find_remote(settings, hops, name, job_id)
     if not found.active:
         raise JobEnded(f"lab {found.meta.name!r} was found but its job {found.meta.job_id} has ended: "
-                       f"`inv lab.cancel --job {found.meta.job_id}` removes its files.")
+                       f"`{commands.run('cancel')} --job {found.meta.job_id}` removes its files.")
     if state.exists(settings.state_path, found.meta.name):
         mine = state.load(settings.state_path, found.meta.name)
         if mine.job_id != found.meta.job_id:
             raise LabError(f"a different lab named {found.meta.name!r} (job {mine.job_id}) is recorded here: "
-                           f"`inv lab.cancel --name {found.meta.name}` or `inv lab.status` first.")
+                           f"`{commands.run('cancel')} --name {found.meta.name}` or `{commands.run('status')}` first.")
         if mine.reachable:
             return mine
     record = rebuild(settings, hops, found)
     if not state.create(settings.state_path, record):
         raise LabError(f"lab {record.name!r} was recorded here meanwhile (another attach or start): "
-                       f"`inv lab.status --name {record.name}`.")
+                       f"`{commands.run('status')} --name {record.name}`.")
     here = state.settings_of(record)
     try:
         if not modes.mode(record.via).pin(record.login_host):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from . import environment, modes
+from . import commands, environment, modes
 from .errors import ConfigError
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
@@ -187,7 +187,7 @@ class LabSettings:
             if profile not in profiles:
                 known = ", ".join(sorted(profiles)) or "none are defined"
                 raise ConfigError(f"lab profile {profile!r} is not defined (lab.profiles: {known}); "
-                                  "`inv lab.profiles` lists them.")
+                                  f"`{commands.run('profiles')}` lists them.")
             layers.append({str(k): v for k, v in profiles[profile].items() if v is not None})
         layers.append({k: v for k, v in overrides.items() if v is not None})
         merged = {k: v for k, v in DEFAULTS.items() if k != "profiles"}
@@ -206,7 +206,7 @@ class LabSettings:
     def validate(self) -> None:
         if not self.login:
             raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
-                           "in invoke.yaml or with `inv -f FILE`.")
+                              f"{commands.where_config()}.")
         if self.via not in modes.CHOICES:
             raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.CHOICES)}.")
         check_name(self.name)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from . import commands
 from .errors import LabError
 from .modes import Endpoint
 from .settings import LabSettings, check_name
@@ -144,8 +145,8 @@ def load(state_dir: Path, name: str) -> LabRecord:
     """The record of lab ``name``; a LabError saying what to do if there is none or it is damaged."""
     path = path_for(state_dir, name)
     if not path.exists():
-        raise LabError(f"no lab named {name!r} is recorded here: `inv lab.list` shows the labs, "
-                       "`inv lab.start --name NAME` starts one.")
+        raise LabError(f"no lab named {name!r} is recorded here: `{commands.run('list')}` shows the labs, "
+                       f"`{commands.run('start')} --name NAME` starts one.")
     try:
         data = json.loads(path.read_text())
         known = {f.name for f in fields(LabRecord)}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from . import lab_dir, master, modes, pacing, probes, slurm, ssh_forward
+from . import commands, lab_dir, master, modes, pacing, probes, slurm, ssh_forward
 from .errors import AuthenticationError, ConnectError, HostKeyError, JobEnded, LabError, PromptNeeded, SchedulerError
 from .forwards import Forward, Heartbeat, forward_local
 from .hops import Hops, choose_transport
@@ -38,7 +38,7 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
     """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body: an
     OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise."""
     if not record.reachable:
-        raise LabError(f"lab {record.name!r} has not answered yet: `inv lab.wait --name {record.name}`.")
+        raise LabError(f"lab {record.name!r} has not answered yet: `{commands.run('wait')} --name {record.name}`.")
     port_wanted = record.local_port if local_port is None else local_port
     if record.remote_socket and not hops.openssh:
         raise probes.socket_needs_openssh(record)
@@ -160,7 +160,7 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             waiting_since = waiting_since or time.monotonic()
             if not connected_once or time.monotonic() - waiting_since > LOGIN_WAIT:
                 raise
-            vigil.condition(f"login needed: `inv lab.login` ({exc})")
+            vigil.condition(f"login needed: `{commands.run('login')}` ({exc})")
             _await_login(settings, stop, waiting_since + LOGIN_WAIT)
             continue
         except (LabError, OSError, EOFError, paramiko.SSHException) as exc:
@@ -170,8 +170,9 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             failures += 1
             failing_since = failing_since or last_attempt
             if backoff.exhausted(time.monotonic() - failing_since):
+                again = f"`{commands.run('tunnel')} --name {record.name}` to try again"
                 raise ConnectError(f"{exc}; gave up after {backoff.give_up_after / 60:.0f} minutes of trying to "
-                                   f"reconnect: `inv lab.tunnel --name {record.name}` to try again.") from None
+                                   f"reconnect: {again}.") from None
             vigil.condition(f"forward down, reconnecting ({exc})")
             stop.wait(backoff.delay(failures, time.monotonic() - last_attempt))
             continue
@@ -185,7 +186,7 @@ def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
     """The record with where Jupyter's far end is now (a hop the job made again has a new port); JobEnded
     once the job's own end mark is there (its hop is gone for good)."""
     if lab_dir.look(hops, record.remote_dir).ended:
-        raise JobEnded(f"job {record.job_id} has ended: `inv lab.status --name {record.name}` says why.")
+        raise JobEnded(f"job {record.job_id} has ended: `{commands.run('status')} --name {record.name}` says why.")
     runtime = lab_dir.runtime_info(hops, record.remote_dir)
     if not runtime or not isinstance(runtime.get("port"), int):
         return record

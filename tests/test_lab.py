@@ -108,6 +108,15 @@ def _ports_of(sbx, host: str, pid: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
 
 
+def _forwarded_ports(sbx, host: str) -> list[str]:
+    """Ports sshd listens on in ``host``'s namespace besides its own (22, and 2222 on login nodes): the
+    far ends of reverse forwards."""
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns(host)}", "ss", "-Hltnp"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines()
+            if '"sshd"' in line and line.split()[3].rsplit(":", 1)[1] not in ("22", "2222")]
+
+
 def _assert_private_socket(sbx, path: str) -> None:
     info, parent = Path(path).lstat(), Path(path).parent.lstat()
     assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, path
@@ -154,6 +163,8 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
         # login node), only a 0600 socket in a 0700 directory that another cluster user cannot connect to.
         assert status["listens"] == "Jupyter on a private socket" and rec["jupyter_port"] == 0
         assert not _ports_of(sbx, "compute", _jupyter_pid(rec)) and status["remote_socket"] == rec["remote_socket"]
+        if via == "reverse":  # the hop's far end on the login node: no port of sshd's beyond its own
+            assert _forwarded_ports(sbx, "login") == []
         for path in {_runtime(rec)["sock"], rec["remote_socket"]}:  # the node's, and the login node's
             _assert_private_socket(sbx, path)
             assert _other_user_connects(sbx, path) == "PermissionError"

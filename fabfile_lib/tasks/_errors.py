@@ -94,7 +94,12 @@ _LEVELS = (("system", "the system config"), ("user", "your user config"), ("proj
 
 
 def _program_config():
+    """The config of the program that runs: ``fabfile-lab`` (looked up, not imported: it is above this
+    module), else Invoke's own ``inv``."""
+    ours = sys.modules.get("fabfile_lib.program")
     try:
+        if ours is not None and getattr(ours.program, "config", None) is not None:
+            return ours.program.config
         from invoke.main import program
         return program.config
     except Exception:

@@ -1,4 +1,4 @@
-"""``inv lab.*``: JupyterLab on a compute node, in the local browser, across the jump host."""
+"""The lab tasks (`inv lab.*`, `fabfile-lab *`): JupyterLab on a compute node, in the local browser."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from .. import browser as browser_page
-from .. import ide, lab, master, modes, remote_labs, slurm, state, via_memory
+from .. import commands, ide, lab, master, modes, remote_labs, slurm, state, via_memory
 from ..doctor import run_checks
 from ..errors import ConfigError, JobEnded, LabError, ModeUnreachable, WaitTimeout
 from ..hops import Hops, choose_transport
@@ -28,7 +28,7 @@ RESOURCES = {"partition": "sbatch --partition for this run", "time": "sbatch --t
              "gpus": "sbatch --gpus, e.g. 1 or a100:2",
              "account": "sbatch --account", "constraint": "sbatch --constraint", "qos": "sbatch --qos",
              "sbatch": "any other sbatch long option for this run, KEY=VALUE (repeatable); a bare KEY is a flag",
-             "profile": "a profile from lab.profiles (`inv lab.profiles` lists them)"}
+             "profile": "a profile from lab.profiles (the profiles task lists them)"}
 
 
 def _settings(c, name: str | None = None, profile: str | None = None, sbatch: dict | None = None,
@@ -58,8 +58,8 @@ def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
 
 
 def _hints(record: state.LabRecord, as_json: bool = False) -> None:
-    _say(as_json, f"the job keeps running. Re-attach: inv lab.tunnel --name {record.name}   "
-                  f"End it: inv lab.cancel --name {record.name}")
+    _say(as_json, f"the job keeps running. Re-attach: {commands.run('tunnel')} --name {record.name}   "
+                  f"End it: {commands.run('cancel')} --name {record.name}")
 
 
 def _summary(record: state.LabRecord, port: int, time_left: str = "") -> str:
@@ -131,8 +131,8 @@ def wait(c, name=None, timeout=None):
         try:
             record = lab.wait(settings, record, hops, display, limit)
         except WaitTimeout as exc:
-            raise WaitTimeout(f"{exc}; the job and the lab are kept: `inv lab.wait --name {record.name}` to wait "
-                              f"longer, `inv lab.cancel --name {record.name}` to end it.") from None
+            raise WaitTimeout(f"{exc}; the job and the lab are kept: `{commands.run('wait')} --name {record.name}` "
+                              f"to wait longer, `{commands.run('cancel')} --name {record.name}` to end it.") from None
     print(f"Jupyter answers on {record.node}, {lab.listens(record)} (job {record.job_id})")
 
 
@@ -168,7 +168,7 @@ def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
         return
     if lab.forward_alive(record):
         raise LabError(f"lab {record.name} is already forwarded in the background: {record.url()} "
-                       f"(`inv lab.tunnel --name {record.name} --stop` to stop it).")
+                       f"(`{commands.run('tunnel')} --name {record.name} --stop` to stop it).")
     _foreground(settings, record, browser=not no_browser)
 
 
@@ -178,7 +178,8 @@ def open_(c, name=None):
     """Open the lab's URL in the browser."""
     settings, record = _record(c, name)
     if not lab.forward_alive(record):
-        raise LabError(f"lab {record.name} has no open forwards: `inv lab.tunnel --name {record.name} --detach`.")
+        raise LabError(f"lab {record.name} has no open forwards: "
+                       f"`{commands.run('tunnel')} --name {record.name} --detach`.")
     print(record.url())
     browser_page.open_lab(settings.state_path, record, record.forward_port)
 
@@ -244,8 +245,8 @@ def _started(settings: LabSettings, hops: Hops, detach: bool, json_: bool, left:
         # The cluster or the connection failed, not the job: a place in the queue is never given up.
         if early:
             early.terminate()
-        raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `inv lab.wait --name "
-                        f"{record.name}` goes on, `inv lab.cancel --name {record.name}` ends it.") from None
+        raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `{commands.run('wait')} --name "
+                        f"{record.name}` goes on, `{commands.run('cancel')} --name {record.name}` ends it.") from None
 
 
 def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSettings) -> str:
@@ -254,7 +255,8 @@ def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSett
         return f"interrupted: job {record.job_id} cancelled, nothing left behind."
     if isinstance(exc, WaitTimeout):
         return (f"{exc}; job {record.job_id} was cancelled and nothing kept: raise lab.wait_timeout (now "
-                f"{settings.wait_timeout:.0f} s) and start again, or use `inv lab.submit` then `inv lab.wait`.")
+                f"{settings.wait_timeout:.0f} s) and start again, or use `{commands.run('submit')}` then "
+                f"`{commands.run('wait')}`.")
     if isinstance(exc, JobEnded):
         return f"{exc} (its files were removed; nothing kept)"
     return f"{exc} (job {record.job_id} cancelled, nothing kept)"
@@ -276,11 +278,11 @@ def _statuses(c, names) -> list[lab.LabStatus]:
 
 def _print_statuses(results: list[lab.LabStatus]) -> None:
     if not results:
-        print("no labs recorded; start one with `inv lab.start`")
+        print(f"no labs recorded; start one with `{commands.run('start')}`")
     for st in results:
         if st.ended_because:
-            print(f"{st.name}: job {st.job_id} has ended: {st.ended_because}. `inv lab.cancel --name {st.name}` "
-                  "removes its files and record.")
+            print(f"{st.name}: job {st.job_id} has ended: {st.ended_because}. "
+                  f"`{commands.run('cancel')} --name {st.name}` removes its files and record.")
             continue
         reason = f" ({st.reason})" if st.reason else ""
         ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""
@@ -381,7 +383,7 @@ def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
     """Re-attach to a lab running on the cluster, from any machine: rebuild its record, then tunnel.
 
     The lab is found in lab.remote_dir on the cluster of the current config; its token is read over SFTP
-    from its private file. Then it is like `inv lab.tunnel` (--detach included).
+    from its private file. Then it is like `tunnel` (--detach included).
     """
     settings = _settings(c, name)
     with Hops(settings) as hops:
@@ -401,7 +403,7 @@ def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
 @task
 @user_errors
 def profiles(c):
-    """The profiles in lab.profiles and what each changes (use one with `inv lab.start --profile NAME`)."""
+    """The profiles in lab.profiles and what each changes (use one with `start --profile NAME`)."""
     config = dict(lab_config(c))
     checkable = {**config, "login": config.get("login") or "-"}  # listing needs no cluster
     LabSettings.from_config(checkable)  # the profiles are valid (lab.profiles' shape included)
@@ -419,7 +421,11 @@ def profiles(c):
 def doctor(c, job=False, profile=None, partition=None):
     """Check what a lab needs, one line each (✓/✗ and the fix): ssh config, hops and host keys, Slurm,
     the partition, the remote directory, and that the environment finds jupyter. Exits 1 on any ✗."""
-    settings = _run_settings(c, None, profile, (), {"partition": partition})
+    print_checks(_run_settings(c, None, profile, (), {"partition": partition}), job)
+
+
+def print_checks(settings: LabSettings, job: bool = False) -> None:
+    """Doctor's checks, one line each as they come; Exit 1 if any failed."""
     failed = 0
     for check in run_checks(settings, job=job):
         mark = {True: "✓", False: "✗", None: "·"}[check.ok]
@@ -447,7 +453,7 @@ def vscode(c, name=None):
         print(f"Jupyter server URL, inside the Remote-SSH window: "
               f"http://127.0.0.1:{record.jupyter_port}{record.url_path}?token={record.token}")
     if not lab.forward_alive(record):
-        print(f"for a local URL: inv lab.tunnel --name {record.name} --detach")
+        print(f"for a local URL: {commands.run('tunnel')} --name {record.name} --detach")
 
 
 def _cluster_settings(c, name: str | None) -> LabSettings:
@@ -464,7 +470,7 @@ def login(c, name=None):
     """Log in to the cluster once (OpenSSH asks for passphrase, code or touch) and keep the login.
 
     Every later task and the background forwards ride this login (an OpenSSH ControlMaster) and ask for
-    nothing while it lives: lab.persist after its last use (default 8h), or until `inv lab.logout`.
+    nothing while it lives: lab.persist after its last use (default 8h), or until `logout`.
     """
     settings = _cluster_settings(c, name)
     if choose_transport(settings) != "openssh":
@@ -481,11 +487,11 @@ def login_summary(plan: master.Master, started: bool) -> str:
     what = "logged in" if started else "already logged in"
     if plan.user_managed:
         return (f"{what} to {plan.label} through your own ControlMaster (pid {info.pid}); it lives as your "
-                "ssh config's ControlPersist says. `inv lab.logout` ends it.")
+                f"ssh config's ControlPersist says. `{commands.run('logout')}` ends it.")
     if plan.persist == "0":
-        return f"{what} to {plan.label} (pid {info.pid}); lab.persist is 0, so `inv lab.logout` ends it."
+        return f"{what} to {plan.label} (pid {info.pid}); lab.persist is 0, so `{commands.run('logout')}` ends it."
     return (f"{what} to {plan.label} (master pid {info.pid}, since {since}); it stays until {plan.persist} "
-            f"after its last use (lab.persist), or `inv lab.logout`.")
+            f"after its last use (lab.persist), or `{commands.run('logout')}`.")
 
 
 @task(help={"name": "use the cluster this lab was started on (default: the cluster of the current config)"})
@@ -502,7 +508,7 @@ def logout(c, name=None):
         closed = other.close() or closed
     print(f"logged out of {plan.label}" if closed else f"no login to {plan.label} was open")
     if lab.forwarding_labs(local_lab(lab_config(c))[0]):
-        print("background forwards wait for the next login (`inv lab.login`) before they answer again")
+        print(f"background forwards wait for the next login (`{commands.run('login')}`) before they answer again")
 
 
 ns = Collection("lab", start, submit, wait, tunnel, open_, status, list_, logs, cancel, attach, profiles, doctor,

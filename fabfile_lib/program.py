@@ -1,0 +1,89 @@
+"""The ``fabfile-lab`` command: the lab tasks as a program of their own, installed like any tool.
+
+Built on Invoke's ``Program``, the way Fabric's ``fab`` is: the same tasks, options, exit codes and JSON
+as ``inv lab.*`` in the repository, named without the ``lab.`` prefix (``fabfile-lab start``), because
+the command is the lab tool and nothing else. Its config is read, each over the one before, from:
+
+1. the defaults; ``/etc/fabfile-lab.yaml``;
+2. the user's file, ``$XDG_CONFIG_HOME/fabfile-lab/config.yaml`` (``fabfile-lab config init`` writes it);
+3. a project's ``fabfile-lab.yaml``, the nearest from the current directory upwards;
+4. a file given with ``-f FILE``;
+5. ``FABFILE_LAB_*`` environment variables (``FABFILE_LAB_VIA=login``: Invoke's env-prefix convention
+   with the prefix ``FABFILE``, so the names read as the keys they set);
+6. the task's own options.
+
+Invoke itself puts ``-f`` above the environment; here a variable set for one run wins over a file that a
+team shares, as a flag does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke import Collection, Config, Program
+from invoke.config import merge_dicts, obliterate
+
+from . import commands, user_config, version
+from .tasks import lab as lab_tasks
+from .tasks._errors import install_guard
+from .tasks.config import config as config_task
+
+
+class LabConfig(Config):
+    prefix = "fabfile-lab"
+    env_prefix = "FABFILE"
+
+    def load_user(self, merge: bool = True) -> None:
+        """One user file, in the XDG place (Invoke would look for ``~/.fabfile-lab.yaml``)."""
+        if self._user_found is None:
+            self._set(_user_path=str(user_config.path()))
+        self._load_file(prefix="user", absolute=True, merge=merge)
+
+    def merge(self) -> None:
+        """Invoke's order, except that the environment comes after the ``-f`` file (see the module)."""
+        self._set(_config={})
+        merge_dicts(self._config, self._defaults)
+        merge_dicts(self._config, self._collection)
+        self._merge_file("system", "System-wide")
+        self._merge_file("user", "Per-user")
+        self._merge_file("project", "Per-project")
+        self._merge_file("runtime", "Runtime")
+        merge_dicts(self._config, self._env)
+        merge_dicts(self._config, self._overrides)
+        merge_dicts(self._config, self._modifications)
+        obliterate(self._config, self._deletions)
+
+
+class LabProgram(Program):
+    def parse_collection(self) -> None:
+        """The bundled tasks, and a project's ``fabfile-lab.yaml`` from the current directory upwards."""
+        super().parse_collection()
+        project = user_config.project_dir(Path.cwd())
+        if project is not None:
+            self.config.set_project_location(str(project))
+            self.config.load_project(merge=False)
+
+
+def namespace() -> Collection:
+    """The lab tasks at the top (``start``, ``status``...), and ``config``."""
+    root = Collection()
+    for name, task in lab_tasks.ns.tasks.items():
+        root.add_task(task, name=name)
+    root.add_task(config_task, name="config")
+    root.configure(lab_tasks.ns.configuration())
+    return root
+
+
+program = LabProgram(namespace=namespace(), name="fabfile-lab", binary="fabfile-lab",
+                     binary_names=["fabfile-lab"], version=version(), config_class=LabConfig)
+
+
+def main() -> None:
+    commands.use(commands.PROGRAM)  # hints in messages name `fabfile-lab start`, not `inv lab.start`
+    install_guard()
+    program.run(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

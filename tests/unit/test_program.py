@@ -1,0 +1,126 @@
+"""The ``fabfile-lab`` command: its config hierarchy, its errors, its names, run as a user would run it
+(a subprocess, from a directory with no tasks.py). No cluster is needed: ``logs`` names the lab it looks
+for, which shows which level gave ``lab.name``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabfile_lib import user_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
+    environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"),
+                   PYTHONPATH=str(REPO), **env)
+    return subprocess.run([sys.executable, "-m", "fabfile_lib.program", *args], cwd=cwd or tmp_path, env=environ,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _file(path: Path, name: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"lab:\n  login: somewhere\n  name: {name}\n")
+    return path
+
+
+def _asked_for(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1 and proc.stderr.startswith("error: no lab named "), proc.stderr
+    return proc.stderr.split("'")[1]
+
+
+def test_each_level_of_config_overrides_the_one_before(tmp_path):
+    """User file < project file (found upwards) < -f < FABFILE_LAB_* < the task's flag."""
+    _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "fromuser")
+    work = tmp_path / "project" / "notebooks"
+    work.mkdir(parents=True)
+    assert _asked_for(_run(tmp_path, "logs", cwd=work)) == "fromuser"
+    _file(tmp_path / "project" / "fabfile-lab.yaml", "fromproject")
+    assert _asked_for(_run(tmp_path, "logs", cwd=work)) == "fromproject"
+    runtime = str(_file(tmp_path / "team.yaml", "fromfile"))
+    assert _asked_for(_run(tmp_path, "-f", runtime, "logs", cwd=work)) == "fromfile"
+    assert _asked_for(_run(tmp_path, "-f", runtime, "logs", cwd=work, FABFILE_LAB_NAME="fromenv")) == "fromenv"
+    flag = _run(tmp_path, "-f", runtime, "logs", "--name", "fromflag", cwd=work, FABFILE_LAB_NAME="fromenv")
+    assert _asked_for(flag) == "fromflag"
+
+
+def test_messages_name_the_command_the_user_runs(tmp_path):
+    proc = _run(tmp_path, "status")
+    assert proc.returncode == 0 and "start one with `fabfile-lab start`" in proc.stdout
+    assert "`fabfile-lab list`" in _run(tmp_path, "logs", "--name", "x").stderr
+    unset = _run(tmp_path, "doctor")
+    assert unset.returncode == 2 and "`fabfile-lab config init`" in unset.stderr and "inv" not in unset.stderr
+
+
+@pytest.mark.parametrize("text", ["lab: [\n", "lab: hello\n", "lab:\n  local_port: many\n"])
+def test_a_bad_user_file_is_one_error_line_with_exit_2(tmp_path, text):
+    where = tmp_path / "cfg" / "fabfile-lab" / "config.yaml"
+    where.parent.mkdir(parents=True)
+    where.write_text(text)
+    proc = _run(tmp_path, "doctor")  # settings are read and checked before anything is connected
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_missing_runtime_file_is_an_error(tmp_path):
+    proc = _run(tmp_path, "-f", str(tmp_path / "nope.yaml"), "status")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_help_list_completion_and_config_path(tmp_path):
+    listed = _run(tmp_path, "--list")
+    for name in ("start", "tunnel", "cancel", "status", "config", "doctor"):
+        assert f"  {name} " in listed.stdout
+    assert "lab.start" not in listed.stdout
+    assert "fabfile-lab" in _run(tmp_path, "--print-completion-script", "bash").stdout
+    assert _run(tmp_path, "config", "path").stdout.strip() == str(tmp_path / "cfg" / "fabfile-lab" / "config.yaml")
+    assert "config init" in _run(tmp_path, "config", "nope").stderr
+    no_tty = _run(tmp_path, "config", "init")
+    assert no_tty.returncode == 2 and "run it in a terminal" in no_tty.stderr
+
+
+def test_config_show_says_which_files_were_read(tmp_path):
+    user = _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "shown")
+    out = _run(tmp_path, "config", "show", FABFILE_LAB_VIA="login").stdout
+    assert f"# read from: {user}" in out and "name: shown" in out and "via: login" in out
+
+
+def test_the_ssh_hosts_offered_follow_includes_and_skip_patterns(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh" / "conf.d").mkdir(parents=True)
+    (tmp_path / ".ssh" / "conf.d" / "site").write_text("Host cluster cluster-login2\n  HostName x\n")
+    config = tmp_path / ".ssh" / "config"
+    config.write_text("Include conf.d/*\nHost jump *.example !bad\n  User me\nHost *\n  ServerAliveInterval 5\n")
+    assert user_config.ssh_hosts(config) == ["cluster", "cluster-login2", "jump"]
+
+
+@pytest.mark.parametrize("text,env", [("", {}), ("conda:lab", {"conda": "lab"}),
+                                      ("module:a,b module:c venv:~/v", {"modules": ["a", "b", "c"], "venv": "~/v"})])
+def test_environment_answers(text, env):
+    assert user_config.environment(text) == env
+
+
+@pytest.mark.parametrize("text", ["conda", "spack:x", "venv:"])
+def test_environment_answers_that_are_not_kind_value_are_one_line(text):
+    from fabfile_lib.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        user_config.environment(text)
+
+
+def test_the_written_file_is_private_and_loads(tmp_path):
+    (tmp_path / "ssh_config").write_text("Host cluster\n")
+    answers = user_config.Answers(ssh_config=str(tmp_path / "ssh_config"), login="me@cluster", partition="gpu",
+                                  environment="conda:lab")
+    where = user_config.write(user_config.lab_section(answers), tmp_path / "cfg" / "fabfile-lab" / "config.yaml")
+    assert stat.S_IMODE(where.stat().st_mode) == 0o600 and stat.S_IMODE(where.parent.stat().st_mode) == 0o700
+    shown = _run(tmp_path, "config", "show").stdout
+    assert "login: me@cluster" in shown and "partition: gpu" in shown and "conda: lab" in shown
