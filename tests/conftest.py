@@ -20,7 +20,10 @@ import pytest
 from fabfile_lib import LabError, sandbox
 from fabfile_lib.sandbox import SandboxConfig
 
-TEST_SANDBOX = SandboxConfig(name="fltest", subnet="10.251.0.0/24", dir="/var/tmp/fabfile-lab/fltest")
+# FLTEST_NAME and FLTEST_SUBNET give a second suite its own sandbox while another one runs.
+_NAME = os.environ.get("FLTEST_NAME", "fltest")
+TEST_SANDBOX = SandboxConfig(name=_NAME, subnet=os.environ.get("FLTEST_SUBNET", "10.251.0.0/24"),
+                             dir=f"/var/tmp/fabfile-lab/{_NAME}")
 
 
 def sandbox_unavailable() -> str | None:
