@@ -296,9 +296,23 @@ class Hops:
             except (HostKeyError, AuthenticationError, PromptNeeded):
                 raise
             except ConnectError as exc:
-                raise pinned_unreachable(self.pin, exc) if self.pin else exc from None
+                if not self.pin:
+                    raise
+                master = self._shared_on_pin()
+                if master is None:
+                    raise pinned_unreachable(self.pin, exc) from None
             self._master = master
         return self._master
+
+    def _shared_on_pin(self) -> Master | None:
+        """The cluster's own master, if it lands on the pinned node: where that node's own name does not
+        resolve from the proxy, the cluster's name may still lead there (always, with one login node)."""
+        shared = plan(self.settings)
+        try:
+            self._started_master = shared.open(interactive=self.interactive)
+        except ConnectError:
+            return None
+        return shared if self.pin in shared.landed() else None
 
     def connect(self, spec: HopSpec, gateway: Connection | str | None, via: str = "",
                 sock: paramiko.ProxyCommand | None = None) -> Connection:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fabfile_lib import LabError, openssh
-from fabfile_lib.errors import AuthenticationError, PromptNeeded
+from fabfile_lib import LabError, hops, openssh
+from fabfile_lib.errors import AuthenticationError, ConnectError, PromptNeeded
 from fabfile_lib.hops import Prompter, choose_transport, load_ssh_config, resolve
 from fabfile_lib.settings import LabSettings
 
@@ -78,3 +78,30 @@ def test_remote_scripts_survive_a_csh_login_shell():
     command = bash_script("set -u\nfor w in \"$@\"; do\n  echo \"<$w>\"\ndone", "a b", "$HOME", "it's")
     out = subprocess.run([tcsh, "-c", command], capture_output=True, text=True, timeout=10)
     assert out.stdout.splitlines() == ["<a b>", "<$HOME>", "<it's>"], out.stderr
+
+
+class _Master:
+    def __init__(self, pin: str, opens: bool, landed: tuple[str, ...] = ()):
+        self.pin, self.opens, self._landed = pin, opens, landed
+
+    def open(self, interactive: bool) -> bool:
+        if not self.opens:
+            raise ConnectError("Connection closed by UNKNOWN port 65535")
+        return True
+
+    def landed(self) -> tuple[str, ...]:
+        return self._landed
+
+
+@pytest.mark.parametrize("landed,ok", [(("login1",), True), (("login2",), False)])
+def test_a_pinned_node_whose_name_does_not_resolve_is_reached_through_the_clusters_name(monkeypatch, landed, ok):
+    """The pinned master cannot connect (the node's own name does not resolve from the proxy): the
+    cluster's own master is used when it lands on that node; otherwise one line names the node."""
+    monkeypatch.setattr(hops, "plan", lambda settings, pin="": _Master(pin, opens=not pin, landed=landed))
+    settings = LabSettings.from_config({"login": "cluster", "transport": "openssh"})
+    pinned = hops.Hops(settings, interactive=False, pin="login1")
+    if ok:
+        assert pinned.master.pin == "" and pinned.master.landed() == ("login1",)
+    else:
+        with pytest.raises(ConnectError, match="login node login1 cannot be reached by its own name"):
+            pinned.master  # noqa: B018 - the property opens the master

@@ -1,0 +1,254 @@
+"""JupyterLab as its user sees it: the distribution's Chromium, driven headless by Playwright, through the
+tool's own forwards to the sandbox, in each mode.
+
+The page is opened where the tool opens it (the private redirect page it hands the browser). Then a
+notebook runs code on the compute node, a terminal runs ``hostname``, 20 MB go up through the file
+browser, and the page lives through a reset of the hop under it. A lab with a 3-minute limit, started
+first and left open beside the others, is warned about and then seen gone from its page. A failing step
+leaves a screenshot and the browser's console log under the test's temporary directory, named in the
+failure message. ``-m "not browser"`` skips these where no Chromium is installed; under CI=true a missing
+browser is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fabfile_lib.procs import alive
+from fabfile_lib.sandbox import SandboxConfig
+
+from .conftest import LabCli, answers, ssh, wait_for
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+UPLOAD_BYTES = 20_000_000
+WALLTIME = "00:03:00"
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser test cannot run under CI: {what} is missing (tests/run installs it)")
+    pytest.skip(f"{what} is missing")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright (pip install playwright)")
+    if not CHROMIUM:
+        _missing("Chromium (apt install chromium)")
+    with sync_playwright() as driver:
+        # As root, Chromium's own sandbox cannot start; the pages it renders are the sandbox's own labs.
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        yield browser
+        browser.close()
+
+
+class Page:
+    """One browser page and what it said on its console, with the evidence a failure leaves behind."""
+
+    def __init__(self, browser, where: Path):
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.where = where
+        self.console: list[str] = []
+        self.page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+
+    @contextlib.contextmanager
+    def evidence(self, step: str) -> Iterator[None]:
+        """A failure inside is re-raised naming the screenshot and console log it saved."""
+        try:
+            yield
+        except Exception as exc:
+            stem = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")
+            shot, log = self.where / f"{stem}.png", self.where / f"{stem}.console.log"
+            with contextlib.suppress(Exception):
+                self.page.screenshot(path=str(shot), full_page=True)
+            log.write_text("\n".join(self.console))
+            raise AssertionError(f"{step}: {exc}\n  screenshot: {shot}\n  console log: {log}") from exc
+
+    def close(self) -> None:
+        self.context.close()
+
+    # -- JupyterLab ------------------------------------------------------------------------------
+    def open_lab(self, url: str) -> None:
+        self.page.goto(url)
+        self.page.locator('[data-command="launcher:create"]').first.wait_for(timeout=90_000)
+
+    def launcher(self):
+        """A new launcher tab (a restored workspace may show none)."""
+        self.page.locator('[data-command="launcher:create"]').first.click()
+        launcher = self.page.locator(".jp-Launcher:visible")
+        launcher.wait_for(timeout=30_000)
+        return launcher
+
+    def new_notebook(self) -> None:
+        self.launcher().locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+        self.page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
+            timeout=90_000)
+
+    def run_cell(self, code: str | None, count: int, timeout: float = 60) -> str:
+        """Type ``code`` into the notebook's first cell (None: leave it), run it, and return its output
+        once the cell shows execution count ``count``."""
+        cell = self.page.locator(".jp-NotebookPanel:visible .jp-Cell").first
+        cell.locator(".cm-content").click()
+        if code is not None:
+            self.page.keyboard.type(code)
+        self.page.keyboard.press("Shift+Enter")
+        cell.locator(f'.jp-InputPrompt:has-text("[{count}]")').wait_for(timeout=timeout * 1000)
+        return cell.locator(".jp-OutputArea-output").first.inner_text(timeout=10_000).strip()
+
+    def terminal(self, line: str) -> None:
+        self.launcher().locator('.jp-LauncherCard[data-category="Other"]').filter(has_text="Terminal").first.click()
+        term = self.page.locator(".jp-Terminal:visible")
+        term.wait_for(timeout=30_000)
+        self.page.locator(".jp-Terminal:visible .xterm-screen").wait_for(timeout=30_000)
+        self.page.wait_for_timeout(1000)  # the shell's prompt
+        term.click()
+        self.page.keyboard.type(line + "\n")
+
+    def upload(self, path: Path) -> None:
+        with self.page.expect_file_chooser() as chooser:
+            self.page.locator('[title^="Upload Files"]').first.click()
+        chooser.value.set_files(str(path))
+        confirm = self.page.locator('.jp-Dialog button:has-text("Upload")')  # JupyterLab asks above 15 MB
+        confirm.wait_for(timeout=10_000)
+        confirm.click()
+
+    def show_notebook(self) -> None:
+        self.page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab:has-text(".ipynb")').first.click()
+
+    def dismiss_dialogs(self) -> None:
+        for button in self.page.locator('.jp-Dialog button:has-text("Dismiss")').all():
+            with contextlib.suppress(Exception):
+                button.click(timeout=2000)
+
+    def server_gone(self) -> bool:
+        return self.page.locator('.jp-Dialog:has-text("Server Connection Error")').count() > 0
+
+
+def _fake_browser(where: Path) -> tuple[Path, Path]:
+    """A BROWSER that records what the tool asks it to open."""
+    seen, fake = where / "opened", where / "browser"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" > {seen}\n")
+    fake.chmod(0o755)
+    return fake, seen
+
+
+def _folder(sbx: SandboxConfig, name: str) -> Path:
+    """A fresh notebook directory in the cluster user's home (Jupyter's files, and the uploads, go there)."""
+    folder = sbx.home / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    shutil.chown(folder, sbx.username, sbx.username)
+    return folder
+
+
+def _cli(sbx: SandboxConfig, where: Path, via: str, folder: str, **lab) -> LabCli:
+    # Each lab keeps its JupyterLab workspace beside it, so no page restores another test's tabs.
+    setup = [f"source {sbx.venv}/bin/activate", 'export JUPYTERLAB_WORKSPACES_DIR="$LAB_DIR/workspaces"']
+    return LabCli(sbx, where, via=via, notebook_dir=f"~/{folder}", setup=setup, **lab)
+
+
+def _start(cli: LabCli, name: str, where: Path) -> tuple[dict, str]:
+    fake, seen = _fake_browser(where)
+    proc = cli("lab.start", "--name", name, "--detach", env={"BROWSER": str(fake)})
+    assert proc.returncode == 0, proc.stderr
+    opened = seen.read_text().strip()
+    assert opened.startswith("file://") and cli.record(name)["token"] not in opened  # the private page
+    return cli.record(name), opened
+
+
+@pytest.fixture(scope="module")
+def walltime_lab(chromium, sbx, tmp_path_factory):
+    """A lab with a 3-minute limit and its notebook open, started before the other browser tests and
+    ended by the last one (it runs beside them)."""
+    where = tmp_path_factory.mktemp("walltime")
+    _folder(sbx, "browser-walltime")
+    cli = _cli(sbx, where, "compute", "browser-walltime", sbatch={"partition": "debug", "time": WALLTIME})
+    rec, opened = _start(cli, "wall", where)
+    page = Page(chromium, where)
+    with page.evidence("walltime lab opens"):
+        page.open_lab(opened)
+        page.new_notebook()
+    yield cli, rec, page
+    page.close()
+    cli.cleanup()
+
+
+@pytest.mark.parametrize("via", ["compute", "login", "reverse"])
+def test_jupyterlab_works_in_a_browser_and_lives_through_a_drop(chromium, walltime_lab, sbx, tmp_path, via):
+    folder = _folder(sbx, f"browser-{via}")
+    cli = _cli(sbx, tmp_path, via, folder.name)
+    page = Page(chromium, tmp_path)
+    try:
+        rec, opened = _start(cli, f"b{via}", tmp_path)
+        node = sbx.hostname("compute")
+        with page.evidence(f"{via}: the launcher"):
+            page.open_lab(opened)
+        with page.evidence(f"{via}: a notebook runs a cell on the node"):
+            page.new_notebook()
+            assert page.run_cell("import socket; print(socket.gethostname())", 1) == node
+        with page.evidence(f"{via}: a terminal runs hostname"):
+            page.terminal(f"hostname > {folder}/terminal-hostname")
+            wait_for(lambda: (folder / "terminal-hostname").exists()
+                     and (folder / "terminal-hostname").read_text().strip() == node, timeout=30)
+        with page.evidence(f"{via}: 20 MB uploaded through the file browser"):
+            upload = tmp_path / "twenty-mb.bin"
+            upload.write_bytes(os.urandom(UPLOAD_BYTES))
+            page.upload(upload)
+            target = folder / upload.name
+            wait_for(lambda: target.exists() and target.stat().st_size == UPLOAD_BYTES, timeout=120)
+            assert target.read_bytes() == upload.read_bytes()
+        with page.evidence(f"{via}: the page lives through a reset of the hop"):
+            page.show_notebook()
+            subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('jump')}", "ss", "-K", "-tn", "dst",
+                            sbx.links[0].left_addr], check=True, capture_output=True)
+            log = cli.state_dir / "labs" / f"b{via}.forward.log"
+            wait_for(lambda: "dropped" in log.read_text(), timeout=15)
+            wait_for(lambda: answers(rec["forward_port"]), timeout=60)  # the same URL, no user action
+            page.dismiss_dialogs()
+            assert page.run_cell(None, 2) == node  # the same page, no reload
+    finally:
+        page.close()
+        cli.cleanup()  # the lab, and the login this test's state directory kept
+
+
+def test_the_walltime_is_announced_and_its_end_seen_on_the_page(walltime_lab, sbx):
+    """Also the forward's side of it: a warning in its log before the end, and the forward stopping
+    within 10 s of the job's end, saying why."""
+    cli, rec, page = walltime_lab
+    log_path = cli.state_dir / "labs" / "wall.forward.log"
+    wait_for(lambda: "about 1 minute" in log_path.read_text(), timeout=200, step=1)
+    with page.evidence("walltime: the page works until the end"):
+        assert page.run_cell("print('before the end')", 1) == "before the end"
+
+    def job_gone() -> bool:
+        return ssh(sbx, "login", f"squeue -h -j {rec['job_id']}").stdout.strip() == ""
+
+    wait_for(job_gone, timeout=150, step=1)
+    ended = time.monotonic()
+    wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    assert time.monotonic() - ended <= 10
+    log = log_path.read_text()
+    assert re.search(r"has ended: (it reached its time limit|it was cancelled)", log), log
+    job_log = (sbx.home / ".fabfile-lab").glob("wall-*/job.log")
+    assert any("Slurm warns" in p.read_text() for p in job_log)  # --signal=B:USR1@300, logged by the script
+    with page.evidence("walltime: the page shows the server gone"):
+        wait_for(page.server_gone, timeout=60)
+    status = json.loads(cli("lab.status", "--name", "wall", "--json").stdout)
+    assert re.search(r"time limit|cancelled", status["ended_because"]), status
