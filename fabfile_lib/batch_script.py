@@ -27,8 +27,8 @@ mkdir -p "$JUPYTER_RUNTIME_DIR"
 lab_end() {
     local status=$?
     kill ${JUPYTER_PID:-} ${REVERSE_PID:-} 2>/dev/null
+    if declare -F reverse_down >/dev/null; then reverse_down; fi  # at most 3 s, well within Slurm's KillWait
     echo "$status" > "$LAB_DIR/ended"
-    if declare -F reverse_down >/dev/null; then reverse_down; fi
     [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
 }
 trap lab_end EXIT

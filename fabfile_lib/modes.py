@@ -95,10 +95,10 @@ reverse_down() {
     local remove="rm -rf $LAB_REVERSE_DIR"
     [ -n "$LAB_REVERSE_DIR" ] || remove=true
     if "${REVERSE_SSH[@]}" -O check "$LAB_REVERSE_TARGET" 2>/dev/null; then
-        timeout 5 "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+        timeout 3 "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
         "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
     elif [ -n "$LAB_REVERSE_DIR" ]; then
-        timeout 5 ssh -o BatchMode=yes -o ConnectTimeout=4 "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+        timeout 3 ssh -o BatchMode=yes -o ConnectTimeout=2 "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
     fi
 }
 if [ -n "$NODE_END" ]; then

@@ -80,7 +80,8 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str = "") -> None:
     """No job of the cluster user in squeue; no local record and no lab directory on the cluster -- of lab
     ``name``, or of any lab when no name is given."""
-    assert ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == ""
+    # A cancelled job may show as completing (CG) for a few seconds while Slurm ends its processes.
+    wait_for(lambda: ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == "", timeout=30, step=1)
     if not name:  # nor the private socket directories on the hosts' own disks (one /tmp in the sandbox)
         wait_for(lambda: not _socket_dirs(sbx), timeout=15, step=0.5)
     remote = sbx.home / ".fabfile-lab"
