@@ -135,7 +135,22 @@ def _count_open_failures(fd: int) -> int:
     return os.pread(fd, 1 << 20, 0).count(b"open failed")
 
 
-class Stream:
+class _OverSocket:
+    """The socket-like half of a stream: what a probe calls on it goes to ``self.sock``."""
+
+    sock: socket.socket
+
+    def settimeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+
+class Stream(_OverSocket):
     """A byte stream to ``host:port`` through ``ssh -W`` (socket-like: sendall, recv, settimeout, close)."""
 
     def __init__(self, argv: list[str], what: str):
@@ -152,15 +167,6 @@ class Stream:
             self._err.seek(0)
             self._failure = openssh.explain(self._err.read(), self.what, self.proc.returncode)
         return self._failure
-
-    def settimeout(self, seconds: float) -> None:
-        self.sock.settimeout(seconds)
-
-    def sendall(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        return self.sock.recv(size)
 
     def close(self) -> None:
         self.sock.close()
@@ -214,7 +220,7 @@ def _open_failure(said: str) -> str:
     return lines[-1] if lines else ""
 
 
-class UnixStream:
+class UnixStream(_OverSocket):
     """A byte stream to a Unix socket on the far side (socket-like, as :class:`Stream`): ssh forwards a
     Unix socket of ours, in a new 0700 directory, to it. ``opened(local)`` is the forward's context
     (:func:`unix_via_ssh`, :func:`unix_on_master`). ``ssh -W`` cannot reach a socket; ``-L`` can."""
@@ -237,15 +243,6 @@ class UnixStream:
 
     def failure(self) -> LabError | None:
         return self._failure
-
-    def settimeout(self, seconds: float) -> None:
-        self.sock.settimeout(seconds)
-
-    def sendall(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        return self.sock.recv(size)
 
     def close(self) -> None:
         said = self._said()
