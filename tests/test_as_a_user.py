@@ -26,7 +26,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,9 +152,13 @@ class Page:
         self.page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab:has-text(".ipynb")').first.click()
 
     def dismiss_dialogs(self) -> None:
-        for button in self.page.locator('.jp-Dialog button:has-text("Dismiss")').all():
+        """Close what JupyterLab said while its server could not be reached (a reset hop, a save)."""
+        for _ in range(5):
+            buttons = self.page.locator('.jp-Dialog button:has-text("Dismiss"), .jp-Dialog button:has-text("Ok")')
+            if not buttons.count():
+                return
             with contextlib.suppress(Exception):
-                button.click(timeout=2000)
+                buttons.first.click(timeout=2000)
 
     def server_gone(self) -> bool:
         return self.page.locator('.jp-Dialog:has-text("Server Connection Error")').count() > 0
@@ -202,9 +205,10 @@ def walltime_lab(chromium, sbx, tmp_path_factory):
     cli = _cli(sbx, where, "compute", "browser-walltime", sbatch={"partition": "debug", "time": WALLTIME})
     rec, opened = _start(cli, "wall", where)
     page = Page(chromium, where)
-    with page.evidence("walltime lab opens"):
+    with page.evidence("walltime lab opens and runs a cell"):
         page.open_lab(opened)
         page.new_notebook()
+        assert page.run_cell("print('before the end')", 1) == "before the end"
     yield cli, rec, page
     page.close()
     cli.cleanup()
@@ -334,23 +338,20 @@ def test_the_walltime_is_announced_and_its_end_seen_on_the_page(walltime_lab, sb
     within 10 s of the job's end, saying why."""
     cli, rec, page = walltime_lab
     log_path = cli.state_dir / "labs" / "wall.forward.log"
-    wait_for(lambda: "about 1 minute" in log_path.read_text(), timeout=200, step=1)
-    with page.evidence("walltime: the page works until the end"):
-        page.dismiss_dialogs()  # the other tests reset the hop under this lab too
-        assert page.run_cell("print('before the end')", 1) == "before the end"
-
-    def job_gone() -> bool:
-        return ssh(sbx, "login", f"squeue -h -j {rec['job_id']}").stdout.strip() == ""
-
-    wait_for(job_gone, timeout=150, step=1)
-    ended = time.monotonic()
+    # The other tests of this module run meanwhile, so the end may have come already: it is timed from the
+    # job's own end mark and the forward log's last write, not from when this test looks.
+    end_mark = Path(rec["remote_dir"]) / "ended"
+    wait_for(end_mark.exists, timeout=240, step=1)
     wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
-    assert time.monotonic() - ended <= 10
+    assert log_path.stat().st_mtime - end_mark.stat().st_mtime <= 10  # the forward stopped, saying why
     log = log_path.read_text()
-    assert re.search(r"has ended: (it reached its time limit|it was cancelled)", log), log
+    ended = re.search(r"has ended: (it reached its time limit|it was cancelled)", log)
+    assert ended and 0 <= log.find("about 1 minute") < ended.start(), log  # warned before the end
+    wait_for(lambda: ssh(sbx, "login", f"squeue -h -j {rec['job_id']}").stdout.strip() == "", timeout=60, step=1)
     job_log = (sbx.home / ".fabfile-lab").glob("wall-*/job.log")
     assert any("Slurm warns" in p.read_text() for p in job_log)  # --signal=B:USR1@300, logged by the script
     with page.evidence("walltime: the page shows the server gone"):
+        page.dismiss_dialogs()  # any left from the hop resets: the one that counts comes after the end
         wait_for(page.server_gone, timeout=60)
     status = json.loads(cli("lab.status", "--name", "wall", "--json").stdout)
     assert re.search(r"time limit|cancelled", status["ended_because"]), status

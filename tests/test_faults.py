@@ -1,6 +1,7 @@
 """Faults injected under a running lab, against the sandbox: the job ending behind the tool's back, the
 scheduler going away, hops reset or down. Each is bounded in time and touches only the sandbox. (The
-walltime running out is seen in test_browser.py, from the page as well as from the forward.)"""
+walltime running out, and a reset of the jump host's sessions in each mode, are seen in test_as_a_user.py,
+from the page as well as from the forward.)"""
 
 from __future__ import annotations
 
@@ -72,15 +73,6 @@ def test_a_killed_background_forward_is_restored_by_tunnel_detach(lab_cli, sbx):
     proc = cli("lab.tunnel", "--name", "k9", "--detach", "--no-browser")
     assert proc.returncode == 0, proc.stderr
     assert _answers(cli.record("k9"))
-
-
-def test_a_reset_of_the_jump_hosts_tcp_sessions_heals_by_itself(lab_cli, sbx):
-    cli = lab_cli()
-    rec = _start(cli, "reset")
-    subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('jump')}", "ss", "-K", "-tn", "dst",
-                    sbx.links[0].left_addr], check=True, capture_output=True)
-    wait_for(lambda: "dropped" in (cli.state_dir / "labs" / "reset.forward.log").read_text(), timeout=10)
-    wait_for(lambda: _answers(rec), timeout=60)  # the same URL, no user action
 
 
 def test_a_link_down_for_20_seconds_heals(lab_cli, sbx):
