@@ -107,12 +107,11 @@ def _inv(config: Path, *args: str) -> float:
 
 
 def _openssh_forward(record: state.LabRecord, via: str) -> tuple[subprocess.Popen, int]:
-    target = {"compute": ("compute", "127.0.0.1", record.jupyter_port),
-              "login": ("login", record.remote_host, record.remote_port),
-              "reverse": ("login", "127.0.0.1", record.remote_port)}[via]
+    # The same far end as ours: Jupyter's private socket, or its port (login mode, Paramiko, a fallback).
+    host = "compute" if via == "compute" else "login"
     port = _free_port()
     proc = subprocess.Popen(["ssh", "-F", str(SBX.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
-                             "-L", f"127.0.0.1:{port}:{target[1]}:{target[2]}", target[0]])
+                             "-L", f"127.0.0.1:{port}:{record.far}", host])
     deadline = time.monotonic() + 20
     while labapi.check_url(record, port) != 200:
         if time.monotonic() > deadline:
