@@ -155,6 +155,10 @@ class Master:
                                f"`{commands.run('login')}` to resume.")
         if self.control_path:
             Path(self.control_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.user_managed and Path(self.control_path).is_socket():
+                # Left by a master that was killed (no `-O check` answers it): OpenSSH would start a master
+                # without multiplexing beside it ("already exists, disabling multiplexing").
+                Path(self.control_path).unlink(missing_ok=True)
         self._logged_out().unlink(missing_ok=True)
         batch = not interactive or not openssh.tty_available()
         persist = "yes" if self.persist == "0" else self.persist  # 0: held until the run that made it ends
