@@ -99,7 +99,8 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
         f"LAB_DIR={shlex.quote(lab_dir)}",
         f"LAB_VIA={shlex.quote(settings.via)}",
         f"LAB_REVERSE_TARGET={target}",
-        f"LAB_REVERSE_DIR={reverse_dir(lab_dir) if way.pinned and way.private(openssh) else ''}",
+        f"LAB_REVERSE_SOCKET={'1' if way.pinned and way.private(openssh) else ''}",
+        "LAB_REVERSE_DIR=",
     ]
     notebook_dir = environment.shell_path(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
@@ -109,12 +110,6 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
             .replace("__NOTEBOOK_DIR__", notebook_dir)
             .replace("__COMMAND__", settings.command))
     return "\n".join(head) + "\n" + body
-
-
-def reverse_dir(lab_dir: str) -> str:
-    """The 0700 directory on the login node for the far end of a reverse lab's hop: short (a socket path
-    holds about 100 bytes), on that node's own disk, named by the lab directory's random suffix."""
-    return f"/tmp/flr-{lab_dir.rsplit('-', 1)[-1]}"
 
 
 def find_program(settings: LabSettings) -> list[str]:

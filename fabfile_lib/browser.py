@@ -16,6 +16,12 @@ from . import state
 from .state import LabRecord
 
 
+def script_string(text: str) -> str:
+    """``text`` as a JavaScript string literal that cannot end the ``<script>`` element it stands in (no raw
+    ``<``, ``>`` or ``&``), whatever it holds."""
+    return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def redirect_file(state_dir: Path, record: LabRecord, port: int) -> Path:
     """Write the lab's 0600 redirect page (in a 0700 directory); return its path."""
     url = record.url(port)
@@ -26,7 +32,7 @@ def redirect_file(state_dir: Path, record: LabRecord, port: int) -> Path:
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"refresh\" content=\"0;url={html.escape(url)}\">"
         f"<title>JupyterLab {html.escape(record.name)}</title></head>\n"
-        f"<body><script>window.location.replace({json.dumps(url)});</script>"
+        f"<body><script>window.location.replace({script_string(url)});</script>"
         f"<p><a href=\"{html.escape(url)}\">JupyterLab {html.escape(record.name)}</a></p></body></html>\n"))
     return path
 

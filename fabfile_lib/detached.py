@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from . import probes, state
+from . import probes, python_child, state
 from .errors import LabError
 from .procs import alive, terminate
 from .settings import LabSettings
@@ -29,14 +28,12 @@ def spawn_forward(settings: LabSettings, record: LabRecord) -> subprocess.Popen:
     """Start the background forward process now. It logs in (riding the master) while Jupyter starts, and
     opens the forwards as soon as the record says where Jupyter answers: ``lab.start --detach`` then ends
     a moment after Jupyter answers, not a whole process start later."""
-    fd = state.open_log(settings.state_path, record.name)
-    # The child must import this very package, installed or not.
-    here = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    fd = state.open_log(settings.state_path, record.name)  # makes the state directory, 0700: the child's cwd
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "fabfile_lib.forward_process", record.name, str(settings.state_path)],
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, env=env)
+            python_child.argv("fabfile_lib.forward_process", record.name, os.path.abspath(settings.state_path)),
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
+            cwd=os.path.abspath(settings.state_path), env=python_child.environment())
     finally:
         os.close(fd)
 

@@ -260,6 +260,9 @@ class Hops:
         return cls(settings, interactive=interactive, pin=modes.mode(via).pin(login_host))
 
     def __post_init__(self) -> None:
+        if self.pin and not untrusted.host(self.pin):  # from the cluster: it becomes a HostName or a gateway
+            raise LabError(f"the lab names its login node {untrusted.quoted(self.pin)}, which is not a host name: "
+                           "refusing it.")
         self.transport = self.transport or choose_transport(self.settings)
         self._prompter = Prompter(self.interactive)
 
@@ -406,6 +409,9 @@ class Hops:
 
     def node_spec(self, address: str) -> HopSpec:
         """A compute node is reached with the login node's user, keys and known hosts."""
+        if not untrusted.host(address):  # from the cluster: it becomes a HostName, a -W target, a host key name
+            raise LabError(f"the job's node is named {untrusted.quoted(address)}, which is not a host name or an IP "
+                           "address: refusing it.")
         base = self.login_spec()
         return HopSpec(label=address, hostname=address, user=base.user, identities=base.identities,
                        identities_only=base.identities_only, known_hosts=base.known_hosts,

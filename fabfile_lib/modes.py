@@ -67,7 +67,7 @@ REVERSE_CTL="$LAB_SOCK_DIR/reverse.ctl"
 REVERSE_SSH=(ssh -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=30 -S "$REVERSE_CTL")
 # One ssh to the login node, a ControlMaster that stays the job's child; its forward is added with
 # `-O forward`, which answers only once sshd has accepted or refused it. The far end is a 0600 socket in
-# a 0700 directory there (LAB_REVERSE_DIR), or -- without one, or where the site refuses stream-local
+# a 0700 directory there (mktemp's, LAB_REVERSE_DIR), or -- without one, or where the site refuses stream-local
 # forwarding -- a loopback port sshd picks, which every user of that node can reach (token-only).
 reverse_up() {
     "${REVERSE_SSH[@]}" -N -M "$LAB_REVERSE_TARGET" </dev/null 2>>"$REVERSE_LOG" &
@@ -76,9 +76,17 @@ reverse_up() {
         kill -0 $REVERSE_MASTER 2>/dev/null || return 1
         sleep 0.2
     done
-    if [ -n "$LAB_REVERSE_DIR" ]; then
-        "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "mkdir -m 700 -p $LAB_REVERSE_DIR && test ! -h $LAB_REVERSE_DIR \
-&& test -O $LAB_REVERSE_DIR && rm -f $LAB_REVERSE_DIR/s" </dev/null 2>>"$REVERSE_LOG" || return 1
+    if [ -n "$LAB_REVERSE_SOCKET" ]; then
+        reverse_rmdir  # the directory of a hop that died
+        # A name nobody can guess or take first (the lab directory's name is in `scontrol show job`).
+        LAB_REVERSE_DIR=$("${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "mktemp -d /tmp/flr-XXXXXXXX" </dev/null \
+                          2>>"$REVERSE_LOG") || return 1
+        if ! [[ "$LAB_REVERSE_DIR" =~ ^/tmp/flr-[A-Za-z0-9]{8}$ ]]; then
+            echo "mktemp on $LAB_REVERSE_TARGET printed no directory of /tmp/flr-XXXXXXXX" >>"$REVERSE_LOG"
+            LAB_REVERSE_DIR=
+            return 1
+        fi
+        printf '%s\n' "$LAB_REVERSE_DIR" >"$LAB_SOCK_DIR/reverse.dir"  # for reverse_down, in the batch shell
         "${REVERSE_SSH[@]}" -o ExitOnForwardFailure=yes -O forward -R "$LAB_REVERSE_DIR/s:$NODE_END" \
             "$LAB_REVERSE_TARGET" 2>>"$REVERSE_LOG" || return 1
         echo "fabfile-lab: reverse socket $LAB_REVERSE_DIR/s up" >>"$REVERSE_LOG"
@@ -89,16 +97,24 @@ reverse_up() {
         echo "fabfile-lab: reverse port $port up" >>"$REVERSE_LOG"
     fi
 }
+# The hop's directory on the login node, over the master, if it is up and there is one.
+reverse_rmdir() {
+    if [ -n "$LAB_REVERSE_DIR" ] && "${REVERSE_SSH[@]}" -O check "$LAB_REVERSE_TARGET" 2>/dev/null; then
+        timeout 3 "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "rm -rf $LAB_REVERSE_DIR" </dev/null >/dev/null 2>&1
+    fi
+    LAB_REVERSE_DIR=
+}
 # As the job ends (lab_end): the directory on the login node -- over the master if Slurm's signal has
 # not ended it yet, else with one short ssh --, then the master.
 reverse_down() {
-    local remove="rm -rf $LAB_REVERSE_DIR"
-    [ -n "$LAB_REVERSE_DIR" ] || remove=true
+    LAB_REVERSE_DIR=$(cat "$LAB_SOCK_DIR/reverse.dir" 2>/dev/null)
+    [[ "$LAB_REVERSE_DIR" =~ ^/tmp/flr-[A-Za-z0-9]{8}$ ]] || LAB_REVERSE_DIR=
     if "${REVERSE_SSH[@]}" -O check "$LAB_REVERSE_TARGET" 2>/dev/null; then
-        timeout 3 "${REVERSE_SSH[@]}" "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+        reverse_rmdir
         "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
     elif [ -n "$LAB_REVERSE_DIR" ]; then
-        timeout 3 ssh -o BatchMode=yes -o ConnectTimeout=2 "$LAB_REVERSE_TARGET" "$remove" </dev/null >/dev/null 2>&1
+        timeout 3 ssh -o BatchMode=yes -o ConnectTimeout=2 "$LAB_REVERSE_TARGET" "rm -rf $LAB_REVERSE_DIR" \
+            </dev/null >/dev/null 2>&1
     fi
 }
 if [ -n "$NODE_END" ]; then
@@ -112,11 +128,13 @@ if [ -n "$NODE_END" ]; then
               while kill -0 $JUPYTER_PID 2>/dev/null && kill -0 $REVERSE_MASTER 2>/dev/null; do
                   sleep 2
               done
-          elif [ -n "$LAB_REVERSE_DIR" ] \
+          elif [ -n "$LAB_REVERSE_SOCKET" ] \
                && tail -c +$((before + 1)) "$REVERSE_LOG" | grep -q -e "listen path" -e "prohibited"; then
               echo "fabfile-lab: stream-local forwarding refused by $LAB_REVERSE_TARGET: Jupyter is reached" \
                    "through a port on its loopback instead (token-only)" >>"$REVERSE_LOG"
-              LAB_REVERSE_DIR=
+              LAB_REVERSE_SOCKET=
+              reverse_rmdir
+              rm -f "$LAB_SOCK_DIR/reverse.dir"
               "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
               continue
           fi

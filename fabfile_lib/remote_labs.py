@@ -59,6 +59,10 @@ def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
     token = (lab_dir.read(hops, meta.remote_dir, lab_dir.TOKEN_FILE) or "").strip()
     if not token:
         raise LabError(f"the token of lab {meta.name!r} cannot be read in {meta.remote_dir} on {settings.login}.")
+    if not untrusted.token(token):
+        raise LabError(f"lab {meta.name!r} has a token that the tool did not make ({untrusted.quoted(token, 20)} in "
+                       f"{meta.remote_dir}/{lab_dir.TOKEN_FILE}): refusing it; `{commands.run('cancel')} --job "
+                       f"{meta.job_id}` ends that lab.")
     here = LabSettings.from_config({**asdict(settings), "name": meta.name, "via": meta.via,
                                     "reverse_target": meta.reverse_target})
     return LabRecord(name=meta.name, settings=asdict(here), job_id=meta.job_id, remote_dir=meta.remote_dir,

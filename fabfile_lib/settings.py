@@ -22,12 +22,21 @@ _PERSIST = re.compile(r"^(0|yes|no|(\d+[smhdwSMHDW]?)+)$")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # Options the tool sets itself: the job's log must land in the private lab directory.
-_RESERVED = {"output", "error", "chdir", "parsable", "wrap", "export", "export-file"}
+_RESERVED = ("output", "error", "chdir", "parsable", "wrap", "export", "export-file")
+
+
+def reserved_option(key: str) -> str:
+    """The option the tool sets itself that ``key`` names: sbatch (getopt_long) takes any unambiguous
+    abbreviation, in ``#SBATCH`` lines as on its command line (tried here: ``--outp``, ``--chd``, ``--err``
+    were taken), so a prefix counts too; "" for any other key."""
+    return next((name for name in _RESERVED if name.startswith(key)), "") if key else ""
 
 # Options of lab.start / lab.submit that set one sbatch option for one run.
 RESOURCE_OPTIONS = {"partition": "partition", "time": "time", "cpus": "cpus-per-task", "mem": "mem", "gpus": "gpus",
                     "account": "account", "constraint": "constraint", "qos": "qos"}
 
+
+_LOCAL_PATHS = ("ssh_config", "state_dir")  # paths on the laptop
 
 # What each key must be, for one-line errors that name the key and the type wanted.
 _KINDS = {
@@ -198,6 +207,10 @@ class LabSettings:
             options.update(_coerce("sbatch", layer.get("sbatch", {})))
         options.update(_coerce("sbatch", sbatch or {}))
         kwargs = {key: _coerce(key, merged[key]) for key in _KINDS if key != "profiles"}
+        for key in _LOCAL_PATHS:  # a relative path means the directory the user typed the command in, for
+            # good: the background forward runs elsewhere (python_child.py)
+            if kwargs[key] and not kwargs[key].startswith("~") and not os.path.isabs(kwargs[key]):
+                kwargs[key] = os.path.abspath(kwargs[key])
         kwargs["sbatch"] = options
         settings = cls(**kwargs)
         settings.validate()
@@ -234,8 +247,9 @@ class LabSettings:
         for key, value in self.sbatch.items():
             if not _OPTION.fullmatch(str(key)):
                 raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
-            if str(key) in _RESERVED:
-                raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself; remove it.")
+            if reserved_option(str(key)):
+                raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself (--{reserved_option(str(key))}"
+                                  "; sbatch takes any unambiguous abbreviation of an option): remove it.")
             if "\n" in str(value) or "\r" in str(value):
                 raise ConfigError(f"lab.sbatch option {key!r} has a line break in its value.")
             if '"' in str(value) and any(c.isspace() for c in str(value)):

@@ -21,15 +21,41 @@ def job_id(text: object) -> bool:
     return isinstance(text, str) and _JOB_ID.fullmatch(text) is not None
 
 
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+
+
 def host(text: object) -> bool:
-    """A host name or an IP address: no blanks, quotes, ``$``, ``%``, ``/`` or leading ``-``."""
+    """A host name, an IPv4 address, or an IPv6 address of hex digits, ``:`` and ``.`` only.
+
+    No scope id: ``ipaddress`` takes ``fe80::1%<anything without % or />`` -- newlines, quotes, ``$(...)``
+    --, which would carry an ssh-config line into an IDE entry or a ProxyCommand into a gateway string."""
     if not isinstance(text, str) or not text or len(text) > 253:
+        return False
+    if _HOSTNAME.fullmatch(text):
+        return True
+    if not _IPV6.fullmatch(text):
         return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
-        return _HOSTNAME.fullmatch(text) is not None
+        return False
     return True
+
+
+def quoted(text: object, most: int = 60) -> str:
+    """Text the cluster gave, for a message: ``repr`` of at most ``most`` characters, so it stays one line
+    and shows control characters as escapes."""
+    return repr(str(text)[:most]) + ("..." if len(str(text)) > most else "")
+
+
+TOKEN_LENGTHS = (32, 128)  # the tool makes secrets.token_urlsafe(32): 43 characters
+_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTHS[0]},{TOKEN_LENGTHS[1]}}}")
+
+
+def token(text: object) -> bool:
+    """A lab token in the shape the tool makes: URL-safe base64, 32 to 128 characters. Anything else would
+    reach a URL, an HTTP header, the redirect page's script and the terminal."""
+    return isinstance(text, str) and _TOKEN.fullmatch(text) is not None
 
 
 NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names

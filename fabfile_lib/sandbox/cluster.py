@@ -7,10 +7,10 @@ the cluster user's passwd entry (Slurm and sshd look users up there); its home l
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import pwd
 import secrets
-import shutil
 from pathlib import Path
 
 from . import daemons
@@ -20,12 +20,11 @@ from .system import run
 NO_STREAMLOCAL_PORT = 2222  # a second port of each login node's sshd, without stream-local forwarding
 
 
-def _write(path: Path, text: str, mode: int = 0o644, owner: str | None = None) -> None:
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    """A file of root's in the sandbox's directory (checked root's at ``up``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(mode)
-    if owner:
-        shutil.chown(path, owner, owner)
 
 
 # -- the cluster user -------------------------------------------------------------------------------
@@ -87,30 +86,57 @@ def ensure_keys(cfg: SandboxConfig) -> None:
     known = [f"{_known_names(cfg, h)} {' '.join(public[h].split()[:2])}" for h in cfg.hosts]
     _write(cfg.known_hosts, "\n".join(known) + "\n", 0o600)
 
-    ssh_dir = cfg.home / ".ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    user_pub = _keygen(ssh_dir / "id_ed25519", f"{cfg.username}@{cfg.name}-cluster")
-    user = cfg.username
-    _write(ssh_dir / "authorized_keys", f"{laptop_pub}\n{user_pub}\n", 0o600, user)
+    # The user's own key is made in the sandbox's (root's) directory and copied in: ssh-keygen would
+    # follow a link the user left in ~/.ssh.
+    user_key = cfg.path / "hosts" / "user" / "id_ed25519"
+    user_pub = _keygen(user_key, f"{cfg.username}@{cfg.name}-cluster")
     # The reverse hop: a job on compute reaches the login node it was submitted from by its hostname
     # ($SLURM_SUBMIT_HOST).
     login_key = " ".join(public["login"].split()[:2])
-    _write(ssh_dir / "known_hosts", "".join(f"{cfg.hostname(h)},{cfg.from_compute(h)} {login_key}\n"
-                                            for h in cfg.login_hosts), 0o600, user)
-    _write(ssh_dir / "config", "".join(
-        f"Host {cfg.hostname(h)}{' login' if h == 'login' else ''}\n"
-        f"    HostName {cfg.from_compute(h)}\n"
-        f"    HostKeyAlias {cfg.hostname(h)}\n"
-        "    IdentityFile ~/.ssh/id_ed25519\n"
-        "    StrictHostKeyChecking yes\n"
-        "    BatchMode yes\n" for h in cfg.login_hosts)
+    files = {
+        "id_ed25519": user_key.read_text(), "id_ed25519.pub": user_pub + "\n",
+        "authorized_keys": f"{laptop_pub}\n{user_pub}\n",
+        "known_hosts": "".join(f"{cfg.hostname(h)},{cfg.from_compute(h)} {login_key}\n" for h in cfg.login_hosts),
+        "config": "".join(
+            f"Host {cfg.hostname(h)}{' login' if h == 'login' else ''}\n"
+            f"    HostName {cfg.from_compute(h)}\n"
+            f"    HostKeyAlias {cfg.hostname(h)}\n"
+            "    IdentityFile ~/.ssh/id_ed25519\n"
+            "    StrictHostKeyChecking yes\n"
+            "    BatchMode yes\n" for h in cfg.login_hosts)
         # The same login node as a site that forbids stream-local forwarding (lab.reverse_target).
         + f"Host {cfg.hostname('login')}-nostream\n    HostName {cfg.from_compute('login')}\n"
         f"    Port {NO_STREAMLOCAL_PORT}\n    HostKeyAlias {cfg.hostname('login')}\n"
-        "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n", 0o600, user)
-    for path in (ssh_dir, ssh_dir / "id_ed25519", ssh_dir / "id_ed25519.pub"):
-        shutil.chown(path, user, user)
+        "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n",
+    }
+    write_in_home(cfg, ".ssh", files)
     cfg.home.chmod(0o700)
+
+
+def write_in_home(cfg: SandboxConfig, subdir: str, files: dict[str, str]) -> None:
+    """Write ``files`` (0600, the user's) into ``subdir`` (0700) of the cluster user's home, never through a
+    link: the user owns that directory and may have left one there to a file of root's. Each file is made
+    anew beside its name (O_EXCL, O_NOFOLLOW) and renamed over it, so a link is replaced, not followed."""
+    entry = pwd.getpwnam(cfg.username)
+    home = os.open(cfg.home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # its parent is root's sandbox dir
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(subdir, 0o700, dir_fd=home)
+        where = os.open(subdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=home)
+        try:
+            os.fchown(where, entry.pw_uid, entry.pw_gid)
+            os.fchmod(where, 0o700)
+            for name, text in files.items():
+                tmp = f".{name}.fabfile-lab-{secrets.token_hex(4)}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=where)
+                with os.fdopen(fd, "w") as fh:
+                    os.fchown(fh.fileno(), entry.pw_uid, entry.pw_gid)
+                    fh.write(text)
+                os.replace(tmp, name, src_dir_fd=where, dst_dir_fd=where)
+        finally:
+            os.close(where)
+    finally:
+        os.close(home)
 
 
 # -- sshd -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import file_trust
 from ..errors import LabError
 from . import cluster, daemons, network
 from .config import SandboxConfig
@@ -78,9 +79,24 @@ def _user_made(cfg: SandboxConfig) -> bool:
         return False
 
 
+def _check_root_owned(cfg: SandboxConfig) -> None:
+    """Root writes configs, the munge key and pidfiles under the sandbox's directory and runs the venv's
+    programs: whoever could have made or changed them first (``/var/tmp/fabfile-lab`` made by another
+    account, a planted ready-venv) would own root. Every part of both paths, parents included, is root's
+    and writable by nobody else (a root-owned sticky ``/var/tmp`` is fine), or nothing is used."""
+    venv = Path(cfg.venv)
+    for what, path in (("sandbox.dir", cfg.path), ("sandbox.venv", venv), ("sandbox.venv", venv / "bin" / "pip"),
+                       ("sandbox.venv", venv / READY_MARK)):
+        why = file_trust.untrusted_because(path, owners={file_trust.ROOT})
+        if why:
+            raise LabError(f"{what} {path}: {why}, so root cannot trust what is there: remove it or choose another "
+                           "path; nothing was used.")
+
+
 def _check_ours(cfg: SandboxConfig) -> None:
     """``up`` changes nothing that a sandbox did not make: not an existing directory, account or Python
     environment (it would chmod, own, wipe or remove them)."""
+    _check_root_owned(cfg)
     if cfg.path.exists() and not cfg.state_file.exists() and (not cfg.path.is_dir() or any(cfg.path.iterdir())):
         raise LabError(f"sandbox.dir {cfg.path} exists and is not a sandbox's (no {cfg.state_file.name}): choose "
                        "another directory; nothing was changed.")
@@ -317,6 +333,9 @@ def down(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     if cfg.path.exists() and not cfg.state_file.exists():
         raise LabError(f"sandbox.dir {cfg.path} was not made by `inv sandbox.up` (no {cfg.state_file.name} in it): "
                        "nothing was removed.")
+    why = file_trust.untrusted_because(cfg.path, owners={file_trust.ROOT})
+    if why:  # its pidfiles say what to kill: another user's would choose for root
+        raise LabError(f"sandbox.dir {cfg.path}: {why}: nothing was stopped or removed.")
     user_made = _user_made(cfg)
     cfg = recorded(cfg)
     for name in cluster.daemon_pidfiles(cfg):

@@ -77,8 +77,8 @@ def test_a_reverse_hop_that_failed_names_the_other_modes():
     ("compute", True, "--ServerApp.sock=", "ssh -N"),
     ("compute", False, "BIND=127.0.0.1", "--ServerApp.sock="),
     ("login", True, "NodeAddr=", "--ServerApp.sock="),
-    ("reverse", True, "LAB_REVERSE_DIR=/tmp/flr-00112233\n", "NodeAddr="),
-    ("reverse", False, "LAB_REVERSE_DIR=\n", "--ServerApp.sock="),
+    ("reverse", True, "LAB_REVERSE_SOCKET=1\n", "NodeAddr="),
+    ("reverse", False, "LAB_REVERSE_SOCKET=\n", "--ServerApp.sock="),
 ])
 def test_each_mode_puts_its_own_lines_in_the_batch_script(via, openssh, present, absent):
     script = batch_script.render(LabSettings.from_config({"login": "l", "via": via}), "/h/.fabfile-lab/a-00112233",
