@@ -24,7 +24,7 @@ from pathlib import Path
 from invoke import Collection, Config, Program
 from invoke.config import merge_dicts, obliterate
 
-from . import commands, user_config, version
+from . import commands, config_trust, user_config, version
 from .tasks import lab as lab_tasks
 from .tasks._errors import install_guard
 from .tasks.config import config as config_task
@@ -34,11 +34,29 @@ class LabConfig(Config):
     prefix = "fabfile-lab"
     env_prefix = "FABFILE"
 
+    def load_system(self, merge: bool = True) -> None:
+        """``/etc/fabfile-lab.yaml`` if root's alone (Invoke would also import ``/etc/fabfile-lab.py``)."""
+        self._load_checked("system", config_trust.SYSTEM_FILE, merge)
+
     def load_user(self, merge: bool = True) -> None:
         """One user file, in the XDG place (Invoke would look for ``~/.fabfile-lab.yaml``)."""
-        if self._user_found is None:
-            self._set(_user_path=str(user_config.path()))
-        self._load_file(prefix="user", absolute=True, merge=merge)
+        self._load_checked("user", user_config.path(), merge)
+
+    def load_project(self, merge: bool = True) -> None:
+        """The nearest ``fabfile-lab.yaml`` from the current directory upwards, for the keys a project may
+        set unless the user allowed it (``config_trust.py``)."""
+        where = user_config.project_dir(Path.cwd())
+        if where is not None:
+            self._load_checked("project", where / user_config.PROJECT_FILE, merge)
+
+    def _load_checked(self, level: str, path: Path, merge: bool) -> None:
+        if getattr(self, f"_{level}_found") is not None:
+            return
+        found = config_trust.read(path, level)
+        self._set(**{f"_{level}": found.data or {}, f"_{level}_path": str(path) if found.data is not None else None,
+                     f"_{level}_found": found.data is not None})
+        if merge:
+            self.merge()
 
     def merge(self) -> None:
         """Invoke's order, except that the environment comes after the ``-f`` file (see the module)."""
@@ -57,12 +75,14 @@ class LabConfig(Config):
 
 class LabProgram(Program):
     def parse_collection(self) -> None:
-        """The bundled tasks, and a project's ``fabfile-lab.yaml`` from the current directory upwards."""
+        """The bundled tasks, and a project's ``fabfile-lab.yaml`` from the current directory upwards; one
+        line about each config file that was skipped or only partly taken."""
         super().parse_collection()
-        project = user_config.project_dir(Path.cwd())
-        if project is not None:
-            self.config.set_project_location(str(project))
-            self.config.load_project(merge=False)
+        self.config.load_project(merge=False)
+        for read in config_trust.reads():
+            line = read.line(f"{commands.PROGRAM} config allow {read.path}")
+            if line:
+                print(line, file=sys.stderr)
 
 
 def namespace() -> Collection:
@@ -79,10 +99,18 @@ program = LabProgram(namespace=namespace(), name="fabfile-lab", binary="fabfile-
                      binary_names=["fabfile-lab"], version=version(), config_class=LabConfig)
 
 
+def _allow_file_word(argv: list[str]) -> list[str]:
+    """``config allow FILE`` as ``config allow --file FILE``: Invoke has no optional positional arguments."""
+    for i in range(len(argv) - 2):
+        if argv[i:i + 2] == ["config", "allow"] and not argv[i + 2].startswith("-"):
+            return [*argv[:i + 2], "--file", *argv[i + 2:]]
+    return argv
+
+
 def main() -> None:
     commands.use(commands.PROGRAM)  # hints in messages name `fabfile-lab start`, not `inv lab.start`
     install_guard()
-    program.run(sys.argv)
+    program.run(_allow_file_word(sys.argv))
 
 
 if __name__ == "__main__":

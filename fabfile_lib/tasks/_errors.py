@@ -135,7 +135,9 @@ def _guard(exc_type, exc, tb) -> None:
     if issubclass(exc_type, KeyboardInterrupt | SystemExit):
         sys.__excepthook__(exc_type, exc, tb)
         return
-    if isinstance(exc, AmbiguousMergeError):
+    if isinstance(exc, LabError):  # raised while the config files are read (config_trust.py)
+        message, code = f"error: {exc}", exit_code(exc)
+    elif isinstance(exc, AmbiguousMergeError):
         message, code = f"error: {_conflict_message()}.", USAGE
     elif isinstance(exc, UnknownFileType | json.JSONDecodeError) or ".yaml." in type(exc).__module__:
         message, code = f"error: a config file cannot be read: {_one_line(exc)[:300]}", USAGE

@@ -9,31 +9,39 @@ from pathlib import Path
 import yaml
 from invoke import task
 
-from .. import user_config
+from .. import commands, config_trust, user_config
 from ..errors import ConfigError
 from ..settings import LabSettings
 from ._errors import lab_config, user_errors
 from .lab import print_checks
 
-ACTIONS = ("init", "path", "show")
+ACTIONS = ("init", "path", "show", "allow")
 
 
-@task(positional=["action"], help={"action": "init: ask and write your config file, then check it; "
-                                             "path: print where it is; show: the settings in effect here"})
+@task(positional=["action"],
+      help={"action": "init: ask and write your config file, then check it; path: print where it is; show: the "
+                      "settings in effect here and the files they came from; allow [FILE]: take every key of a "
+                      "project's fabfile-lab.yaml as it is now",
+            "file": "allow: the project file (default: the one found from here upwards)"})
 @user_errors
-def config(c, action):
+def config(c, action, file=""):
     """Your config file ($XDG_CONFIG_HOME/fabfile-lab/config.yaml): `config init` asks for the login host
     (offering your ssh config's hosts), the jump host, partition, time limit and environment, writes the
     file (0600) and runs doctor; `config path` prints where it is; `config show`, the settings in effect
-    and the files they were read from."""
+    and the files they were read from; `config allow [FILE]` trusts a project's fabfile-lab.yaml as it is
+    now (until it changes) for the keys a project file may not set by itself."""
     if action not in ACTIONS:
-        raise ConfigError(f"config {action!r} is unknown: use `config init`, `config path` or `config show`.")
+        raise ConfigError(f"config {action!r} is unknown: use `config init`, `config path`, `config show` or "
+                          "`config allow [FILE]`.")
     where = user_config.path()
     if action == "path":
         print(where)
         return
     if action == "show":
         _show(c)
+        return
+    if action == "allow":
+        _allow(file)
         return
     if not sys.stdin.isatty():
         raise ConfigError("config init asks questions: run it in a terminal, or write "
@@ -47,10 +55,30 @@ def config(c, action):
     print_checks(LabSettings.from_config(user_config.lab_section(answers)))
 
 
+def _allow(file: str) -> None:
+    if not file:
+        found = user_config.project_dir(Path.cwd())
+        if found is None:
+            raise ConfigError(f"no {user_config.PROJECT_FILE} here or in a directory above: give the file, "
+                              "`config allow FILE`.")
+        file = str(found / user_config.PROJECT_FILE)
+    path = config_trust.allow(Path(file))
+    print(f"allowed {path} as it is now: all its keys are taken until it changes (recorded in "
+          f"{config_trust.allowed_path()})")
+
+
 def _show(c) -> None:
     paths = [getattr(c.config, f"_{level}_path", None) for level in ("system", "user", "project", "runtime")]
     read = [str(p) for p in paths if p and Path(p).is_file()]  # (Invoke says found of a .py that is not there)
     print(f"# read from: {', '.join(read) or 'no config file'} (then FABFILE_LAB_* variables)")
+    for found in config_trust.reads():
+        if found.skipped:
+            print(f"# skipped {found.path}: {found.skipped}")
+        elif found.level == "project" and found.allowed:
+            print(f"# project file {found.path}: allowed, every key taken")
+        elif found.level == "project":
+            print(f"# project file {found.path}: not allowed; took {', '.join(found.taken) or 'nothing'}; refused "
+                  f"{', '.join(found.refused) or 'nothing'} (`{commands.PROGRAM} config allow` takes them all)")
     print(yaml.safe_dump({"lab": asdict(LabSettings.from_config(lab_config(c)))}, sort_keys=False), end="")
 
 

@@ -25,9 +25,9 @@ def _run(tmp_path: Path, *args: str, cwd: Path | None = None, **env: str) -> sub
                           capture_output=True, text=True, timeout=60)
 
 
-def _file(path: Path, name: str) -> Path:
+def _file(path: Path, name: str, login: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"lab:\n  login: somewhere\n  name: {name}\n")
+    path.write_text("lab:\n" + ("  login: somewhere\n" if login else "") + f"  name: {name}\n")
     return path
 
 
@@ -42,7 +42,7 @@ def test_each_level_of_config_overrides_the_one_before(tmp_path):
     work = tmp_path / "project" / "notebooks"
     work.mkdir(parents=True)
     assert _asked_for(_run(tmp_path, "logs", cwd=work)) == "fromuser"
-    _file(tmp_path / "project" / "fabfile-lab.yaml", "fromproject")
+    _file(tmp_path / "project" / "fabfile-lab.yaml", "fromproject", login=False)  # a key a project may set
     assert _asked_for(_run(tmp_path, "logs", cwd=work)) == "fromproject"
     runtime = str(_file(tmp_path / "team.yaml", "fromfile"))
     assert _asked_for(_run(tmp_path, "-f", runtime, "logs", cwd=work)) == "fromfile"
