@@ -241,7 +241,7 @@ def meta_of(data: object, base_dir: str | None = None) -> LabMeta:
         raise ValueError(f"url_path {meta.url_path[:40]!r} is not a plain path")
     if meta.login_host and not untrusted.host(meta.login_host):
         raise ValueError(f"login_host {meta.login_host[:40]!r} is not a host name")
-    if meta.reverse_target and not untrusted.host(meta.reverse_target.rpartition("@")[2]):
+    if meta.reverse_target and not untrusted.user_at_host(meta.reverse_target):
         raise ValueError("reverse_target is not [user@]host")
     return meta
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from . import commands
+from . import commands, untrusted
 from .errors import LabError
 from .modes import Endpoint
 from .settings import LabSettings, check_name
@@ -66,6 +66,9 @@ class LabRecord:
     def url(self, port: int | None = None) -> str:
         port = port or self.forward_port or self.local_port
         return f"http://127.0.0.1:{port}{self.url_path}?token={self.token}" if port else ""
+
+
+HOST_FIELDS = ("node", "node_addr", "remote_host", "login_host")  # a record's hosts, all from the cluster
 
 
 def settings_of(record: LabRecord, **overrides) -> LabSettings:
@@ -150,7 +153,12 @@ def load(state_dir: Path, name: str) -> LabRecord:
     try:
         data = json.loads(path.read_text())
         known = {f.name for f in fields(LabRecord)}
-        return LabRecord(**{k: v for k, v in data.items() if k in known})
+        record = LabRecord(**{k: v for k, v in data.items() if k in known})
+        for key in HOST_FIELDS:  # what the cluster named, before it reaches a HostName, -W or a gateway
+            value = getattr(record, key)
+            if value and not untrusted.host(value):
+                raise ValueError(f"{key} {untrusted.quoted(value)} is not a host name or an IP address")
+        return record
     except (ValueError, TypeError) as exc:
         raise LabError(f"the record {path} is damaged ({exc}): remove it and cancel the job by hand.") from None
 

@@ -58,6 +58,17 @@ def token(text: object) -> bool:
     return isinstance(text, str) and _TOKEN.fullmatch(text) is not None
 
 
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def user_at_host(text: object) -> bool:
+    """``host`` or ``user@host``, the user a plain POSIX account name."""
+    if not isinstance(text, str):
+        return False
+    user, at, name = text.rpartition("@")
+    return host(name) and (not at or _USER.fullmatch(user) is not None)
+
+
 NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names
 
 
