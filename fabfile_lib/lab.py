@@ -107,6 +107,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
         seen = lab_dir.look(hops, record.remote_dir)
         if seen.ended:
             raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
+        seen.checked_node(record.remote_dir)
         if seen.node and not info.running:
             info = slurm.JobInfo(record.job_id, "RUNNING", node=seen.node)
             if progress:

@@ -145,6 +145,15 @@ class Look:
     node: str = ""
     ended: bool = False
     runtime: dict | None = None
+    forged_node: str = ""  # what the node file held when it was no host name (quoted): used nowhere
+
+    def checked_node(self, lab_dir: str) -> str:
+        """The node, or a LabError if the job wrote one that is not a host name: a step that would reach
+        the node stops there; one that only needs the end mark (cancel) goes on."""
+        if self.forged_node:
+            raise LabError(f"the job wrote a node name that is not a host name ({self.forged_node} in "
+                           f"{lab_dir}/{NODE}): refusing to use it.")
+        return self.node
 
 
 def look(hops: Hops, lab_dir: str) -> Look:
@@ -155,8 +164,7 @@ def look(hops: Hops, lab_dir: str) -> Look:
         return Look()
     node = (read(hops, lab_dir, NODE) or "").strip() if NODE in names else ""
     if node and not valid_host(node):
-        raise LabError(f"the job wrote a node name that is not a host name ({node[:40]!r} in {lab_dir}/{NODE}): "
-                       "refusing to use it.")
+        return Look("", ENDED in names, None, forged_node=untrusted.quoted(node, 40))
     runtime = runtime_info(hops, lab_dir) if node and RUNTIME_DIR in names else None
     return Look(node, ENDED in names, runtime)
 

@@ -150,13 +150,16 @@ def test_forged_lab_json_files_are_one_line_each_and_never_reach_rm(lab_cli, sbx
     assert json.loads(cli("lab.status", "--name", "real", "--json").stdout)["answers"]
 
 
-def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp_path):
+@pytest.mark.parametrize("shape", ["quotes", "scope-id"])
+def test_hostile_scheduler_output_runs_nothing_and_is_one_line(lab_cli, sbx, tmp_path, shape):
     """A ~/bin/scontrol and ~/bin/squeue on the user's PATH (which any job could write) print a node
-    address and node names built to run code: nothing of it runs, here or on the cluster."""
+    address and node names built to run code: nothing of it runs, here or on the cluster. (An IPv6
+    address with a scope id: ``ipaddress`` takes any text after the ``%``.)"""
     import uuid
 
     marker = Path(f"/tmp/fabfile-lab-pwned-{uuid.uuid4().hex}")
-    evil = f"n1'$(touch {marker})'$(touch {marker})"
+    evil = {"quotes": f"n1'$(touch {marker})'$(touch {marker})",
+            "scope-id": f"fe80::1%$(touch${{IFS}}{marker})"}[shape]
     home = sbx.home
     bindir = home / "bin"
     bindir.mkdir(exist_ok=True)
