@@ -25,7 +25,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from . import batch_script, commands, detached, lab_dir, modes, pacing, probes, slurm, state, version, via_memory
+from . import (
+    batch_script,
+    commands,
+    detached,
+    lab_dir,
+    modes,
+    pacing,
+    probes,
+    slurm,
+    state,
+    untrusted,
+    version,
+    via_memory,
+)
 from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards import check_port_free
@@ -159,7 +172,7 @@ def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobIn
 def ended_early(record: LabRecord, log_text: str) -> str:
     """Why a job ended before Jupyter answered: the batch script's own error line if it wrote one
     (``fabfile-lab: error: ...``), else the log's last lines."""
-    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    lines = [untrusted.printable(ln.strip()) for ln in log_text.splitlines() if ln.strip()]
     ours = [ln.removeprefix("fabfile-lab: error: ") for ln in lines if ln.startswith("fabfile-lab: error: ")]
     if ours:
         return f"job {record.job_id} ended before Jupyter answered: {ours[-1]} -- fix lab.env or lab.setup."

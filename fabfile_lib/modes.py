@@ -202,7 +202,7 @@ def reverse_endpoint(text: str) -> Endpoint | None:
                                       "node's ssh key.")
             current = None
         elif line.strip() and not line.startswith(_MARK):
-            failure = line.strip()[:200]
+            failure = untrusted.printable(line.strip(), 200)
     return current
 
 

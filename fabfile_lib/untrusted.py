@@ -48,6 +48,12 @@ def quoted(text: object, most: int = 60) -> str:
     return repr(str(text)[:most]) + ("..." if len(str(text)) > most else "")
 
 
+def printable(text: str, most: int = 300) -> str:
+    """Cluster text for a one-line message: control characters (escape sequences a terminal would act
+    on, a carriage return that would hide what came before) shown as escapes; at most ``most`` characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:most])
+
+
 TOKEN_LENGTHS = (32, 128)  # the tool makes secrets.token_urlsafe(32): 43 characters
 _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTHS[0]},{TOKEN_LENGTHS[1]}}}")
 

@@ -297,3 +297,15 @@ def test_a_pinned_login_node_or_a_node_address_that_is_no_host_is_refused_before
     assert "\n" not in str(err.value)
     with pytest.raises(LabError, match="not a host name"):
         Hops(settings, transport="paramiko").node_spec(SCOPED)
+
+
+def test_cluster_text_in_a_message_shows_control_characters_as_escapes():
+    from fabfile_lib import lab
+    from fabfile_lib.state import LabRecord
+
+    record = LabRecord("a", {}, "42", "/d", "t" * 43, "compute")
+    why = lab.ended_early(record, "fabfile-lab: error: bad\x1b[2J\x07\n")
+    assert "\x1b" not in why and "\x07" not in why and "bad\\x1b[2J\\x07" in why
+    tail = lab.ended_early(record, "one\x1b]0;title\x07\ntwo\rthree\n")
+    assert tail.isprintable() and "\\x1b]0;title\\x07" in tail
+    assert untrusted.printable("ok text") == "ok text"
