@@ -28,7 +28,7 @@ import yaml
 
 from . import file_trust, state
 from .errors import ConfigError
-from .settings import state_path
+from .settings import DEFAULTS, state_path
 
 SYSTEM_FILE = Path("/etc/fabfile-lab.yaml")
 ALLOWED_FILE = "allowed.json"  # in the default state directory: a project file cannot move it
@@ -51,7 +51,7 @@ PROJECT_SBATCH = frozenset({
 class FileRead:
     """What one config file gave: its data (None if skipped), and what the user is told about it."""
 
-    level: str  # "system", "user", "project"
+    level: str  # "system", "user", "project", "runtime" (-f FILE)
     path: Path
     data: dict | None
     skipped: str = ""  # why the file was not read at all
@@ -87,7 +87,7 @@ def _load(path: Path, level: str) -> tuple[bytes | None, str]:
     """The file's bytes and "" -- or None and why it is skipped ("" too when there is no file)."""
     if not path.is_file():
         return None, ""
-    why = file_trust.untrusted_because(path, _owners(level))
+    why = file_trust.untrusted_because(path, _owners(level)) if level != "runtime" else ""  # -f: you chose it
     if why:
         return None, why
     try:
@@ -111,6 +111,11 @@ def _parse(path: Path, raw: bytes) -> dict:
         return {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {path} must hold a mapping (lab: {{...}}), not {type(data).__name__}.")
+    misplaced = [str(key) for key in data if key in DEFAULTS]
+    if misplaced:
+        what = "is a lab setting" if len(misplaced) == 1 else "are lab settings"
+        raise ConfigError(f"config file {path}: {', '.join(misplaced)} {what} outside the `lab:` mapping: indent "
+                          f"under a `lab:` line (lab: {{{misplaced[0]}: ...}}).")
     return dict(data)
 
 

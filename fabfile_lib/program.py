@@ -18,6 +18,7 @@ team shares, as a flag does.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -49,12 +50,19 @@ class LabConfig(Config):
         if where is not None:
             self._load_checked("project", where / user_config.PROJECT_FILE, merge)
 
+    def load_runtime(self, merge: bool = True) -> None:
+        """The ``-f`` file, as given (no ownership check: you named it), with the same one-line errors."""
+        if self._runtime_path is not None:
+            self._load_checked("runtime", Path(self._runtime_path), merge)
+
     def _load_checked(self, level: str, path: Path, merge: bool) -> None:
         if getattr(self, f"_{level}_found") is not None:
             return
         found = config_trust.read(path, level)
-        self._set(**{f"_{level}": found.data or {}, f"_{level}_path": str(path) if found.data is not None else None,
-                     f"_{level}_found": found.data is not None})
+        read = found.data is not None
+        self._set(**{f"_{level}": found.data or {}, f"_{level}_found": read,
+                     # a -f file that is not there is an error later (tasks/_errors.lab_config): keep its path
+                     f"_{level}_path": str(path) if read or level == "runtime" else None})
         if merge:
             self.merge()
 
@@ -73,7 +81,38 @@ class LabConfig(Config):
         obliterate(self._config, self._deletions)
 
 
+# The core options that mean something here, with what they mean here; Invoke's others (--hide, --pty,
+# --dry, --echo, --warn-only...) are about run() and are still parsed, but not offered.
+_CORE_HELP = {
+    "--config": "a config file for this run, over yours and a project's (FABFILE_LAB_* variables and the "
+                "command's options still win)",
+    "--help": "this help; `--help COMMAND`: that command's options",
+    "--list": "the commands, one line each",
+    "--version": "the version",
+    "--debug": "Invoke's and the tool's debug log on stderr",
+    "--print-completion-script": "the shell completion script (bash, zsh or fish): "
+                                 "source <(fabfile-lab --print-completion-script bash)",
+}
+
+
 class LabProgram(Program):
+    def print_help(self) -> None:
+        """The commands first, then only the options that act (Invoke lists its own first, all of them)."""
+        print(f"Usage: {self.binary} COMMAND [--options]   ({self.binary} --help COMMAND: a command's options)")
+        print("")
+        print("Commands:")
+        print("")
+        self.print_columns(self._make_pairs(self.scoped_collection))
+        print("Options:")
+        print("")
+        kept = []
+        for flags, _ in self.initial_context.help_tuples():
+            long = next((re.match(r"--[a-z-]+", w).group() for w in flags.split() if w.startswith("--")), "")
+            if long in _CORE_HELP:
+                kept.append((flags, _CORE_HELP[long]))
+        self.print_columns(kept)
+
+
     def parse_collection(self) -> None:
         """The bundled tasks, and a project's ``fabfile-lab.yaml`` from the current directory upwards; one
         line about each config file that was skipped or only partly taken."""

@@ -197,9 +197,9 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
 
     Shows the job's state, pending reason, time waited and expected start while it queues, then the URL
     (with its token). In the foreground, Ctrl-C while the job is pending cancels it (nothing is lost); once
-    Jupyter answers, Ctrl-C stops only the forwards and prints how to re-attach (lab.tunnel) or end the lab
-    (lab.cancel). Cluster, sbatch options, environment, setup lines and command come from the `lab` config
-    (invoke.yaml, inv -f), a --profile, and the resource options for this run.
+    Jupyter answers, Ctrl-C stops only the forwards and prints how to re-attach (the `tunnel` task) or end
+    the lab (`cancel`). Cluster, sbatch options, environment, setup lines and command come from the `lab`
+    config (your config file, one given with -f FILE), a --profile, and the resource options for this run.
     """
     settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
                              gpus=gpus, account=account, constraint=constraint, qos=qos),
@@ -356,7 +356,7 @@ def logs(c, name=None, follow=False):
 def cancel(c, name=None, job=None):
     """scancel the job, stop the forwards, remove the lab's remote directory and local record.
 
-    Works from any machine: a lab this machine has no record of is found on the cluster (lab.list --cluster).
+    Works from any machine: a lab this machine has no record of is found on the cluster (`list --cluster`).
     """
     state_dir, lab_name = local_lab(lab_config(c), name)
     if not job and state.exists(state_dir, lab_name):

@@ -124,3 +124,27 @@ def test_the_written_file_is_private_and_loads(tmp_path):
     assert stat.S_IMODE(where.stat().st_mode) == 0o600 and stat.S_IMODE(where.parent.stat().st_mode) == 0o700
     shown = _run(tmp_path, "config", "show").stdout
     assert "login: me@cluster" in shown and "partition: gpu" in shown and "conda: lab" in shown
+
+
+def test_help_shows_the_commands_first_and_only_the_options_that_act(tmp_path):
+    helped = _run(tmp_path, "--help").stdout
+    assert helped.index("Commands:") < helped.index("start") < helped.index("Options:")
+    for acting in ("--config", "--help", "--list", "--version", "--print-completion-script"):
+        assert acting in helped, acting
+    for idle in ("--hide", "--pty", "--dry", "--warn-only", "--echo", "--prompt-for-sudo-password", "--write-pyc",
+                 "--command-timeout", "Core options"):
+        assert idle not in helped, idle
+    for task in ("start", "cancel", "tunnel"):
+        text = _run(tmp_path, "--help", task).stdout
+        assert "inv " not in text and "invoke.yaml" not in text and "lab.tunnel" not in text, text
+
+
+@pytest.mark.parametrize("where", ["user", "runtime"])
+def test_lab_keys_outside_the_lab_mapping_say_where_they_belong(tmp_path, where):
+    path = tmp_path / "cfg" / "fabfile-lab" / "config.yaml" if where == "user" else tmp_path / "team.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("login: somewhere\nvia: login\n")
+    proc = _run(tmp_path, *(["-f", str(path)] if where == "runtime" else []), "status")
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "login, via are lab settings outside the `lab:` mapping" in lines[0] and str(path) in lines[0]
