@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fabfile_lib import LabError, hops, openssh
@@ -74,7 +76,10 @@ def test_remote_scripts_survive_a_csh_login_shell():
     from fabfile_lib.hops import bash_script
 
     tcsh = shutil.which("tcsh")
-    assert tcsh, "tests/run installs tcsh"
+    if not tcsh:  # a developer's machine; CI has it (tests/run installs it) and must run this
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("tcsh is missing under CI: tests/run installs it")
+        pytest.skip("tcsh is not installed")
     command = bash_script("set -u\nfor w in \"$@\"; do\n  echo \"<$w>\"\ndone", "a b", "$HOME", "it's")
     out = subprocess.run([tcsh, "-c", command], capture_output=True, text=True, timeout=10)
     assert out.stdout.splitlines() == ["<a b>", "<$HOME>", "<it's>"], out.stderr
