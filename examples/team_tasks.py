@@ -22,6 +22,7 @@ from invoke import Collection, task
 from fabfile_lib import lab, lab_dir, state
 from fabfile_lib.hops import Hops, run
 from fabfile_lib.settings import LabSettings
+from fabfile_lib.start import start
 from fabfile_lib.tasks import lab as lab_tasks
 from fabfile_lib.tasks import user_errors
 
@@ -90,14 +91,9 @@ def work(c, project="."):
     settings = _settings(c, project)
     with Hops(settings) as hops:
         root = posixpath.join(lab_dir.base(hops, REMOTE_PROJECTS), name)
-        settings = _settings(c, project, notebook_dir=root)
-        record = lab.submit(settings, hops)
-        try:
-            record = lab.wait(settings, record, hops)
-        except BaseException:
-            lab.cancel(settings, record, hops)  # nothing half-started is left behind
-            raise
-    lab.start_detached(settings, record)
+        # The tool's own start: what is kept or cancelled on a failure is its policy, not a copy of it.
+        started = start(_settings(c, project, notebook_dir=root), hops, detach=True)
+    lab.start_detached(started.settings, started.record, proc=started.forward)
     report(c, project)
 
 

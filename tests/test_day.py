@@ -201,7 +201,9 @@ def test_the_example_team_tasks_file_runs_end_to_end(lab_cli, sbx, tmp_path):
                            "-c", "team_tasks", "work", "--project", str(project)], cwd=REPO, capture_output=True,
                           text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "synced" in proc.stdout
+    lines = proc.stdout.splitlines()  # the library's start prints nothing: only what the example prints
+    assert len(lines) == 2 and lines[0].startswith("synced ") and lines[1].startswith("lab analysis: job "), lines
+    assert proc.stderr.strip() == "", proc.stderr
     url = re.search(r"(http://127\.0\.0\.1:\d+/lab\?token=\S+)", proc.stdout).group(1)
     assert _answers(url) == 200
     copied = sbx.home / "projects" / "analysis"

@@ -77,6 +77,10 @@ class QueueDisplay:
         if self._live:
             self._live.stop()
 
+    def restart(self) -> None:
+        """A new job is waited for (``lab.via: auto`` tries the next mode): its own clock and state."""
+        self.began, self.info, self._shown, self._started_at = time.monotonic(), None, None, None
+
     def __call__(self, info: JobInfo) -> None:
         self.info = info
         waited = time.monotonic() - self.began

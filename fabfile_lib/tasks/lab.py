@@ -6,15 +6,15 @@ import json
 import sys
 import threading
 import time as _time
-from dataclasses import replace
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from .. import browser as browser_page
-from .. import commands, ide, lab, master, modes, remote_labs, slurm, state, via_memory
+from .. import commands, ide, lab, master, modes, remote_labs, slurm, state
+from .. import start as start_
 from ..doctor import run_checks
-from ..errors import ConfigError, JobEnded, LabError, ModeUnreachable, WaitTimeout
+from ..errors import ConfigError, LabError, WaitTimeout
 from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
@@ -205,61 +205,20 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
                              gpus=gpus, account=account, constraint=constraint, qos=qos),
                              via=via, local_port=local_port)
     with Hops(settings) as hops:
-        tries = via_memory.candidates(settings)
-        for i, mode in enumerate(tries):
-            record, early = _started(replace(settings, via=mode), hops, detach, json_, left=len(tries) - 1 - i)
-            if record is not None:
-                break
-        via_memory.remember(settings, record.via)
-        settings = lab.settings_for(record, state_dir=str(settings.state_path))
+        with QueueDisplay(_out(json_)) as display:
+            def next_mode(rec: state.LabRecord, exc: LabError) -> None:
+                _say(json_, f"via {rec.via} does not reach Jupyter here ({exc}); job {rec.job_id} cancelled, "
+                            "trying the next mode")
+                display.restart()
+
+            events = start_.StartEvents(queue=display, next_mode=next_mode, submitted=lambda rec: _say(
+                json_, f"submitted job {rec.job_id} (lab {rec.name}, via {rec.via})"))
+            started = start_.start(settings, hops, detach=detach, events=events)
         if detach:
             hops.close()
-            _detached(settings, record, browser=not no_browser, proc=early, as_json=json_)
+            _detached(started.settings, started.record, browser=not no_browser, proc=started.forward, as_json=json_)
         else:
-            _foreground(settings, record, browser=not no_browser, hops=hops, as_json=json_)
-
-
-def _started(settings: LabSettings, hops: Hops, detach: bool, json_: bool, left: int):
-    """Submit and wait in one mode: (the record, the early background forward) once Jupyter answers;
-    (None, None) if the mode cannot reach Jupyter here and ``left`` others are still to try (lab.via
-    auto: the job is cancelled -- it never answered, so nothing is lost -- and the next mode tried)."""
-    record = lab.submit(settings, hops)
-    _say(json_, f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
-    # The background forward gets ready while the job starts (it logs in by itself, riding the master).
-    early = lab.spawn_forward(settings, record) if detach else None
-    try:
-        with QueueDisplay(_out(json_)) as display:
-            return lab.wait(settings, record, hops, display), early
-    except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
-        # Not yet answering: nothing is lost by cancelling, and nothing is left behind.
-        if early:
-            early.terminate()
-        lab.cancel(settings, record, hops)
-        if isinstance(exc, ModeUnreachable) and left:
-            _say(json_, f"via {record.via} does not reach Jupyter here ({exc}); job {record.job_id} cancelled, "
-                        "trying the next mode")
-            return None, None
-        kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
-        raise kind(_after_cancel(exc, record, settings)) from None
-    except LabError as exc:
-        # The cluster or the connection failed, not the job: a place in the queue is never given up.
-        if early:
-            early.terminate()
-        raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `{commands.run('wait')} --name "
-                        f"{record.name}` goes on, `{commands.run('cancel')} --name {record.name}` ends it.") from None
-
-
-def _after_cancel(exc: BaseException, record: state.LabRecord, settings: LabSettings) -> str:
-    """What went wrong, and what the tool did about it: the job is cancelled and nothing is kept."""
-    if isinstance(exc, KeyboardInterrupt):
-        return f"interrupted: job {record.job_id} cancelled, nothing left behind."
-    if isinstance(exc, WaitTimeout):
-        return (f"{exc}; job {record.job_id} was cancelled and nothing kept: raise lab.wait_timeout (now "
-                f"{settings.wait_timeout:.0f} s) and start again, or use `{commands.run('submit')}` then "
-                f"`{commands.run('wait')}`.")
-    if isinstance(exc, JobEnded):
-        return f"{exc} (its files were removed; nothing kept)"
-    return f"{exc} (job {record.job_id} cancelled, nothing kept)"
+            _foreground(started.settings, started.record, browser=not no_browser, hops=hops, as_json=json_)
 
 
 def _statuses(c, names) -> list[lab.LabStatus]:

@@ -1,0 +1,97 @@
+"""The whole start of a lab, as a library call: submit, wait, and what is kept or cancelled when it fails.
+
+``lab.start`` (the task) and a team's own ``tasks.py`` call :func:`start`; it never prints. Its policy:
+
+- a job that has not answered yet is cancelled -- nothing is lost, nothing left behind -- when the job
+  ends, the wait times out, the caller is interrupted (Ctrl-C), or the mode cannot reach Jupyter here;
+  ``lab.via: auto`` then tries the next mode (compute, login, reverse) and remembers what worked;
+- any other failure (the cluster or the connection, not the job) keeps the job and its record: a place
+  in the queue is never given up, and ``wait`` goes on from there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from . import commands, lab, via_memory
+from .errors import JobEnded, LabError, ModeUnreachable, WaitTimeout
+from .hops import Hops
+from .settings import LabSettings
+from .state import LabRecord
+
+
+@dataclass(frozen=True)
+class Started:
+    """A lab whose Jupyter answers: its record, the settings it runs with, and its background forward
+    (already logging in while the job started) when ``detach`` asked for one."""
+
+    record: LabRecord
+    settings: LabSettings
+    forward: subprocess.Popen | None = None
+
+
+@dataclass(frozen=True)
+class StartEvents:
+    """What :func:`start` reports while it works; each callback may be left out."""
+
+    submitted: Callable[[LabRecord], None] | None = None  # a job was submitted for the lab
+    queue: lab.Progress | None = None  # Slurm's answers while the job queues, and once when it runs
+    next_mode: Callable[[LabRecord, LabError], None] | None = None  # a mode failed; its job is cancelled
+
+
+def start(settings: LabSettings, hops: Hops, *, detach: bool = False, events: StartEvents | None = None) -> Started:
+    """Submit the lab and wait until Jupyter answers, in ``settings.via`` (or, for ``auto``, each mode in
+    turn); a LabError of the failure's own kind, saying what was kept, otherwise."""
+    events = events or StartEvents()
+    tries = via_memory.candidates(settings)
+    started: Started | None = None
+    for i, mode in enumerate(tries):
+        started = _in_mode(replace(settings, via=mode), hops, detach=detach, events=events, last=i == len(tries) - 1)
+        if started is not None:
+            break
+    assert started is not None  # the last mode raises rather than returning None
+    via_memory.remember(settings, started.record.via)
+    return replace(started, settings=lab.settings_for(started.record, state_dir=str(settings.state_path)))
+
+
+def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool, events: StartEvents, last: bool) -> Started | None:
+    """Submit and wait in one mode; None if it cannot reach Jupyter here and another mode is left."""
+    record = lab.submit(settings, hops)
+    if events.submitted:
+        events.submitted(record)
+    early = lab.spawn_forward(settings, record) if detach else None  # logs in while the job starts
+    try:
+        return Started(lab.wait(settings, record, hops, events.queue), settings, early)
+    except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
+        _end(early)
+        lab.cancel(settings, record, hops)  # it never answered: nothing is lost
+        if isinstance(exc, ModeUnreachable) and not last:
+            if events.next_mode:
+                events.next_mode(record, exc)
+            return None
+        kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
+        raise kind(after_cancel(exc, record, settings)) from None
+    except LabError as exc:
+        _end(early)
+        raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `{commands.run('wait')} --name "
+                        f"{record.name}` goes on, `{commands.run('cancel')} --name {record.name}` ends it.") from None
+
+
+def _end(forward: subprocess.Popen | None) -> None:
+    if forward is not None:
+        forward.terminate()
+
+
+def after_cancel(exc: BaseException, record: LabRecord, settings: LabSettings) -> str:
+    """What went wrong, and what was done about it: the job is cancelled and nothing is kept."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted: job {record.job_id} cancelled, nothing left behind."
+    if isinstance(exc, WaitTimeout):
+        return (f"{exc}; job {record.job_id} was cancelled and nothing kept: raise lab.wait_timeout (now "
+                f"{settings.wait_timeout:.0f} s) and start again, or use `{commands.run('submit')}` then "
+                f"`{commands.run('wait')}`.")
+    if isinstance(exc, JobEnded):
+        return f"{exc} (its files were removed; nothing kept)"
+    return f"{exc} (job {record.job_id} cancelled, nothing kept)"

@@ -1,0 +1,85 @@
+"""The library's start on fakes: what is cancelled, what is kept, ``lab.via: auto``, and what it reports."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from fabfile_lib import lab, start, via_memory
+from fabfile_lib.errors import ConnectError, JobEnded, LabError, ModeUnreachable, WaitTimeout
+from fabfile_lib.settings import LabSettings
+from fabfile_lib.state import LabRecord
+
+
+class FakeCluster:
+    """lab.submit/wait/cancel/settings_for as a cluster answers them: ``outcomes`` per mode (a record
+    field to set, or an exception to raise from the wait)."""
+
+    def __init__(self, monkeypatch, outcomes: dict[str, BaseException | None]):
+        self.outcomes, self.submitted, self.cancelled = outcomes, [], []
+        monkeypatch.setattr(lab, "submit", self.submit)
+        monkeypatch.setattr(lab, "wait", self.wait)
+        monkeypatch.setattr(lab, "cancel", lambda settings, record, hops: self.cancelled.append(record.job_id))
+        monkeypatch.setattr(lab, "settings_for", lambda record, **kw: LabSettings.from_config(
+            {**record.settings, **kw}, name=record.name))
+
+    def submit(self, settings: LabSettings, hops) -> LabRecord:
+        job = str(40 + len(self.submitted))
+        self.submitted.append(settings.via)
+        from dataclasses import asdict
+
+        return LabRecord(settings.name, asdict(settings), job, f"/h/.fabfile-lab/{settings.name}-0011aabb",
+                         "t" * 43, settings.via)
+
+    def wait(self, settings, record, hops, progress=None, timeout=None) -> LabRecord:
+        failure = self.outcomes[record.via]
+        if progress:
+            progress("queued")
+        if failure is not None:
+            raise failure
+        return replace(record, remote_port=8888, node="n1")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return LabSettings.from_config({"login": "l", "ssh_config": "", "state_dir": str(tmp_path), "via": "auto"})
+
+
+def test_auto_cancels_a_mode_that_cannot_reach_jupyter_and_remembers_the_one_that_does(monkeypatch, settings):
+    cluster = FakeCluster(monkeypatch, {"compute": ModeUnreachable("refused"), "login": None, "reverse": None})
+    seen: dict[str, list] = {"submitted": [], "queue": [], "next": []}
+    events = start.StartEvents(submitted=lambda r: seen["submitted"].append(r.job_id),
+                               queue=seen["queue"].append, next_mode=lambda r, e: seen["next"].append((r.via, str(e))))
+    started = start.start(settings, hops=None, events=events)
+    assert started.record.via == "login" and started.record.reachable and started.forward is None
+    assert cluster.submitted == ["compute", "login"] and cluster.cancelled == ["40"]
+    assert seen == {"submitted": ["40", "41"], "queue": ["queued", "queued"], "next": [("compute", "refused")]}
+    assert via_memory.remembered(settings) == "login"
+    assert via_memory.candidates(settings)[0] == "login"  # tried first next time
+
+
+def test_the_last_mode_that_cannot_reach_jupyter_is_cancelled_and_the_error_says_so(monkeypatch, settings):
+    cluster = FakeCluster(monkeypatch, dict.fromkeys(("compute", "login", "reverse"), ModeUnreachable("no way")))
+    with pytest.raises(ModeUnreachable, match=r"no way \(job 42 cancelled, nothing kept\)"):
+        start.start(settings, hops=None)
+    assert cluster.cancelled == ["40", "41", "42"] and via_memory.remembered(settings) == ""
+
+
+@pytest.mark.parametrize("failure,kind,said", [
+    (WaitTimeout("no answer in 300 s"), WaitTimeout, "was cancelled and nothing kept: raise lab.wait_timeout"),
+    (JobEnded("job 40 ended"), JobEnded, "its files were removed; nothing kept"),
+    (KeyboardInterrupt(), LabError, "interrupted: job 40 cancelled, nothing left behind"),
+])
+def test_a_job_that_never_answered_is_cancelled(monkeypatch, settings, failure, kind, said):
+    cluster = FakeCluster(monkeypatch, {"compute": failure})
+    with pytest.raises(kind, match=said):
+        start.start(replace(settings, via="compute"), hops=None)
+    assert cluster.cancelled == ["40"]
+
+
+def test_a_failure_of_the_cluster_or_the_connection_keeps_the_job(monkeypatch, settings):
+    cluster = FakeCluster(monkeypatch, {"compute": ConnectError("login node unreachable")})
+    with pytest.raises(ConnectError, match=r"job 40 and its record are kept: `.*wait --name default` goes on"):
+        start.start(replace(settings, via="compute"), hops=None)
+    assert cluster.cancelled == []
