@@ -20,7 +20,7 @@ whenever it has landed on that very node (each master learns its node's names on
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import getpass
 import hashlib
 import json
 import logging
@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import commands, openssh, untrusted
+from . import commands, file_trust, locks, openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
@@ -140,12 +140,8 @@ class Master:
             yield
             return
         self.marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.marker_dir / f"{self.key}.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locks.exclusive(self.marker_dir / f"{self.key}.lock"):
             yield
-        finally:
-            os.close(fd)
 
     def _open(self, *, interactive: bool) -> bool:
         if self.check().alive:  # started by another process while this one waited for the lock
@@ -281,16 +277,16 @@ def control_dir(state_dir: Path) -> Path:
     """The private directory of the tool's master sockets; short enough for a Unix socket path (else in
     ``$XDG_RUNTIME_DIR``, else ``/tmp/fabfile-lab-UID``: a shared directory, so it must be a real
     directory of ours -- never a symlink someone planted)."""
-    path = state_dir / "cm"
+    path, uid = state_dir / "cm", file_trust.me()  # no user ids on Windows
     if len(str(path)) + 14 > _MAX_SOCKET_PATH:
         runtime = os.environ.get("XDG_RUNTIME_DIR", "")
         path = Path(runtime) / "fabfile-lab" if runtime and len(runtime) + 26 <= _MAX_SOCKET_PATH else \
-            Path(tempfile.gettempdir()) / f"fabfile-lab-{os.getuid()}"
+            Path(tempfile.gettempdir()) / f"fabfile-lab-{uid if uid is not None else getpass.getuser()}"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+    if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid):
         raise LabError(f"{path} is not a directory of yours (a symlink, or another user's): remove it, or set "
                        "lab.state_dir to a short directory of your own.")
     os.chmod(path, 0o700)

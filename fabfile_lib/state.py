@@ -5,21 +5,20 @@ directory, the background forward's pid -- so that ``lab.tunnel``, ``lab.status`
 from another terminal, after a reboot of the laptop, or from a team's own tasks.
 
 The record is also what a task and the lab's background forward tell each other, so every change is a
-read-modify-write under an ``fcntl`` lock (:func:`update`), and every write replaces the file atomically.
+read-modify-write under a lock file (``locks.py``) (:func:`update`), and every write replaces the file atomically.
 Reads never create anything.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from . import commands, untrusted
+from . import commands, locks, untrusted
 from .errors import LabError
 from .modes import Endpoint
 from .settings import LabSettings, check_name
@@ -97,12 +96,8 @@ def path_for(state_dir: Path, name: str) -> Path:
 def _locked(state_dir: Path) -> Iterator[None]:
     """One writer at a time, across processes (the tasks and the background forwards)."""
     _make_dirs(state_dir)
-    fd = os.open(state_dir / "records.lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locks.exclusive(state_dir / "records.lock"):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def write_private(path: Path, text: str) -> None:
