@@ -34,6 +34,15 @@ class ModeUnreachable(ConnectError):
     """Jupyter runs, but this way of reaching it (``lab.via``) is closed on this site."""
 
 
+class ForwardingRefused(ModeUnreachable):
+    """The login node's sshd refused a forward (``AllowTcpForwarding``/``AllowStreamLocalForwarding no``):
+    ``refused`` says which kinds ("tcp", "streamlocal"), so that no mode needing them is tried or advised."""
+
+    def __init__(self, message: str, refused: frozenset[str] = frozenset(), said: str = ""):
+        super().__init__(message)
+        self.refused, self.said = frozenset(refused), said  # said: ssh's own words
+
+
 class SchedulerError(LabError):
     """Slurm refused a request, or could not be asked (which never means the job ended)."""
 

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Literal
 
 from . import untrusted
-from .errors import LabError, ModeUnreachable
+from .errors import ForwardingRefused, LabError, ModeUnreachable
 
 
 class Via(str, Enum):
@@ -210,6 +210,9 @@ def _reverse(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:
     return reverse_endpoint(read(REVERSE_LOG) or "")
 
 
+TCP, STREAMLOCAL = "tcp", "streamlocal"  # the kinds of forwarding a login node's sshd may refuse
+
+
 @dataclass(frozen=True)
 class Mode:
     via: Via
@@ -220,6 +223,7 @@ class Mode:
     socket: bool = False  # Jupyter on a private Unix socket where OpenSSH carries the laptop's forward
     pinned: bool = False  # its far end lives on the one login node the job was submitted from (and moves
     # when the job makes its hop there again: read it anew before each forward)
+    carried_by: tuple[str, ...] = (TCP,)  # the forwarding at the login node it can go through (any of them)
 
     def pin(self, login_host: str) -> str:
         """The login node a lab of this mode must be reached on ("" for any of them)."""
@@ -249,7 +253,8 @@ MODES: dict[Via, Mode] = {
     Via.LOGIN: Mode(Via.LOGIN, "login", False, "", _node_address),
     # the job's own `ssh -R` to the login node; Jupyter on a private socket on the node, and the hop's far
     # end a private socket on the login node (ports on loopbacks where Paramiko carries the forward).
-    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, socket=True, pinned=True),
+    Via.REVERSE: Mode(Via.REVERSE, "login", True, _REVERSE_HOP, _reverse, socket=True, pinned=True,
+                      carried_by=(STREAMLOCAL, TCP)),
 }
 NAMES = tuple(v.value for v in Via)  # also the order in which ``lab.via: auto`` tries them
 AUTO = "auto"  # try the modes in order on a cluster the first time, then use the one that worked there
@@ -262,6 +267,27 @@ def mode(via: str) -> Mode:
         return MODES[Via(via)]
     except ValueError:
         raise LabError(f"lab.via {via!r} is unknown: use one of {', '.join(NAMES)}.") from None
+
+
+def possible(refused: frozenset[str], but: str = "") -> list[str]:
+    """The modes (other than ``but``) that a login node refusing the ``refused`` kinds of forwarding can
+    still carry."""
+    return [name for name in NAMES if name != but and any(k not in refused for k in MODES[Via(name)].carried_by)]
+
+
+def refusal(via: str, refused: frozenset[str], host: str, said: str) -> ForwardingRefused:
+    """The error for a forward the login node refused in mode ``via``: the host, sshd's words, and only the
+    modes that the same refusal leaves possible."""
+    what = " and ".join({TCP: "TCP", STREAMLOCAL: "Unix-socket (stream-local)"}[k] for k in sorted(refused))
+    left = possible(refused, via)
+    if left:
+        needs = " (it needs forwarding to a Unix socket there)" if refused == {TCP} else ""
+        advice = f"set lab.via to {' or '.join(left)}{needs}, or ask the site to allow forwarding"
+    else:
+        advice = ("no mode can reach Jupyter through a login node that refuses forwarding: ask the site to allow "
+                  "it (sshd AllowTcpForwarding / AllowStreamLocalForwarding), or use another login host")
+    return ForwardingRefused(f"{host} refuses {what} forwarding ({via} mode needs it; ssh: \"{said}\"): {advice}.",
+                             refused)
 
 
 def others(via: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import commands
-from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
+from .errors import AuthenticationError, ConnectError, ForwardingRefused, HostKeyError, LabError, PromptNeeded
 
 Options = dict[str, list[str]]
 
@@ -84,6 +84,10 @@ def _reason(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
+# What ssh says when sshd refuses a forward: a channel refused directly, or through the master (mux).
+_REFUSED = ("administratively prohibited", "Session open refused by peer")
+
+
 def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     """The error for an ssh that failed while doing ``what``, from its stderr."""
     reason = _reason(stderr) or (f"exit status {returncode}" if returncode is not None else "no output")
@@ -100,9 +104,10 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     if "pam_slurm_adopt" in stderr:
         return ConnectError(f"{what}: the compute node refuses ssh from outside a job of yours there (ssh: "
                             f"\"{_line_with(stderr, 'pam_slurm_adopt')}\")")
-    if "administratively prohibited" in stderr:
-        said = _line_with(stderr, "prohibited")
-        return ConnectError(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")")
+    refused = next((word for word in _REFUSED if word in stderr), "")
+    if refused:  # sshd's AllowTcpForwarding/AllowStreamLocalForwarding no: the caller knows which kind it asked
+        said = _line_with(stderr, refused)
+        return ForwardingRefused(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")", said=said)
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return AuthenticationError(f"{what}: authentication failed (ssh: \"{reason}\"): check the user, "
                                    f"IdentityFile and agent; a second factor needs `{commands.run('login')}` in a "

@@ -13,7 +13,7 @@ import socket
 import paramiko
 
 from . import modes, ssh_forward
-from .errors import AuthenticationError, HostKeyError, LabError, ModeUnreachable, PromptNeeded
+from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
 from .hops import Hops
 from .state import LabRecord
 
@@ -80,17 +80,31 @@ def status_code(head: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
+def refused(hops: Hops, record: LabRecord, said: str) -> LabError:
+    """The login node refused this lab's forward: which kind it was asked for (the ``-W`` to the node, or a
+    forward to a port, is TCP; to a socket there, stream-local), and what can still work."""
+    kind = modes.STREAMLOCAL if record.remote_socket and not modes.mode(record.via).through_node else modes.TCP
+    return modes.refusal(record.via, frozenset({kind}), hops.settings.login, said)
+
+
 def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
-    """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached)."""
+    """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached).
+    A forward the login node refuses is a ForwardingRefused at once: waiting will not open it."""
     through_node = modes.mode(record.via).through_node
     if record.remote_socket and not hops.openssh:
         raise socket_needs_openssh(record)
     try:
         stream = _stream(hops, record)
+    except paramiko.ChannelException as exc:
+        if exc.code == paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+            raise refused(hops, record, str(exc)) from None
+        return 0, str(exc)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         return 0, str(exc) or type(exc).__name__
     except (HostKeyError, AuthenticationError, PromptNeeded) as exc:
         raise unreachable_node(exc) if through_node else exc from None
+    except ForwardingRefused as exc:
+        raise refused(hops, record, exc.said) from None
     except LabError as exc:  # the forward to a socket could not be set up
         return 0, str(exc)
     try:
@@ -102,6 +116,8 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     finally:
         stream.close()
     failure = stream.failure() if isinstance(stream, (ssh_forward.Stream, ssh_forward.UnixStream)) else None
+    if isinstance(failure, ForwardingRefused):
+        raise refused(hops, record, failure.said)
     if isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded)):
         raise unreachable_node(failure) if through_node else failure
     return status_code(head), str(failure or "")

@@ -4,7 +4,8 @@
 
 - a job that has not answered yet is cancelled -- nothing is lost, nothing left behind -- when the job
   ends, the wait times out, the caller is interrupted (Ctrl-C), or the mode cannot reach Jupyter here;
-  ``lab.via: auto`` then tries the next mode (compute, login, reverse) and remembers what worked;
+  ``lab.via: auto`` then tries the next mode (compute, login, reverse) that the login node's refusals so
+  far leave possible, and remembers what worked;
 - any other failure (the cluster or the connection, not the job) keeps the job and its record: a place
   in the queue is never given up, and ``wait`` goes on from there.
 """
@@ -15,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import commands, lab, via_memory
+from . import commands, lab, modes, via_memory
 from .errors import JobEnded, LabError, ModeUnreachable, WaitTimeout
 from .hops import Hops
 from .settings import LabSettings
@@ -43,21 +44,31 @@ class StartEvents:
 
 def start(settings: LabSettings, hops: Hops, *, detach: bool = False, events: StartEvents | None = None) -> Started:
     """Submit the lab and wait until Jupyter answers, in ``settings.via`` (or, for ``auto``, each mode in
-    turn); a LabError of the failure's own kind, saying what was kept, otherwise."""
+    turn, skipping those a refusal of the login node already rules out); a LabError of the failure's own
+    kind, saying what was kept, otherwise."""
     events = events or StartEvents()
     tries = via_memory.candidates(settings)
-    started: Started | None = None
+    refused: frozenset[str] = frozenset()
     for i, mode in enumerate(tries):
-        started = _in_mode(replace(settings, via=mode), hops, detach=detach, events=events, last=i == len(tries) - 1)
-        if started is not None:
-            break
-    assert started is not None  # the last mode raises rather than returning None
-    via_memory.remember(settings, started.record.via)
-    return replace(started, settings=lab.settings_for(started.record, state_dir=str(settings.state_path)))
+        if mode not in modes.possible(refused):
+            continue
+        outcome = _in_mode(replace(settings, via=mode), hops, detach=detach, events=events)
+        if isinstance(outcome, Started):
+            via_memory.remember(settings, outcome.record.via)
+            return replace(outcome, settings=lab.settings_for(outcome.record, state_dir=str(settings.state_path)))
+        record, exc = outcome
+        refused |= getattr(exc, "refused", frozenset())
+        if not [m for m in tries[i + 1:] if m in modes.possible(refused)]:
+            raise type(exc)(after_cancel(exc, record, settings)) from None
+        if events.next_mode:
+            events.next_mode(record, exc)
+    raise AssertionError("unreachable: the last mode tried raises")
 
 
-def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool, events: StartEvents, last: bool) -> Started | None:
-    """Submit and wait in one mode; None if it cannot reach Jupyter here and another mode is left."""
+def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool,
+             events: StartEvents) -> Started | tuple[LabRecord, ModeUnreachable]:
+    """Submit and wait in one mode: Started, or (the record, why) if the mode cannot reach Jupyter here (its
+    job then cancelled)."""
     record = lab.submit(settings, hops)
     if events.submitted:
         events.submitted(record)
@@ -67,10 +78,8 @@ def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool, events: StartEv
     except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
         _end(early)
         lab.cancel(settings, record, hops)  # it never answered: nothing is lost
-        if isinstance(exc, ModeUnreachable) and not last:
-            if events.next_mode:
-                events.next_mode(record, exc)
-            return None
+        if isinstance(exc, ModeUnreachable):
+            return record, exc
         kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
         raise kind(after_cancel(exc, record, settings)) from None
     except LabError as exc:

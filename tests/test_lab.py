@@ -109,12 +109,12 @@ def _ports_of(sbx, host: str, pid: int) -> list[str]:
 
 
 def _forwarded_ports(sbx, host: str) -> list[str]:
-    """Ports sshd listens on in ``host``'s namespace besides its own (22, and 2222 on login nodes): the
+    """Ports sshd listens on in ``host``'s namespace besides its own (22, and 2222, 2223 on login nodes): the
     far ends of reverse forwards."""
     out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns(host)}", "ss", "-Hltnp"],
                          capture_output=True, text=True, check=True).stdout
     return [line.split()[3] for line in out.splitlines()
-            if '"sshd"' in line and line.split()[3].rsplit(":", 1)[1] not in ("22", "2222")]
+            if '"sshd"' in line and line.split()[3].rsplit(":", 1)[1] not in ("22", "2222", "2223")]
 
 
 def _assert_private_socket(sbx, path: str) -> None:

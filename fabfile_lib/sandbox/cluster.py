@@ -18,6 +18,7 @@ from .config import SandboxConfig
 from .system import run
 
 NO_STREAMLOCAL_PORT = 2222  # a second port of each login node's sshd, without stream-local forwarding
+NO_FORWARDING_PORT = 2223  # a third, without any forwarding (AllowTcpForwarding and StreamLocal no)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -105,9 +106,10 @@ def ensure_keys(cfg: SandboxConfig) -> None:
             "    StrictHostKeyChecking yes\n"
             "    BatchMode yes\n" for h in cfg.login_hosts)
         # The same login node as a site that forbids stream-local forwarding (lab.reverse_target).
-        + f"Host {cfg.hostname('login')}-nostream\n    HostName {cfg.from_compute('login')}\n"
-        f"    Port {NO_STREAMLOCAL_PORT}\n    HostKeyAlias {cfg.hostname('login')}\n"
-        "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n",
+        + "".join(f"Host {cfg.hostname('login')}-{alias}\n    HostName {cfg.from_compute('login')}\n"
+                  f"    Port {port}\n    HostKeyAlias {cfg.hostname('login')}\n"
+                  "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n"
+                  for alias, port in (("nostream", NO_STREAMLOCAL_PORT), ("noforward", NO_FORWARDING_PORT))),
     }
     write_in_home(cfg, ".ssh", files)
     cfg.home.chmod(0o700)
@@ -190,9 +192,12 @@ def sshd_config(cfg: SandboxConfig, host: str) -> str:
     if host != "jump":
         lines.append(f"SetEnv SLURM_CONF={cfg.slurm_conf}")
     if host.startswith("login"):
-        # Port 2222 is the login node of a site that forbids stream-local (Unix socket) forwarding.
-        lines[1:1] = [f"Port {NO_STREAMLOCAL_PORT}"]
-        lines += [f"Match LocalPort {NO_STREAMLOCAL_PORT}", "    AllowStreamLocalForwarding no"]
+        # Port 2222 is the login node of a site that forbids stream-local (Unix socket) forwarding; port
+        # 2223, of a site that forbids forwarding altogether (Jean Zay has it off).
+        lines[1:1] = [f"Port {NO_STREAMLOCAL_PORT}", f"Port {NO_FORWARDING_PORT}"]
+        lines += [f"Match LocalPort {NO_STREAMLOCAL_PORT}", "    AllowStreamLocalForwarding no",
+                  f"Match LocalPort {NO_FORWARDING_PORT}", "    AllowTcpForwarding no",
+                  "    AllowStreamLocalForwarding no"]
     return "\n".join(lines) + "\n"
 
 

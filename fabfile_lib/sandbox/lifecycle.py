@@ -206,6 +206,9 @@ def ssh_config_text(cfg: SandboxConfig) -> str:
         if via:
             block += f"    ProxyJump {via}\n"
         blocks.append(block)
+    # The login node as a site that forbids all forwarding shows it (sshd's port 2223).
+    blocks.append(f"Host login-noforward\n    HostName {cfg.address('login')}\n    Port {cluster.NO_FORWARDING_PORT}\n"
+                  f"    HostKeyAlias {cfg.address('login')}\n    ProxyJump jump\n")
     blocks.append(
         "Host *\n"
         f"    User {cfg.username}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fabfile_lib import LabError, openssh
-from fabfile_lib.errors import AuthenticationError, ConnectError, HostKeyError
+from fabfile_lib.errors import AuthenticationError, ConnectError, ForwardingRefused, HostKeyError
 
 needs_ssh = pytest.mark.skipif(openssh.ssh_binary() is None, reason="no OpenSSH client")
 
@@ -30,8 +30,10 @@ Connection closed by UNKNOWN port 65535
     ("", ConnectError, ["exit status 255"]),
     ("Access denied by pam_slurm_adopt: you have no active jobs on this node\nConnection closed by 10.0.1.5 port 22\n",
      ConnectError, ["refuses ssh from outside a job", "pam_slurm_adopt: you have no active jobs"]),
-    ("channel 0: open failed: administratively prohibited: open failed\nstdio forwarding failed\n", ConnectError,
+    ("channel 0: open failed: administratively prohibited: open failed\nstdio forwarding failed\n", ForwardingRefused,
      ["does not allow this forwarding", "administratively prohibited"]),
+    ("Stdio forwarding request failed: Session open refused by peer\n", ForwardingRefused,
+     ["does not allow this forwarding", "Session open refused by peer"]),
 ])
 def test_ssh_failures_become_one_line_errors_of_their_kind(stderr, kind, words):
     err = openssh.explain(stderr, "cannot log in to login", 255)

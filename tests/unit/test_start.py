@@ -83,3 +83,29 @@ def test_a_failure_of_the_cluster_or_the_connection_keeps_the_job(monkeypatch, s
     with pytest.raises(ConnectError, match=r"job 40 and its record are kept: `.*wait --name default` goes on"):
         start.start(replace(settings, via="compute"), hops=None)
     assert cluster.cancelled == []
+
+
+def test_a_refused_forward_skips_the_modes_the_same_refusal_rules_out(monkeypatch, settings):
+    from fabfile_lib import modes
+    from fabfile_lib.errors import ForwardingRefused
+
+    tcp = modes.refusal("compute", frozenset({modes.TCP}), "login1", "administratively prohibited")
+    assert "login1 refuses TCP forwarding" in str(tcp) and "set lab.via to reverse" in str(tcp)
+    assert "login" not in str(tcp).split("set lab.via to")[1]
+    both = frozenset({modes.TCP, modes.STREAMLOCAL})
+    cluster = FakeCluster(monkeypatch, {"compute": tcp, "reverse": ForwardingRefused("both refused", both)})
+    with pytest.raises(ForwardingRefused, match=r"both refused \(job 41 cancelled, nothing kept\)"):
+        start.start(settings, hops=None)
+    assert cluster.submitted == ["compute", "reverse"]  # login mode needs TCP forwarding too: never tried
+
+
+def test_what_a_refusal_leaves_possible():
+    from fabfile_lib import modes
+
+    assert modes.possible(frozenset()) == ["compute", "login", "reverse"]
+    assert modes.possible(frozenset({modes.TCP})) == ["reverse"]
+    assert modes.possible(frozenset({modes.STREAMLOCAL}), but="reverse") == ["compute", "login"]
+    assert modes.possible(frozenset({modes.TCP, modes.STREAMLOCAL})) == []
+    none_left = modes.refusal("reverse", frozenset({modes.TCP, modes.STREAMLOCAL}), "login1", "x")
+    assert "no mode can reach Jupyter" in str(none_left) and "set lab.via" not in str(none_left)
+    assert "\n" not in str(none_left)
