@@ -158,8 +158,8 @@ def _coerce(key: str, value: object) -> object:
 
 @dataclass(frozen=True)
 class LabSettings:
-    """The ``lab`` settings, each default written here once (invoke.yaml, ``ns.configure`` and the README
-    table are checked against these by the tests). What each key means: invoke.yaml."""
+    """The ``lab`` settings, each default written here once (invoke.yaml, ``ns.configure`` and the table of
+    docs/configuration.md are checked against these by the tests). What each key means: invoke.yaml."""
 
     login: str = ""
     ssh_config: str = "~/.ssh/config"

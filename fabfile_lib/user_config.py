@@ -123,7 +123,7 @@ def write(lab: dict, where: Path | None = None) -> Path:
     tmp = where.with_name(f".{where.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write("# Written by `fabfile-lab config init`; every key is in the README's configuration reference.\n")
+        fh.write("# Written by `fabfile-lab config init`; every key is in docs/configuration.md.\n")
         yaml.safe_dump({"lab": lab}, fh, sort_keys=False, default_flow_style=False)
     os.replace(tmp, where)
     return where

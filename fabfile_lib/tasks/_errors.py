@@ -20,7 +20,7 @@ from ..settings import merge_conflict, state_path
 F = TypeVar("F", bound=Callable)
 
 
-# Exit codes (README, "Exit codes"): scripts can tell a bad call from a lab that ended or timed out.
+# Exit codes (README, "Every day"): scripts can tell a bad call from a lab that ended or timed out.
 OK, ERROR, USAGE, ENDED, TIMED_OUT = 0, 1, 2, 3, 4
 
 

@@ -45,7 +45,7 @@ def config(c, action, file=""):
         return
     if not sys.stdin.isatty():
         raise ConfigError("config init asks questions: run it in a terminal, or write "
-                          f"{where} yourself (README: configuration reference).")
+                          f"{where} yourself (docs/configuration.md).")
     if where.exists() and not _ask(f"{where} exists; replace it? [y/N]", "n").lower().startswith("y"):
         print("nothing written")
         return

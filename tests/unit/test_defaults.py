@@ -1,4 +1,5 @@
-"""One source of defaults: invoke.yaml, the tasks' ns.configure and the README tables equal the dataclasses."""
+"""One source of defaults: invoke.yaml, the tasks' ns.configure and the configuration reference's tables
+(docs/configuration.md) equal the dataclasses."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ def _readme_defaults(prefix: str) -> dict:
 
     import yaml
 
-    text = (Path(__file__).parents[2] / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     rows = re.findall(rf"^\| `{prefix}\.(\w+)` \| `([^`]*)` \|", text, re.M)
     return {key: yaml.safe_load(value) if value not in ("", '""') else "" for key, value in rows}
 

@@ -1,0 +1,33 @@
+"""A login node that forbids forwarding (sshd ``AllowTcpForwarding no``, ``AllowStreamLocalForwarding
+no``: the sandbox login node's port 2223), as some sites have it: every mode is told at its first probe,
+in one line that names the host and the refusal and suggests only what the same refusal leaves possible;
+the job is cancelled and nothing is left."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import assert_nothing_left, one_line_error
+
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.mark.parametrize("via", ["compute", "login", "reverse"])
+def test_a_login_node_without_forwarding_is_one_line_and_suggests_nothing_it_rules_out(lab_cli, sbx, via):
+    cli = lab_cli(login="login-noforward", via=via, reverse_target=f"{sbx.hostname('login')}-noforward",
+                  wait_timeout=120)
+    began = time.monotonic()
+    err = one_line_error(cli("lab.start", "--name", f"nofwd-{via}", "--detach", "--no-browser", timeout=180))
+    took = time.monotonic() - began
+    assert "refuses" in err and "forwarding" in err and "cancelled, nothing kept" in err, err
+    if via == "reverse":  # the job's hop was refused both ways: a socket, then a port
+        assert "the login node" in err and "no mode can reach Jupyter" in err and "set lab.via" not in err, err
+    else:
+        assert "login-noforward refuses TCP forwarding" in err, err
+        advised = err.split("set lab.via to ", 1)[1].split(",")[0]
+        assert advised.startswith("reverse") and "login" not in advised and "compute" not in advised, err
+    assert took < 60, f"{took:.0f} s: the refusal was waited out, not heard"  # (it was the whole wait_timeout)
+    print(f"{via}: refused in {took:.1f} s")
+    assert_nothing_left(sbx, cli, f"nofwd-{via}")
