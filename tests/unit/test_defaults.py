@@ -52,3 +52,16 @@ def test_invoke_yaml_lists_every_sandbox_key_with_its_default():
 
     documented = yaml.safe_load((Path(__file__).parents[2] / "invoke.yaml").read_text())["sandbox"]
     assert documented == config_defaults(SandboxConfig) == ns.configuration()["sandbox"]
+
+
+def test_the_configuration_reference_names_exactly_what_a_project_may_set():
+    import re
+    from pathlib import Path
+
+    from fabfile_lib import config_trust
+
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    said = text.split("**What a project's `fabfile-lab.yaml` may set**", 1)[1].split("\n\n", 1)[0]
+    keys, options = said.split("in `lab.sbatch`", 1)
+    assert set(re.findall(r"`lab\.(\w+)`", keys)) == config_trust.PROJECT_KEYS
+    assert set(re.findall(r"`([a-z-]+)`", options.split("only the options", 1)[1])) == config_trust.PROJECT_SBATCH
