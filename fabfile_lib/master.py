@@ -158,11 +158,16 @@ class Master:
         self._logged_out().unlink(missing_ok=True)
         batch = not interactive or not openssh.tty_available()
         persist = "yes" if self.persist == "0" else self.persist  # 0: held until the run that made it ends
-        argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-f", "-N", self.dest,
-                         batch=batch)
+        # -E: once in the background OpenSSH sends the master's stderr to /dev/null; its log file keeps what
+        # it says later (a channel sshd refused), and what it says while logging in, as stderr would.
+        argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-E", str(self.log_path),
+                         "-f", "-N", self.dest, batch=batch)
         log.info("opening the ssh master to %s", self.label)
-        # stderr to a file, not a pipe: the backgrounded master must not hold our end open.
-        with tempfile.TemporaryFile(mode="w+") as err:
+        # stderr to a file, not a pipe: the backgrounded master must not hold our end open. A private file
+        # that outlives this call: what the master says later (a channel sshd refused) is read there.
+        self.marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w+") as err:
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL if batch else None, stdout=subprocess.DEVNULL,
                                       stderr=err, timeout=None if not batch else self.connect_timeout * 3 + 10,
@@ -199,6 +204,7 @@ class Master:
                 time.sleep(0.1)
         if self.control_path:
             self._meta_path().unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
         for known in self.marker_dir.glob(f"{self.key}.*.landed"):
             known.unlink(missing_ok=True)
         return alive
@@ -229,6 +235,27 @@ class Master:
                                   proc.returncode)
 
     # -- metadata beside the socket (when the tool made it) -----------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        """What the tool's master of this cluster prints after logging in (0600, in the private directory)."""
+        return self.marker_dir / f"{self.key}.log"
+
+    def said_since(self, offset: int) -> str:
+        """What the master printed after ``offset`` bytes of its log (at most 16 KiB); "" for a master the
+        tool did not start."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                return fh.read(16384).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
 
     def _logged_out(self) -> Path:
         """The mark of an explicit logout of the cluster, in the tool's socket directory (for a user-managed

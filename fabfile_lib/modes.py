@@ -196,6 +196,9 @@ def reverse_endpoint(text: str) -> Endpoint | None:
         elif (up := _PORT_UP.fullmatch(line.strip())) and untrusted.port(int(up.group(1))):
             current, ever = Endpoint("127.0.0.1", int(up.group(1))), True
         elif line.startswith(_EXITED):
+            refused, said = _hop_refused(text)
+            if not ever and refused:
+                raise refusal(Via.REVERSE.value, refused, "the login node (the job's reverse hop)", said)
             if not ever:
                 raise ModeUnreachable(f"the job's reverse ssh to the login node failed ({failure or 'no reason given'})"
                                       f"; set lab.via to {others(Via.REVERSE)}, or fix lab.reverse_target and the "
@@ -204,6 +207,19 @@ def reverse_endpoint(text: str) -> Endpoint | None:
         elif line.strip() and not line.startswith(_MARK):
             failure = untrusted.printable(line.strip(), 200)
     return current
+
+
+_FELL_BACK = "fabfile-lab: stream-local forwarding refused by"
+
+
+def _hop_refused(text: str) -> tuple[frozenset[str], str]:
+    """What the login node refused the job's hop, from its log -- a socket (the job then fell back to a
+    port), a port, both, or nothing -- and sshd's words for the last refusal."""
+    said = [ln.strip() for ln in text.splitlines() if "forwarding failed for listen" in ln]
+    refused = {STREAMLOCAL} if _FELL_BACK in text or any("listen path" in ln for ln in said) else set()
+    if any("listen port" in ln for ln in said):
+        refused.add(TCP)
+    return frozenset(refused), untrusted.printable(said[-1], 200) if said else ""
 
 
 def _reverse(runtime: dict, node_addr: str, read: Read) -> Endpoint | None:

@@ -88,6 +88,16 @@ def _reason(stderr: str) -> str:
 _REFUSED = ("administratively prohibited", "Session open refused by peer")
 
 
+def refused(stderr: str, what: str = "forward") -> ForwardingRefused | None:
+    """sshd's AllowTcpForwarding/AllowStreamLocalForwarding no, in what ssh said; None if it is not that
+    (the caller knows which kind of forwarding it asked for)."""
+    word = next((word for word in _REFUSED if word in stderr), "")
+    if not word:
+        return None
+    said = _line_with(stderr, word)
+    return ForwardingRefused(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")", said=said)
+
+
 def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     """The error for an ssh that failed while doing ``what``, from its stderr."""
     reason = _reason(stderr) or (f"exit status {returncode}" if returncode is not None else "no output")
@@ -104,10 +114,9 @@ def explain(stderr: str, what: str, returncode: int | None = None) -> LabError:
     if "pam_slurm_adopt" in stderr:
         return ConnectError(f"{what}: the compute node refuses ssh from outside a job of yours there (ssh: "
                             f"\"{_line_with(stderr, 'pam_slurm_adopt')}\")")
-    refused = next((word for word in _REFUSED if word in stderr), "")
-    if refused:  # sshd's AllowTcpForwarding/AllowStreamLocalForwarding no: the caller knows which kind it asked
-        said = _line_with(stderr, refused)
-        return ForwardingRefused(f"{what}: the site does not allow this forwarding (ssh: \"{said}\")", said=said)
+    refusal = refused(stderr, what)
+    if refusal:
+        return refusal
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return AuthenticationError(f"{what}: authentication failed (ssh: \"{reason}\"): check the user, "
                                    f"IdentityFile and agent; a second factor needs `{commands.run('login')}` in a "

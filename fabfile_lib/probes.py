@@ -8,13 +8,14 @@ path is reported, not retried here: the caller knows how long it may wait.
 from __future__ import annotations
 
 import re
+import shlex
 import socket
 
 import paramiko
 
 from . import modes, ssh_forward
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
-from .hops import Hops
+from .hops import Hops, run_command
 from .state import LabRecord
 
 
@@ -87,6 +88,15 @@ def refused(hops: Hops, record: LabRecord, said: str) -> LabError:
     return modes.refusal(record.via, frozenset({kind}), hops.settings.login, said)
 
 
+def _socket_refused(hops: Hops, record: LabRecord, said: str) -> bool:
+    """sshd answers a stream-local forward it refuses (``AllowStreamLocalForwarding no``) with "connect
+    failed", as it answers one to a socket that is not there: on the login node, a socket that is there
+    tells them apart (one command over the kept login, only after such a failure)."""
+    if "connect failed" not in said or not record.remote_socket or modes.mode(record.via).through_node:
+        return False
+    return run_command(hops.login(), f"test -S {shlex.quote(record.remote_socket)}", timeout=15).exited == 0
+
+
 def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached).
     A forward the login node refuses is a ForwardingRefused at once: waiting will not open it."""
@@ -118,6 +128,8 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     failure = stream.failure() if isinstance(stream, (ssh_forward.Stream, ssh_forward.UnixStream)) else None
     if isinstance(failure, ForwardingRefused):
         raise refused(hops, record, failure.said)
+    if failure is not None and _socket_refused(hops, record, str(failure)):
+        raise refused(hops, record, str(failure))
     if isinstance(failure, (HostKeyError, AuthenticationError, PromptNeeded)):
         raise unreachable_node(failure) if through_node else failure
     return status_code(head), str(failure or "")

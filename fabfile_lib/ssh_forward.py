@@ -198,12 +198,13 @@ def unix_via_ssh(argv: list[str], local: str, what: str, timeout: float = 30) ->
 
 @contextlib.contextmanager
 def unix_on_master(master: Master, local: str, far: str) -> Iterator[Callable[[], str]]:
-    """``-L local:far`` on the master itself, removed afterwards (the master says nothing to us about
-    channels it could not open)."""
+    """``-L local:far`` on the master itself, removed afterwards; what went wrong is what the master wrote
+    to its log meanwhile (a channel it could not open)."""
     spec = [f"{local}:{far}"]
+    before = master.log_size()
     master.forward(spec)
     try:
-        yield lambda: ""
+        yield lambda: _open_failure(master.said_since(before))
     finally:
         master.forward(spec, cancel=True)
 
@@ -248,4 +249,4 @@ class UnixStream(_OverSocket):
         said = self._said()
         self._stack.close()
         if said and self._failure is None:
-            self._failure = ConnectError(said)
+            self._failure = openssh.refused(said) or ConnectError(said)

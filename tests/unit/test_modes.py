@@ -85,3 +85,32 @@ def test_each_mode_puts_its_own_lines_in_the_batch_script(via, openssh, present,
                                  openssh)
     assert present in script and absent not in script
     assert "LAB_VIA=" in script and 'if [ "$LAB_VIA"' not in script  # no mode is decided in shell
+
+
+def test_a_reverse_hop_refused_both_ways_is_a_forwarding_refusal_that_leaves_no_mode():
+    from fabfile_lib.errors import ForwardingRefused
+
+    log = ("mux_client_forward: forwarding request failed: remote port forwarding failed for listen path /tmp/flr-a/s\n"
+           "muxclient: master forward request failed\n"
+           "fabfile-lab: stream-local forwarding refused by login1: Jupyter is reached through a port (token-only)\n"
+           "mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 0\n"
+           "muxclient: master forward request failed\n"
+           "fabfile-lab: reverse ssh exited\n")
+    with pytest.raises(ForwardingRefused) as err:
+        modes.reverse_endpoint(log)
+    assert err.value.refused == {modes.TCP, modes.STREAMLOCAL} and "no mode can reach Jupyter" in str(err.value)
+    assert "listen port 0" in str(err.value)
+    only_tcp = log.split("fabfile-lab: stream-local")[0].replace("listen path /tmp/flr-a/s", "listen port 0")
+    with pytest.raises(ForwardingRefused) as err:
+        modes.reverse_endpoint(only_tcp + "fabfile-lab: reverse ssh exited\n")
+    assert err.value.refused == {modes.TCP} and "set lab.via to" not in str(err.value)  # all need TCP but reverse
+
+
+def test_sshd_refusals_are_recognised_in_what_ssh_says():
+    from fabfile_lib import openssh
+
+    for said in ("channel 3: open failed: administratively prohibited: open failed",
+                 "Stdio forwarding request failed: Session open refused by peer"):
+        found = openssh.refused(f"noise\n{said}\n")
+        assert found is not None and found.said == said
+    assert openssh.refused("channel 3: open failed: connect failed: open failed") is None  # a socket not there
