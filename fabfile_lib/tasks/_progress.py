@@ -9,10 +9,12 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..notify import notify
-from ..slurm import JobInfo
+
+if TYPE_CHECKING:
+    from ..slurm import JobInfo  # (Fabric comes with it: not at start-up)
 
 NOTIFY_AFTER = 30  # seconds of waiting after which the start of the job is worth a desktop notification
 

@@ -6,19 +6,30 @@ import json
 import sys
 import threading
 import time as _time
+from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import browser as browser_page
-from .. import commands, ide, lab, master, modes, remote_labs, slurm, state
-from .. import start as start_
-from ..doctor import run_checks
+from .. import commands, lazy, modes, state
 from ..errors import ConfigError, LabError, WaitTimeout
-from ..hops import Hops, choose_transport
 from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
 from ._progress import QueueDisplay
+
+if TYPE_CHECKING:
+    from ..hops import Hops
+
+# Imported when a task first uses them: Paramiko and Fabric come with the hops (lazy.py).
+browser_page = lazy.Module("fabfile_lib.browser")
+doctor_ = lazy.Module("fabfile_lib.doctor")
+hops_ = lazy.Module("fabfile_lib.hops")
+ide = lazy.Module("fabfile_lib.ide")
+lab = lazy.Module("fabfile_lib.lab")
+master = lazy.Module("fabfile_lib.master")
+remote_labs = lazy.Module("fabfile_lib.remote_labs")
+slurm = lazy.Module("fabfile_lib.slurm")
+start_ = lazy.Module("fabfile_lib.start")
 
 NAME = "lab name, so several labs can run at once (default: lab.name from config)"
 
@@ -81,7 +92,7 @@ def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, 
 def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None, as_json: bool = False) -> None:
     record = lab.start_detached(settings, record, proc=proc)
     if as_json:
-        with Hops(settings) as hops:
+        with hops_.Hops(settings) as hops:
             _announce(record, record.forward_port, browser, True, hops)
     else:
         _announce(record, record.forward_port, browser, False)
@@ -116,7 +127,7 @@ def submit(c, name=None, profile=None, partition=None, time=None, cpus=None, mem
     """Upload the launch script into a private directory on the cluster and sbatch it."""
     settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
                              gpus=gpus, account=account, constraint=constraint, qos=qos))
-    with Hops(settings) as hops:
+    with hops_.Hops(settings) as hops:
         record = lab.submit(settings, hops)
     print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
 
@@ -127,7 +138,7 @@ def wait(c, name=None, timeout=None):
     """Wait until the job runs and Jupyter answers, showing state and pending reason meanwhile."""
     limit = _seconds("--timeout", timeout)
     settings, record = _record(c, name)
-    with Hops.for_lab(settings, record.via, record.login_host) as hops, QueueDisplay(sys.stdout) as display:
+    with hops_.Hops.for_lab(settings, record.via, record.login_host) as hops, QueueDisplay(sys.stdout) as display:
         try:
             record = lab.wait(settings, record, hops, display, limit)
         except WaitTimeout as exc:
@@ -204,7 +215,7 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
     settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
                              gpus=gpus, account=account, constraint=constraint, qos=qos),
                              via=via, local_port=local_port)
-    with Hops(settings) as hops:
+    with hops_.Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
             def next_mode(rec: state.LabRecord, exc: LabError) -> None:
                 _say(json_, f"via {rec.via} does not reach Jupyter here ({exc}); job {rec.job_id} cancelled, "
@@ -230,7 +241,7 @@ def _statuses(c, names) -> list[lab.LabStatus]:
         by_cluster.setdefault(key, (settings, []))[1].append(record)
     found: dict[str, lab.LabStatus] = {}
     for settings, records in by_cluster.values():
-        with Hops(settings) as hops:
+        with hops_.Hops(settings) as hops:
             found.update((st.name, st) for st in lab.statuses(records, hops))
     return [found[n] for n in names]
 
@@ -257,7 +268,7 @@ def status(c, name=None, json_=False):
     state_dir, lab_name = local_lab(lab_config(c), name)
     if name:
         settings, record = _record(c, name)
-        with Hops(settings) as hops:
+        with hops_.Hops(settings) as hops:
             results = [lab.status(record, hops)]
     else:
         results = _statuses(c, state.names(state_dir))
@@ -276,7 +287,7 @@ def list_(c, cluster=False):
         _print_statuses(_statuses(c, state.names(state_dir)))
         return
     settings = _settings(c)
-    with Hops(settings) as hops:
+    with hops_.Hops(settings) as hops:
         found = remote_labs.remote_labs(settings, hops)
     if not found:
         print(f"no labs under {settings.remote_dir} on {settings.login}")
@@ -298,7 +309,7 @@ def _when(epoch: float) -> str:
 def logs(c, name=None, follow=False):
     """Print the job's log (--follow: and what it adds, until the job ends)."""
     settings, record = _record(c, name)
-    with Hops(settings) as hops:
+    with hops_.Hops(settings) as hops:
         if not follow:
             print(lab.logs(record, hops))
             return
@@ -320,11 +331,11 @@ def cancel(c, name=None, job=None):
     state_dir, lab_name = local_lab(lab_config(c), name)
     if not job and state.exists(state_dir, lab_name):
         settings, record = _record(c, name)
-        with Hops(settings) as hops:
+        with hops_.Hops(settings) as hops:
             lab.cancel(settings, record, hops)
     else:
         settings = _settings(c, name)
-        with Hops(settings) as hops:
+        with hops_.Hops(settings) as hops:
             record = remote_labs.rebuild(settings, hops, remote_labs.find_remote(settings, hops, lab_name, job))
             # A lab of the same name recorded here may be this job (then forget it) or another one (keep it).
             recorded = state.recorded_job(state_dir, record.name)
@@ -345,7 +356,7 @@ def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
     from its private file. Then it is like `tunnel` (--detach included).
     """
     settings = _settings(c, name)
-    with Hops(settings) as hops:
+    with hops_.Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
             record = remote_labs.attach(settings, hops, None if job else settings.name, job, display)
         if lab.forward_alive(record):
@@ -386,7 +397,7 @@ def doctor(c, job=False, profile=None, partition=None):
 def print_checks(settings: LabSettings, job: bool = False) -> None:
     """Doctor's checks, one line each as they come; Exit 1 if any failed."""
     failed = 0
-    for check in run_checks(settings, job=job):
+    for check in doctor_.run_checks(settings, job=job):
         mark = {True: "✓", False: "✗", None: "·"}[check.ok]
         fix = f" -- fix: {check.fix}" if check.fix and check.ok is False else ""
         print(f"{mark} {check.what}: {check.detail}{fix}", flush=True)
@@ -432,7 +443,7 @@ def login(c, name=None):
     nothing while it lives: lab.persist after its last use (default 8h), or until `logout`.
     """
     settings = _cluster_settings(c, name)
-    if choose_transport(settings) != "openssh":
+    if hops_.choose_transport(settings) != "openssh":
         raise LabError("lab.login keeps an OpenSSH ControlMaster, which this machine's ssh (or lab.transport: "
                        "paramiko) cannot hold: each task logs in by itself and asks at most once per hop.")
     plan = master.plan(settings)
@@ -458,7 +469,7 @@ def login_summary(plan: master.Master, started: bool) -> str:
 def logout(c, name=None):
     """End the kept login to the cluster (the OpenSSH master); the next task logs in again."""
     settings = _cluster_settings(c, name)
-    if choose_transport(settings) != "openssh":
+    if hops_.choose_transport(settings) != "openssh":
         print("no login is kept on this transport")
         return
     plan, *pinned = master.masters(settings)
