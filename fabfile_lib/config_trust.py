@@ -26,12 +26,11 @@ from pathlib import Path
 
 import yaml
 
-from . import file_trust, state
+from . import file_trust, paths, state
 from .errors import ConfigError
-from .settings import DEFAULTS, state_path
+from .settings import DEFAULTS
 
-SYSTEM_FILE = Path("/etc/fabfile-lab.yaml")
-ALLOWED_FILE = "allowed.json"  # in the default state directory: a project file cannot move it
+SYSTEM_FILE = paths.SYSTEM_CONFIG
 _MOST = 1 << 20  # a config file is small; a larger one is refused unread
 
 # What a project may share: values that are data. (What else a `lab` mapping can hold reaches a shell, an
@@ -171,9 +170,8 @@ def _lab_part(lab: Mapping, prefix: str, taken: list[str], refused: list[str]) -
 # -- files the user allowed --------------------------------------------------------------------------
 
 def allowed_path() -> Path:
-    """Where allowed project files are recorded: the default state directory (``lab.state_dir`` is a
-    setting, and a setting must not choose what decides which settings are taken)."""
-    return state_path("") / ALLOWED_FILE
+    """Where allowed project files are recorded (paths.py: never where a setting says)."""
+    return paths.allowed_file()
 
 
 def _allowed() -> dict[str, str]:

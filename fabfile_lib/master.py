@@ -30,12 +30,11 @@ import shlex
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import commands, file_trust, locks, openssh, untrusted
+from . import commands, file_trust, locks, openssh, paths, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError, PromptNeeded
 from .settings import LabSettings
 
@@ -306,9 +305,9 @@ def control_dir(state_dir: Path) -> Path:
     directory of ours -- never a symlink someone planted)."""
     path, uid = state_dir / "cm", file_trust.me()  # no user ids on Windows
     if len(str(path)) + 14 > _MAX_SOCKET_PATH:
-        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-        path = Path(runtime) / "fabfile-lab" if runtime and len(runtime) + 26 <= _MAX_SOCKET_PATH else \
-            Path(tempfile.gettempdir()) / f"fabfile-lab-{uid if uid is not None else getpass.getuser()}"
+        runtime = paths.runtime_dir()
+        path = runtime if runtime and len(str(runtime)) + 14 <= _MAX_SOCKET_PATH else \
+            paths.shared_tmp(str(uid) if uid is not None else getpass.getuser())
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)

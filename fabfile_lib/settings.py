@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from . import commands, environment, modes
+from . import commands, environment, modes, paths
 from .errors import ConfigError
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
@@ -280,10 +280,7 @@ DEFAULTS: dict = {**config_defaults(LabSettings), "profiles": {}}
 
 def state_path(state_dir: str = "") -> Path:
     """Where lab records live: ``lab.state_dir``, else ``$XDG_STATE_HOME/fabfile-lab``."""
-    if state_dir:
-        return Path(state_dir).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "fabfile-lab"
+    return paths.state_dir(state_dir)
 
 
 def check_name(name: str) -> str:

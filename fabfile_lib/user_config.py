@@ -16,19 +16,18 @@ from pathlib import Path
 
 import yaml
 
+from . import paths
 from .errors import ConfigError
 from .settings import LabSettings
 
-FILE_NAME = "config.yaml"
+FILE_NAME = paths.USER_CONFIG_FILE
 PROJECT_FILE = "fabfile-lab.yaml"  # a project's own settings, found from the current directory upwards
 _ENV_KINDS = ("conda", "mamba", "venv", "uv", "pixi")
 
 
 def directory() -> Path:
-    """``$XDG_CONFIG_HOME/fabfile-lab`` (``~/.config/fabfile-lab`` when the variable is unset or relative,
-    as the XDG spec says)."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    return (Path(base) if os.path.isabs(base) else Path.home() / ".config") / "fabfile-lab"
+    """``$XDG_CONFIG_HOME/fabfile-lab`` (``~/.config/fabfile-lab``)."""
+    return paths.config_dir()
 
 
 def path() -> Path:

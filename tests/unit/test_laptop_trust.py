@@ -309,3 +309,17 @@ def test_cluster_text_in_a_message_shows_control_characters_as_escapes():
     tail = lab.ended_early(record, "one\x1b]0;title\x07\ntwo\rthree\n")
     assert tail.isprintable() and "\\x1b]0;title\\x07" in tail
     assert untrusted.printable("ok text") == "ok text"
+
+
+def test_every_laptop_path_comes_from_paths_py(tmp_path, monkeypatch):
+    from fabfile_lib import paths, user_config
+    from fabfile_lib.settings import state_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c"))
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # not absolute: the spec says the default
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_config.path() == tmp_path / "c" / "fabfile-lab" / "config.yaml"
+    assert state_path("") == paths.state_dir() == tmp_path / "home" / ".local" / "state" / "fabfile-lab"
+    assert config_trust.allowed_path() == paths.state_dir() / "allowed.json"
+    assert state_path("~/elsewhere") == tmp_path / "home" / "elsewhere"
+    assert config_trust.SYSTEM_FILE == paths.SYSTEM_CONFIG

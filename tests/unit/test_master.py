@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from fabfile_lib import master, openssh
+from fabfile_lib import master, openssh, paths
 from fabfile_lib.errors import PromptNeeded
 from fabfile_lib.settings import LabSettings
 
@@ -78,7 +78,7 @@ def test_a_planted_symlink_for_the_socket_directory_is_refused(tmp_path, monkeyp
     elsewhere.mkdir()
     long_state = tmp_path / ("x" * 90)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(master.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(paths.tempfile, "gettempdir", lambda: str(tmp_path))
     os.symlink(elsewhere, tmp_path / f"fabfile-lab-{os.getuid()}")
     with pytest.raises(LabError, match="not a directory of yours"):
         master.control_dir(long_state)
