@@ -161,7 +161,17 @@ class Page:
                 buttons.first.click(timeout=2000)
 
     def server_gone(self) -> bool:
-        return self.page.locator('.jp-Dialog:has-text("Server Connection Error")').count() > 0
+        """JupyterLab's own word that its server is gone. A save that failed meanwhile shows its dialog
+        first ("File Save Error ... Failed to fetch", seen here), which holds the other back: it is closed
+        on the way."""
+        if self.page.locator('.jp-Dialog:has-text("Server Connection Error")').count() > 0:
+            return True
+        others = self.page.locator('.jp-Dialog:not(:has-text("Server Connection Error")) '
+                                   'button:has-text("Close")')
+        with contextlib.suppress(Exception):
+            if others.count():
+                others.first.click(timeout=2000)
+        return False
 
 
 def _fake_browser(where: Path) -> tuple[Path, Path]:
