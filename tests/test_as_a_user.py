@@ -166,8 +166,8 @@ class Page:
         on the way."""
         if self.page.locator('.jp-Dialog:has-text("Server Connection Error")').count() > 0:
             return True
-        others = self.page.locator('.jp-Dialog:not(:has-text("Server Connection Error")) '
-                                   'button:has-text("Close")')
+        others = self.page.locator(".jp-Dialog").filter(has_not_text="Server Connection Error").locator(
+            'button:has-text("Close")')
         with contextlib.suppress(Exception):
             if others.count():
                 others.first.click(timeout=2000)
