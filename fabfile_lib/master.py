@@ -30,6 +30,7 @@ import shlex
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,15 +159,14 @@ class Master:
         batch = not interactive or not openssh.tty_available()
         persist = "yes" if self.persist == "0" else self.persist  # 0: held until the run that made it ends
         # -E: once in the background OpenSSH sends the master's stderr to /dev/null; its log file keeps what
-        # it says later (a channel sshd refused), and what it says while logging in, as stderr would.
-        argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-E", str(self.log_path),
+        # it says later (a channel sshd refused), and what it says while logging in, as stderr would. A
+        # master on the user's own ControlPath leaves nothing in the tool's directory: a passing file then.
+        logged = ["-E", str(self.log_path)] if not self.user_managed else []
+        argv = self.argv("-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", *logged,
                          "-f", "-N", self.dest, batch=batch)
         log.info("opening the ssh master to %s", self.label)
-        # stderr to a file, not a pipe: the backgrounded master must not hold our end open. A private file
-        # that outlives this call: what the master says later (a channel sshd refused) is read there.
-        self.marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w+") as err:
+        # stderr to a file, not a pipe: the backgrounded master must not hold our end open.
+        with self._stderr_file() as err:
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL if batch else None, stdout=subprocess.DEVNULL,
                                       stderr=err, timeout=None if not batch else self.connect_timeout * 3 + 10,
@@ -234,6 +234,15 @@ class Master:
                                   proc.returncode)
 
     # -- metadata beside the socket (when the tool made it) -----------------------------------------
+
+    def _stderr_file(self):
+        """The file the master's stderr goes to: its log (private, kept while it lives), or for the user's
+        own master a temporary file."""
+        if self.user_managed:
+            return tempfile.TemporaryFile(mode="w+")
+        self.marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        return os.fdopen(fd, "w+")
 
     @property
     def log_path(self) -> Path:
