@@ -24,12 +24,18 @@ export JUPYTER_RUNTIME_DIR="$LAB_DIR/runtime"
 export JUPYTER_TOKEN_FILE="$LAB_DIR/token"
 mkdir -p "$JUPYTER_RUNTIME_DIR"
 # What the tool reads instead of asking Slurm: the node the job runs on, and that it has ended.
+# What the lab made on the hosts goes as soon as it is told to end: Slurm's SIGKILL follows its SIGTERM
+# after KillWait seconds, whether or not Jupyter has finished shutting its kernels down by then.
+lab_tidy() {
+    if declare -F reverse_down >/dev/null; then reverse_down; fi  # at most 3 s
+    [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
+    LAB_SOCK_DIR=
+}
 lab_end() {
     local status=$?
     kill ${JUPYTER_PID:-} ${REVERSE_PID:-} 2>/dev/null
-    if declare -F reverse_down >/dev/null; then reverse_down; fi  # at most 3 s, well within Slurm's KillWait
+    lab_tidy
     echo "$status" > "$LAB_DIR/ended"
-    [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
 }
 trap lab_end EXIT
 printf '%s\n' "${SLURMD_NODENAME:-$(hostname)}" > "$LAB_DIR/node.new" && mv -f "$LAB_DIR/node.new" "$LAB_DIR/node"
@@ -50,7 +56,7 @@ __LISTEN__
 cd __NOTEBOOK_DIR__ || exit 1
 __COMMAND__ --no-browser "${LISTEN[@]}" &
 JUPYTER_PID=$!
-trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null' TERM INT
+trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null; lab_tidy' TERM INT
 
 # --- once Jupyter runs (this mode's) ---
 __AFTER_START__

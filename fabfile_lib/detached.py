@@ -1,86 +1,117 @@
-"""The lab's background forward (``--detach``): start it, know whether it runs, stop it.
+"""Background forwards (``--detach``), as the tasks see them: ask the watcher to hold a lab, know whether it
+does, ask it to let go.
 
-The process itself is ``forward_process.py``; it is started in a session of its own, logs to the lab's
-forward log, and records its pid, start time and port in the lab's record. Only that recorded pid, checked
-against its start time, is ever signalled.
+One watcher process per state directory holds every lab asked for (``watcher.py``); it is started here
+when a lab is asked for and none runs, and it ends by itself once nothing is held. A lab asks through its
+record (``hold``); the watcher answers through it (``forward_pid``, ``forward_port``, ``forward_note``).
+Labs are dropped by asking, never by signalling the process that holds the others too.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import time
 from pathlib import Path
 
-from . import probes, python_child, state
+from . import probes, python_child, state, watcher
 from .errors import LabError
-from .procs import alive, terminate
+from .procs import alive, start_time
 from .settings import LabSettings
 from .state import LabRecord
 
+LET_GO_WITHIN = 15.0  # seconds a lab's forwards take to close once asked (an ssh ends within 5 s)
+
 
 def forward_alive(record: LabRecord) -> bool:
-    """Whether the record's background forward runs: its pid, with the start time recorded for it."""
+    """Whether the record's background forwards run: the process that holds them, by pid and start time."""
     return alive(record.forward_pid, record.forward_started)
 
 
-def spawn_forward(settings: LabSettings, record: LabRecord) -> subprocess.Popen:
-    """Start the background forward process now. It logs in (riding the master) while Jupyter starts, and
-    opens the forwards as soon as the record says where Jupyter answers: ``lab.start --detach`` then ends
-    a moment after Jupyter answers, not a whole process start later."""
-    fd = state.open_log(settings.state_path, record.name)  # makes the state directory, 0700: the child's cwd
-    try:
-        return subprocess.Popen(
-            python_child.argv("fabfile_lib.forward_process", record.name, os.path.abspath(settings.state_path)),
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
-            cwd=os.path.abspath(settings.state_path), env=python_child.environment())
-    finally:
-        os.close(fd)
+def watcher_pid(state_dir: Path) -> int:
+    """The pid of the watcher of ``state_dir`` if one runs, else 0."""
+    known = watcher.recorded(state_dir)
+    return known[0] if known and alive(*known) else 0
 
 
-def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60,
-                   proc: subprocess.Popen | None = None) -> LabRecord:
-    """Hold the forwards in a background process recorded with the lab (``proc``, if one was spawned
-    early); return once the URL answers."""
-    if forward_alive(record):
-        return record
-    log = state.log_path(settings.state_path, record.name)
-    proc = proc or spawn_forward(settings, record)
-    deadline = time.monotonic() + timeout
+def ensure_watcher(state_dir: Path) -> int:
+    """The watcher's pid, starting it first if none runs. It starts in the (0700) state directory with the
+    environment ``python_child`` allows, so nothing of the current directory is imported into it."""
+    state_dir = Path(os.path.abspath(state_dir))
+    state.make_dirs(state_dir)
+    with watcher.watcher_lock(state_dir):
+        running = watcher_pid(state_dir)
+        if running:
+            return running
+        log = os.open(state.watcher_log_path(state_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(python_child.argv("fabfile_lib.watcher", str(state_dir)),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    close_fds=True, cwd=state_dir, env=python_child.environment())
+        finally:
+            os.close(log)
+        state.write_private(state.watcher_path(state_dir),
+                            json.dumps({"pid": proc.pid, "started": start_time(proc.pid) or ""}))
+        return proc.pid
+
+
+def request_hold(settings: LabSettings, record: LabRecord) -> LabRecord:
+    """Ask the watcher to hold the lab's forwards from now on (while the job still starts, it waits for
+    Jupyter, riding the login meanwhile); the record as asked."""
+    asked = state.update(settings.state_path, record.name, hold=secrets.token_hex(4), forward_note="")
+    if asked is None:
+        raise LabError(f"lab {record.name!r} is no longer recorded.")
+    ensure_watcher(settings.state_path)
+    return asked
+
+
+def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60) -> LabRecord:
+    """Have the lab held in the background (asked anew unless a live watcher already holds or awaits it);
+    return once its URL answers there."""
+    current = state.load(settings.state_path, record.name)
+    if not (current.hold and watcher_pid(settings.state_path)):
+        current = request_hold(settings, current)
+    request, deadline = current.hold, time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
-        ours = current.forward_pid == proc.pid and current.forward_port
-        if ours and probes.answers(current.forward_port):
+        if current.hold != request:  # it ended by itself: why is in the note and the lab's log
+            raise LabError(_why_not(settings, current))
+        if forward_alive(current) and current.forward_port and probes.answers(current.forward_port):
             return current
-        if proc.poll() is not None:
+        if not watcher_pid(settings.state_path):
             break
         time.sleep(0.1)
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(5)
-    lines = log.read_text().strip().splitlines() if log.exists() else []
-    errors = [ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")]
-    if errors:
-        raise LabError(f"the background forward could not start: {errors[-1]} (log: {log})")
-    raise LabError(f"the background forward did not come up: {' | '.join(lines[-3:]) or 'no output'} (log: {log}).")
+    stop_detached(settings, record)
+    raise LabError(_why_not(settings, state.load(settings.state_path, record.name), within=timeout))
+
+
+def _why_not(settings: LabSettings, record: LabRecord, within: float = 0) -> str:
+    log = state.log_path(settings.state_path, record.name)
+    if record.forward_note.startswith("error: "):
+        return f"the background forward could not start: {record.forward_note.removeprefix('error: ')} (log: {log})"
+    lines = log.read_text().strip().splitlines()[-3:] if log.exists() else []
+    late = f" within {within:.0f} s" if within else ""
+    return f"the background forward did not come up{late}: {' | '.join(lines) or 'no output'} (log: {log})."
+
+
+def stop_detached(settings: LabSettings, record: LabRecord, within: float = LET_GO_WITHIN) -> bool:
+    """Ask the watcher to drop the lab, and wait (at most ``within`` s) until its forwards are closed; True
+    if they were held. The job keeps running; the record says no forward, and its port is forgotten."""
+    before = state.load(settings.state_path, record.name) if state.exists(settings.state_path, record.name) else record
+    held = bool(before.hold) and forward_alive(before)
+    state.update(settings.state_path, record.name, hold="")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        now = state.load(settings.state_path, record.name) if state.exists(settings.state_path, record.name) else None
+        if now is None or not forward_alive(now):
+            break
+        time.sleep(0.05)
+    state.update(settings.state_path, record.name, forward_pid=0, forward_started="", forward_port=0)
+    return held
 
 
 def forwarding_labs(state_dir: Path) -> list[str]:
-    """The labs recorded in ``state_dir`` whose background forward runs."""
+    """The labs recorded in ``state_dir`` whose background forwards run."""
     return [name for name in state.names(state_dir) if forward_alive(state.load(state_dir, name))]
-
-
-def end_forward_process(record: LabRecord) -> bool:
-    """Stop the record's background forward (SIGTERM, then SIGKILL); True if one was running."""
-    if not forward_alive(record):
-        return False
-    terminate(record.forward_pid, started=record.forward_started)
-    return True
-
-
-def stop_detached(settings: LabSettings, record: LabRecord) -> bool:
-    """Stop the lab's background forward and forget it in the record; the job keeps running."""
-    stopped = end_forward_process(record)
-    state.update(settings.state_path, record.name, forward_pid=0, forward_started="", forward_port=0)
-    return stopped
-

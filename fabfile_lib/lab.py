@@ -10,9 +10,9 @@ modules of their own and are re-exported here, so a team's ``tasks.py`` needs on
         with lab.tunnel(record, hops) as fwd:
             ...
 
-The forwards: ``tunnel.py``; the background forward: ``detached.py``; the ways of reaching Jupyter:
-``modes.py``; the lab's directory on the cluster: ``lab_dir.py``; labs found from any machine:
-``remote_labs.py``.
+The forwards: ``tunnel.py``; the background forwards: ``detached.py`` (the watcher: ``watcher.py``);
+the ways of reaching Jupyter: ``modes.py``; the lab's directory on the cluster: ``lab_dir.py``; labs found
+from any machine: ``remote_labs.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from . import (
     version,
     via_memory,
 )
-from .detached import forward_alive, forwarding_labs, spawn_forward, start_detached, stop_detached
+from .detached import forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards import check_port_free
 from .hops import Hops, run
@@ -295,6 +295,9 @@ def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> s
     """Why an active lab's URL does not answer, and what to do, in a few words."""
     if not info.running:
         return f"job {info.state.lower()}{f' ({info.reason})' if info.reason else ''}: no Jupyter yet"
+    if not forwarding and record.hold:
+        return (f"its background forwards are gone (their process ended): `{commands.run('tunnel')} --name "
+                f"{record.name} --detach` brings them back, with every lab held beside it")
     if not forwarding:
         return f"no forwards open: `{commands.run('tunnel')} --name {record.name}`"
     return record.forward_note or "forward down, reconnecting"
@@ -344,7 +347,8 @@ def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], sto
 def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = True) -> None:
     """End the job, the background forward, the lab's directory on the cluster and (``forget``) the local
     record."""
-    detached.end_forward_process(record)
+    if state.exists(settings.state_path, record.name):
+        detached.stop_detached(settings, record)  # its forwards close first; the watcher holds the others on
     login = hops.login()
     record = known_job(hops, record)
     slurm.cancel(login, record.job_id)
@@ -379,5 +383,5 @@ def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
 
 
 __all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs",
-           "hold", "http_status", "logs", "settings_for", "spawn_forward", "start_detached", "status", "statuses",
+           "hold", "http_status", "logs", "request_hold", "settings_for", "start_detached", "status", "statuses",
            "stop_detached", "submit", "tunnel", "wait", "listens"]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -25,12 +24,12 @@ from .state import LabRecord
 
 @dataclass(frozen=True)
 class Started:
-    """A lab whose Jupyter answers: its record, the settings it runs with, and its background forward
-    (already logging in while the job started) when ``detach`` asked for one."""
+    """A lab whose Jupyter answers: its record and the settings it runs with; with ``detach``, the watcher
+    was asked to hold it as soon as the job was submitted (``detached.start_detached`` waits for its URL)."""
 
     record: LabRecord
     settings: LabSettings
-    forward: subprocess.Popen | None = None
+    detached: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,25 +71,19 @@ def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool,
     record = lab.submit(settings, hops)
     if events.submitted:
         events.submitted(record)
-    early = lab.spawn_forward(settings, record) if detach else None  # logs in while the job starts
+    if detach:  # the watcher rides the login while the job starts, and forwards as soon as Jupyter answers
+        record = lab.request_hold(settings, record)
     try:
-        return Started(lab.wait(settings, record, hops, events.queue), settings, early)
+        return Started(lab.wait(settings, record, hops, events.queue), settings, detach)
     except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
-        _end(early)
         lab.cancel(settings, record, hops)  # it never answered: nothing is lost
         if isinstance(exc, ModeUnreachable):
             return record, exc
         kind = type(exc) if isinstance(exc, LabError) else LabError  # the kind sets the exit code
         raise kind(after_cancel(exc, record, settings)) from None
     except LabError as exc:
-        _end(early)
         raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `{commands.run('wait')} --name "
                         f"{record.name}` goes on, `{commands.run('cancel')} --name {record.name}` ends it.") from None
-
-
-def _end(forward: subprocess.Popen | None) -> None:
-    if forward is not None:
-        forward.terminate()
 
 
 def after_cancel(exc: BaseException, record: LabRecord, settings: LabSettings) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class LabRecord:
     forward_started: str = ""  # its start time, so a reused pid is never taken for it
     forward_port: int = 0  # the local port it holds
     forward_note: str = ""  # its condition when its URL does not answer ("" while it does)
+    hold: str = ""  # the request to hold its forwards in the background (a fresh id each time), "" for none
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
 
@@ -79,7 +80,7 @@ def _labs(state_dir: Path) -> Path:
     return state_dir / "labs"
 
 
-def _make_dirs(state_dir: Path) -> Path:
+def make_dirs(state_dir: Path) -> Path:
     labs = _labs(state_dir)
     labs.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path in (state_dir, labs):
@@ -95,7 +96,7 @@ def path_for(state_dir: Path, name: str) -> Path:
 @contextlib.contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
     """One writer at a time, across processes (the tasks and the background forwards)."""
-    _make_dirs(state_dir)
+    make_dirs(state_dir)
     with locks.exclusive(state_dir / "records.lock"):
         yield
 
@@ -135,6 +136,21 @@ def update(state_dir: Path, name: str, **changes) -> LabRecord | None:
         if not exists(state_dir, name):
             return None
         record = replace(load(state_dir, name), **changes)
+        _write(state_dir, record)
+        return record
+
+
+def amend(state_dir: Path, name: str, change: Callable[[LabRecord], dict]) -> LabRecord | None:
+    """Change the fields ``change(record)`` returns (none: nothing is written), deciding on the record as
+    it is under the lock; the new record, or None if the lab is no longer recorded."""
+    with _locked(state_dir):
+        if not exists(state_dir, name):
+            return None
+        record = load(state_dir, name)
+        changes = change(record)
+        if not changes:
+            return record
+        record = replace(record, **changes)
         _write(state_dir, record)
         return record
 
@@ -188,13 +204,23 @@ def log_path(state_dir: Path, name: str) -> Path:
 
 def open_log(state_dir: Path, name: str) -> int:
     """A file descriptor appending to the lab's forward log, created 0600 (and its directory 0700)."""
-    _make_dirs(state_dir)
+    make_dirs(state_dir)
     return os.open(log_path(state_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
 def open_page_path(state_dir: Path, name: str) -> Path:
     """The private page that opens the lab in the browser (it holds the token: 0600, in a 0700 directory)."""
     return state_dir / "open" / f"{check_name(name)}.html"
+
+
+def watcher_path(state_dir: Path) -> Path:
+    """Which process is the watcher of this state directory: its pid and start time (``watcher.py``)."""
+    return state_dir / "watcher.json"
+
+
+def watcher_log_path(state_dir: Path) -> Path:
+    """The watcher's own output (each lab's lines go to that lab's forward log)."""
+    return state_dir / "watcher.log"
 
 
 def ssh_dir(state_dir: Path) -> Path:

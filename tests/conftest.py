@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,13 +78,22 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+_TEST_STARTED = [0.0]
+
+
+@pytest.fixture(autouse=True)
+def _test_started() -> None:
+    """When this test began: what an earlier test left behind fails that test, not every later one."""
+    _TEST_STARTED[0] = time.time()
+
+
 def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str = "") -> None:
-    """No job of the cluster user in squeue; no local record and no lab directory on the cluster -- of lab
-    ``name``, or of any lab when no name is given."""
+    """No job of the cluster user submitted during this test in squeue; no local record and no lab
+    directory on the cluster -- of lab ``name``, or of any lab when no name is given."""
     # A cancelled job may show as completing (CG) for a few seconds while Slurm ends its processes.
-    wait_for(lambda: ssh(sbx, "login", f"squeue -h -u {sbx.username}").stdout.strip() == "", timeout=30, step=1)
+    wait_for(lambda: not _jobs_since(sbx, _TEST_STARTED[0]), timeout=30, step=1)
     if not name:  # nor the private socket directories on the hosts' own disks (one /tmp in the sandbox)
-        wait_for(lambda: not _socket_dirs(sbx), timeout=15, step=0.5)
+        wait_for(lambda: not _socket_dirs(sbx, _TEST_STARTED[0]), timeout=15, step=0.5)
     remote = sbx.home / ".fabfile-lab"
     assert not list(remote.glob(f"{name}-*" if name else "*-*")) if remote.exists() else True
     if cli is not None:
@@ -91,12 +101,21 @@ def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str
         assert not list(labs.glob(f"{name}.json" if name else "*.json")) if labs.exists() else True
 
 
-def _socket_dirs(sbx: SandboxConfig) -> list[Path]:
+def _jobs_since(sbx: SandboxConfig, since: float) -> list[str]:
+    """The cluster user's jobs in squeue submitted at ``since`` or later (Slurm's clock is this machine's,
+    to the second)."""
+    out = ssh(sbx, "login", f"squeue -h -u {sbx.username} -o '%i %V'").stdout
+    first = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(int(since)))
+    return [line for line in out.splitlines() if line.split() and line.split()[-1] >= first]
+
+
+def _socket_dirs(sbx: SandboxConfig, since: float = 0.0) -> list[Path]:
     uid = sbx.home.stat().st_uid
     found = []
     for path in [*Path("/tmp").glob("fl-*"), *Path("/tmp").glob("flr-*")]:
         with contextlib.suppress(OSError):  # removed meanwhile
-            if path.lstat().st_uid == uid:
+            info = path.lstat()
+            if info.st_uid == uid and info.st_mtime >= int(since):
                 found.append(path)
     return found
 
@@ -145,6 +164,7 @@ class LabCli:
                 settings = lab.settings_for(record, state_dir=str(self.state_dir))
                 with Hops(settings) as hops:  # may log in again (no terminal: never asks)
                     lab.cancel(settings, record, hops)
+        self._end_watcher()
         try:
             settings = LabSettings.from_config(self.lab)
         except LabError:
@@ -152,6 +172,34 @@ class LabCli:
         if settings.transport != "paramiko":
             for kept in master.masters(settings):
                 kept.close()
+
+
+    def _end_watcher(self) -> None:
+        """The watcher ends by itself once nothing is held; one that has not within 5 s (a test that
+        failed half-way) is ended by its recorded pid and start time."""
+        from fabfile_lib import watcher
+        from fabfile_lib.procs import alive, terminate
+
+        known = watcher.recorded(self.state_dir)
+        if known is None:
+            return
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not alive(*known), timeout=5, step=0.1)
+        if alive(*known):
+            terminate(known[0], started=known[1])
+
+
+def forward_ended(cli: LabCli, name: str) -> bool:
+    """Lab ``name``'s background forwards are closed: the watcher has let go of it (or is gone)."""
+    import json
+
+    from fabfile_lib.procs import alive
+
+    path = cli.state_dir / "labs" / f"{name}.json"
+    if not path.exists():
+        return True
+    rec = json.loads(path.read_text())
+    return not alive(rec.get("forward_pid", 0), rec.get("forward_started", ""))
 
 
 @pytest.fixture

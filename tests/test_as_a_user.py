@@ -26,6 +26,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,10 +34,9 @@ import pexpect
 import pytest
 import requests
 
-from fabfile_lib.procs import alive
 from fabfile_lib.sandbox import SandboxConfig
 
-from .conftest import REPO, LabCli, answers, ssh, wait_for
+from .conftest import REPO, LabCli, answers, forward_ended, ssh, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -114,7 +114,7 @@ class Page:
         """Type ``code`` into the notebook's first cell (None: leave it), run it, and return its output
         once the cell shows execution count ``count``."""
         cell = self.page.locator(".jp-NotebookPanel:visible .jp-Cell").first
-        cell.locator(".cm-content").click()
+        self._click(cell.locator(".cm-content"))
         if code is not None:
             self.page.keyboard.type(code)
         prompt = cell.locator(f'.jp-InputPrompt:has-text("[{count}]")')
@@ -126,10 +126,23 @@ class Page:
             # it queued shows "[*]"), and nothing reaches the server. Then once more: the count must still
             # be ``count``, so nothing ran twice.
             if cell.locator(".jp-InputPrompt").inner_text().strip() in ("[ ]:", "[ ]"):
-                cell.locator(".cm-content").click()
+                self._click(cell.locator(".cm-content"))
                 self.page.keyboard.press("Shift+Enter")
             prompt.wait_for(timeout=timeout * 1000)
         return cell.locator(".jp-OutputArea-output").first.inner_text(timeout=10_000).strip()
+
+    def _click(self, target, timeout: float = 60) -> None:
+        """Click ``target``; a dialog JupyterLab raises meanwhile (its poll of a server that was out of
+        reach a moment ago can fail after the hop is back: seen here) is dismissed and the click tried again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                target.click(timeout=3000)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                self.dismiss_dialogs()
 
     def terminal(self, line: str) -> None:
         self.launcher().locator('.jp-LauncherCard[data-category="Other"]').filter(has_text="Terminal").first.click()
@@ -352,7 +365,7 @@ def test_the_walltime_is_announced_and_its_end_seen_on_the_page(walltime_lab, sb
     # job's own end mark and the forward log's last write, not from when this test looks.
     end_mark = Path(rec["remote_dir"]) / "ended"
     wait_for(end_mark.exists, timeout=240, step=1)
-    wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    wait_for(lambda: forward_ended(cli, "wall"), timeout=15)
     assert log_path.stat().st_mtime - end_mark.stat().st_mtime <= 10  # the forward stopped, saying why
     log = log_path.read_text()
     ended = re.search(r"has ended: (it reached its time limit|it was cancelled)", log)

@@ -14,10 +14,9 @@ import time
 import pytest
 import requests
 
-from fabfile_lib.procs import alive
 from fabfile_lib.sandbox import cluster, daemons
 
-from .conftest import ssh, wait_for
+from .conftest import forward_ended, ssh, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -32,7 +31,7 @@ def test_a_job_cancelled_behind_the_tools_back_stops_the_forward_and_status_says
     cli = lab_cli()
     rec = _start(cli, "behind")
     assert ssh(sbx, "login", f"scancel {rec['job_id']}").returncode == 0
-    wait_for(lambda: not alive(rec["forward_pid"], rec["forward_started"]), timeout=15)
+    wait_for(lambda: forward_ended(cli, "behind"), timeout=15)
     log = (cli.state_dir / "labs" / "behind.forward.log").read_text()
     assert "has ended: it was cancelled" in log, log
     out = cli("lab.status", "--name", "behind").stdout

@@ -16,7 +16,7 @@ import pytest
 from fabfile_lib.procs import alive
 from fabfile_lib.sandbox import cluster, daemons
 
-from .conftest import REPO, answers, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
+from .conftest import REPO, answers, forward_ended, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
 
 pytestmark = pytest.mark.sandbox
 MODES = ("compute", "login", "reverse")
@@ -37,8 +37,8 @@ def test_held_labs_cost_the_scheduler_nothing_and_still_notice_scancel_within_10
     for rec in records.values():
         assert ssh(sbx, "login", f"scancel {rec['job_id']}").returncode == 0
     began = time.monotonic()
-    for name, rec in records.items():
-        wait_for(lambda rec=rec: not alive(rec["forward_pid"], rec["forward_started"]), timeout=12, step=0.2)
+    for name in records:
+        wait_for(lambda name=name: forward_ended(cli, name), timeout=12, step=0.2)
         assert "has ended: it was cancelled" in (cli.state_dir / "labs" / f"{name}.forward.log").read_text()
     assert time.monotonic() - began <= 10
 

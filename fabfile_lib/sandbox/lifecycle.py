@@ -195,6 +195,9 @@ def ensure_venv(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     (venv / READY_MARK).touch()
 
 
+SECOND_CLUSTER = "cluster-b"
+
+
 def ssh_config_text(cfg: SandboxConfig) -> str:
     hops = {"jump": None, "login": "jump", "compute": "login"}
     blocks = []
@@ -209,6 +212,8 @@ def ssh_config_text(cfg: SandboxConfig) -> str:
     # The login node as a site that forbids all forwarding shows it (sshd's port 2223).
     blocks.append(f"Host login-noforward\n    HostName {cfg.address('login')}\n    Port {cluster.NO_FORWARDING_PORT}\n"
                   f"    HostKeyAlias {cfg.address('login')}\n    ProxyJump jump\n")
+    # The same login node under a second name: to the tool, a second cluster (its own login, its own labs).
+    blocks.append(f"Host {SECOND_CLUSTER}\n    HostName {cfg.address('login')}\n    ProxyJump jump\n")
     blocks.append(
         "Host *\n"
         f"    User {cfg.username}\n"

@@ -89,8 +89,8 @@ def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, 
         browser_page.open_lab(state.settings_of(record).state_path, record, port)
 
 
-def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, proc=None, as_json: bool = False) -> None:
-    record = lab.start_detached(settings, record, proc=proc)
+def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, as_json: bool = False) -> None:
+    record = lab.start_detached(settings, record)
     if as_json:
         with hops_.Hops(settings) as hops:
             _announce(record, record.forward_port, browser, True, hops)
@@ -159,7 +159,7 @@ def _seconds(option: str, value) -> float | None:
     return seconds
 
 
-@task(help={"name": NAME, "detach": "hold the forwards in a background process and return",
+@task(help={"name": NAME, "detach": "hold the forwards in the background (one process for all labs) and return",
             "stop": "stop the background forwards of this lab (the job keeps running)",
             "no_browser": "do not open the browser"})
 @user_errors
@@ -227,7 +227,7 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
             started = start_.start(settings, hops, detach=detach, events=events)
         if detach:
             hops.close()
-            _detached(started.settings, started.record, browser=not no_browser, proc=started.forward, as_json=json_)
+            _detached(started.settings, started.record, browser=not no_browser, as_json=json_)
         else:
             _foreground(started.settings, started.record, browser=not no_browser, hops=hops, as_json=json_)
 

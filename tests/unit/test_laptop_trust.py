@@ -188,8 +188,8 @@ def test_no_file_is_nothing_to_say(tmp_path):
 # -- background processes --------------------------------------------------------------------------
 
 def test_a_background_python_never_puts_the_working_directory_first():
-    argv = python_child.argv("fabfile_lib.forward_process", "lab", "/state")
-    assert argv[0] == sys.executable and argv[-4:] == ["-m", "fabfile_lib.forward_process", "lab", "/state"]
+    argv = python_child.argv("fabfile_lib.watcher", "lab", "/state")
+    assert argv[0] == sys.executable and argv[-4:] == ["-m", "fabfile_lib.watcher", "lab", "/state"]
     assert ("-P" in argv) == (sys.version_info >= (3, 11))
 
 
@@ -204,7 +204,7 @@ def test_a_background_python_gets_the_environment_it_needs_only():
         assert gone not in env
     for kept in ("HOME", "SSH_AUTH_SOCK", "LC_ALL", "XDG_STATE_HOME", "FLAB_COMMAND_STYLE"):
         assert kept in env
-    assert (Path(python_child.package_root()) / "fabfile_lib" / "forward_process.py").is_file()
+    assert (Path(python_child.package_root()) / "fabfile_lib" / "watcher.py").is_file()
 
 
 # -- what the cluster says ---------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_auto_cancels_a_mode_that_cannot_reach_jupyter_and_remembers_the_one_tha
     events = start.StartEvents(submitted=lambda r: seen["submitted"].append(r.job_id),
                                queue=seen["queue"].append, next_mode=lambda r, e: seen["next"].append((r.via, str(e))))
     started = start.start(settings, hops=None, events=events)
-    assert started.record.via == "login" and started.record.reachable and started.forward is None
+    assert started.record.via == "login" and started.record.reachable and not started.detached
     assert cluster.submitted == ["compute", "login"] and cluster.cancelled == ["40"]
     assert seen == {"submitted": ["40", "41"], "queue": ["queued", "queued"], "next": [("compute", "refused")]}
     assert via_memory.remembered(settings) == "login"

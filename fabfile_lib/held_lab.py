@@ -1,0 +1,120 @@
+"""One lab held by the watcher: wait until its Jupyter answers, then hold its forwards until the job ends,
+the record stops asking, or the watcher ends.
+
+It runs in a thread of the watcher (``watcher.py``) and talks to the tasks through the lab's record only:
+``forward_pid``/``forward_started`` (the watcher), ``forward_port`` and ``forward_note`` while it holds;
+on its own end, ``hold`` cleared and the reason in ``forward_note`` (``error: ...`` for a failure). Its
+lines go to the lab's own forward log, never the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from . import state
+from .errors import LabError
+from .forwards import Forward
+from .procs import start_time
+from .tunnel import hold
+
+Say = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def _lab_log(state_dir: Path, name: str) -> Iterator[Say]:
+    """Lines appended to the lab's forward log (0600), each flushed as it is said."""
+    fh = os.fdopen(state.open_log(state_dir, name), "a")
+
+    def say(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            fh.write(f"{text}\n")
+            fh.flush()
+
+    try:
+        yield say
+    finally:
+        fh.close()
+
+
+def _asked(state_dir: Path, name: str, request: str) -> state.LabRecord | None:
+    """The record, while it still asks for this very hold."""
+    if not state.exists(state_dir, name):
+        return None
+    with contextlib.suppress(LabError):
+        record = state.load(state_dir, name)
+        return record if record.hold == request else None
+    return None
+
+
+def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event) -> state.LabRecord | None:
+    """The record once it says where Jupyter answers (``start --detach`` asks for the hold while the job is
+    still starting); None if the lab is cancelled or stopped meanwhile, or never gets there."""
+    deadline = None
+    while not stop.is_set():
+        record = _asked(state_dir, name, request)
+        if record is None:
+            return None
+        if record.reachable:
+            return record
+        if deadline is None:
+            deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
+        if time.monotonic() > deadline:
+            return None
+        stop.wait(0.05)
+    return None
+
+
+def hold_lab(state_dir: Path, name: str, request: str, stop: threading.Event) -> None:
+    """Hold lab ``name``'s forwards for hold request ``request`` (the watcher's ``HoldLab``)."""
+    with _lab_log(state_dir, name) as say:
+        outcome = ""
+        try:
+            record = await_ready(state_dir, name, request, stop)
+            if record is None:
+                return
+            _hold(state_dir, record, request, stop, say)
+        except LabError as exc:
+            outcome = f"error: {exc}"
+        except Exception as exc:  # a bug of ours: said in the lab's log, with the details; other labs go on
+            outcome = f"error: internal error: {type(exc).__name__}: {exc} (please report)"
+            say(traceback.format_exc())
+        finally:
+            if outcome:
+                say(outcome)
+            _let_go(state_dir, name, request, outcome, stopped=stop.is_set())
+
+
+def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threading.Event, say: Say) -> None:
+    settings = state.settings_of(record, state_dir=str(state_dir))
+    me, started = os.getpid(), start_time(os.getpid()) or ""
+
+    def on_ready(fwd: Forward) -> None:
+        state.amend(state_dir, record.name, lambda r: dict(
+            forward_pid=me, forward_started=started, forward_port=fwd.port, forward_note="")
+            if r.hold == request else {})
+        say(f"forwarding 127.0.0.1:{fwd.port} to {record.far} via {record.via}")
+
+    def note(text: str) -> None:
+        state.amend(state_dir, record.name, lambda r: dict(forward_note=text) if r.hold == request else {})
+
+    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note)
+
+
+def _let_go(state_dir: Path, name: str, request: str, outcome: str, stopped: bool) -> None:
+    """The record once this hold has ended: no forward of ours any more; a hold that ended by itself (the job
+    ended, or a failure) is asked for no longer, with why in ``forward_note``."""
+    def change(record: state.LabRecord) -> dict:
+        if record.forward_pid != os.getpid() and record.hold != request:
+            return {}  # another watcher's, or held anew meanwhile
+        gone = dict(forward_pid=0, forward_started="")
+        if record.hold == request and not stopped:
+            gone.update(hold="", forward_note=outcome or record.forward_note)
+        return gone
+
+    state.amend(state_dir, name, change)

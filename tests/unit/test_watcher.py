@@ -1,0 +1,115 @@
+"""The watcher's reconciliation on fakes: records in, labs held and dropped out."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from fabfile_lib import procs, state, watcher
+from fabfile_lib.state import LabRecord
+from fabfile_lib.watcher import Plan, reconcile
+
+
+def test_labs_wanted_are_held_and_labs_no_longer_wanted_are_dropped():
+    assert reconcile({"a": "1", "b": "2"}, {}, frozenset()) == Plan(start=(("a", "1"), ("b", "2")))
+    assert reconcile({}, {"a": "1"}, frozenset()) == Plan(stop=("a",))
+    assert reconcile({"a": "1"}, {"a": "1"}, frozenset()) == Plan()
+
+
+def test_a_new_request_drops_the_old_hold_first_and_a_finished_one_is_not_restarted():
+    assert reconcile({"a": "2"}, {"a": "1"}, frozenset()) == Plan(stop=("a",))  # its port is let go first
+    assert reconcile({"a": "2"}, {}, frozenset()) == Plan(start=(("a", "2"),))
+    assert reconcile({"a": "1"}, {}, frozenset({("a", "1")})) == Plan()  # ended by itself: asked anew only
+
+
+class FakeHolds:
+    """A HoldLab that holds nothing but says what it was asked, until its stop is set."""
+
+    def __init__(self):
+        self.started: list[tuple[str, str]] = []
+        self.running: dict[str, threading.Event] = {}
+        self.end_now: set[str] = set()
+
+    def __call__(self, state_dir: Path, name: str, request: str, stop: threading.Event) -> None:
+        self.started.append((name, request))
+        self.running[name] = stop
+        while not stop.wait(0.01) and name not in self.end_now:
+            pass
+        self.running.pop(name, None)
+
+
+def _record(tmp_path: Path, name: str, hold: str = "") -> None:
+    state.create(tmp_path, LabRecord(name=name, settings={}, job_id="1", remote_dir="/r", token="t", via="compute",
+                                     hold=hold))
+
+
+def _until(predicate, within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.01)
+
+
+def test_the_watcher_follows_the_records(tmp_path):
+    _record(tmp_path, "a", hold="1")
+    _record(tmp_path, "b", hold="2")
+    _record(tmp_path, "c")  # not asked for
+    holds = FakeHolds()
+    w = watcher.Watcher(tmp_path, holds)
+    assert w.turn()
+    assert sorted(holds.started) == [("a", "1"), ("b", "2")]
+    _until(lambda: set(holds.running) == {"a", "b"})
+    state.update(tmp_path, "a", hold="")  # tunnel --stop
+    state.remove(tmp_path, "b")  # cancel
+    w.turn()
+    _until(lambda: not holds.running)
+    assert not w.turn()  # nothing held, nothing wanted
+    w.stop_all()
+
+
+def test_a_lab_that_ends_by_itself_leaves_the_others_held_and_is_held_again_only_when_asked(tmp_path):
+    _record(tmp_path, "a", hold="1")
+    _record(tmp_path, "b", hold="2")
+    holds = FakeHolds()
+    w = watcher.Watcher(tmp_path, holds)
+    w.turn()
+    _until(lambda: set(holds.running) == {"a", "b"})
+    holds.end_now.add("a")  # its job ended (the record still asks: the thread could not say so)
+    _until(lambda: set(holds.running) == {"b"})
+    w.turn()
+    w.turn()
+    assert holds.started.count(("a", "1")) == 1
+    holds.end_now.clear()
+    state.update(tmp_path, "a", hold="3")  # tunnel --detach again
+    w.turn()
+    assert ("a", "3") in holds.started and set(holds.running) >= {"b"}
+    w.stop_all()
+
+
+def test_the_watcher_ends_once_nothing_is_held_and_says_so_in_its_file(tmp_path):
+    _record(tmp_path, "a", hold="1")
+    state.watcher_path(tmp_path).write_text(json.dumps({"pid": os.getpid(), "started": procs.start_time(os.getpid())}))
+    holds = FakeHolds()
+    stop = threading.Event()
+    runner = threading.Thread(target=watcher.run, args=(tmp_path, holds, stop, 0.01))
+    runner.start()
+    _until(lambda: "a" in holds.running)
+    assert watcher.ours(tmp_path)
+    state.remove(tmp_path, "a")
+    runner.join(5)
+    assert not runner.is_alive() and not state.watcher_path(tmp_path).exists()
+
+
+def test_a_stopped_watcher_lets_every_lab_go_and_keeps_their_requests(tmp_path):
+    _record(tmp_path, "a", hold="1")
+    holds = FakeHolds()
+    stop = threading.Event()
+    runner = threading.Thread(target=watcher.run, args=(tmp_path, holds, stop, 0.01))
+    runner.start()
+    _until(lambda: "a" in holds.running)
+    stop.set()  # SIGTERM
+    runner.join(5)
+    assert not holds.running and state.load(tmp_path, "a").hold == "1"  # the next watcher holds it again
