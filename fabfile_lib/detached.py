@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import probes, python_child, state, watcher
+from . import errors, probes, python_child, state, watcher
 from .errors import LabError
 from .procs import alive, start_time
 from .settings import LabSettings
@@ -60,7 +60,8 @@ def ensure_watcher(state_dir: Path) -> int:
 def request_hold(settings: LabSettings, record: LabRecord) -> LabRecord:
     """Ask the watcher to hold the lab's forwards from now on (while the job still starts, it waits for
     Jupyter, riding the login meanwhile); the record as asked."""
-    asked = state.update(settings.state_path, record.name, hold=secrets.token_hex(4), forward_note="")
+    asked = state.update(settings.state_path, record.name, hold=secrets.token_hex(4), forward_note="",
+                         forward_error="", forward_refused="")
     if asked is None:
         raise LabError(f"lab {record.name!r} is no longer recorded.")
     ensure_watcher(settings.state_path)
@@ -77,23 +78,38 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
         if current.hold != request:  # it ended by itself: why is in the note and the lab's log
-            raise LabError(_why_not(settings, current))
+            raise _why_not(settings, current)
         if forward_alive(current) and current.forward_port and probes.answers(current.forward_port):
             return current
         if not watcher_pid(settings.state_path):
             break
         time.sleep(0.1)
     stop_detached(settings, record)
-    raise LabError(_why_not(settings, state.load(settings.state_path, record.name), within=timeout))
+    raise _why_not(settings, state.load(settings.state_path, record.name), within=timeout)
 
 
-def _why_not(settings: LabSettings, record: LabRecord, within: float = 0) -> str:
+def failure(record: LabRecord) -> LabError | None:
+    """The error that ended the watcher's hold of the lab, of its own kind (a refusal, a mode that cannot
+    reach Jupyter, a login needed...), if one did."""
+    if not record.forward_error:
+        return None
+    kind, text = errors.named(record.forward_error), record.forward_note.removeprefix("error: ")
+    if issubclass(kind, errors.ForwardingRefused):
+        return kind(text, frozenset(filter(None, record.forward_refused.split(","))))
+    return kind(text)
+
+
+def _why_not(settings: LabSettings, record: LabRecord, within: float = 0) -> LabError:
     log = state.log_path(settings.state_path, record.name)
+    known = failure(record)
+    if isinstance(known, errors.ModeUnreachable):
+        return known  # the start's policy decides on its kind: another mode, or none
     if record.forward_note.startswith("error: "):
-        return f"the background forward could not start: {record.forward_note.removeprefix('error: ')} (log: {log})"
+        note = record.forward_note.removeprefix("error: ")
+        return type(known or LabError(""))(f"the background forward could not start: {note} (log: {log})")
     lines = log.read_text().strip().splitlines()[-3:] if log.exists() else []
     late = f" within {within:.0f} s" if within else ""
-    return f"the background forward did not come up{late}: {' | '.join(lines) or 'no output'} (log: {log})."
+    return LabError(f"the background forward did not come up{late}: {' | '.join(lines) or 'no output'} (log: {log}).")
 
 
 def stop_detached(settings: LabSettings, record: LabRecord, within: float = LET_GO_WITHIN) -> bool:

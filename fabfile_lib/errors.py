@@ -53,3 +53,13 @@ class JobEnded(LabError):
 
 class WaitTimeout(LabError):
     """Jupyter did not answer within the time allowed; the job may still be pending or starting."""
+
+
+def named(kind: str) -> type[LabError]:
+    """The class of this hierarchy called ``kind`` (a failure said across processes), else LabError."""
+    todo, seen = [LabError], {}
+    while todo:
+        cls = todo.pop()
+        seen[cls.__name__] = cls
+        todo += cls.__subclasses__()
+    return seen.get(kind, LabError)

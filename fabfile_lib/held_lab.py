@@ -73,21 +73,21 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event)
 def hold_lab(state_dir: Path, name: str, request: str, stop: threading.Event) -> None:
     """Hold lab ``name``'s forwards for hold request ``request`` (the watcher's ``HoldLab``)."""
     with _lab_log(state_dir, name) as say:
-        outcome = ""
+        failure: LabError | None = None
         try:
             record = await_ready(state_dir, name, request, stop)
             if record is None:
                 return
             _hold(state_dir, record, request, stop, say)
         except LabError as exc:
-            outcome = f"error: {exc}"
+            failure = exc
         except Exception as exc:  # a bug of ours: said in the lab's log, with the details; other labs go on
-            outcome = f"error: internal error: {type(exc).__name__}: {exc} (please report)"
+            failure = LabError(f"internal error: {type(exc).__name__}: {exc} (please report)")
             say(traceback.format_exc())
         finally:
-            if outcome:
-                say(outcome)
-            _let_go(state_dir, name, request, outcome, stopped=stop.is_set())
+            if failure is not None:
+                say(f"error: {failure}")
+            _let_go(state_dir, name, request, failure, stopped=stop.is_set())
 
 
 def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threading.Event, say: Say) -> None:
@@ -106,15 +106,19 @@ def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threadin
     hold(settings, record, on_ready, stop, log=say, interactive=False, note=note)
 
 
-def _let_go(state_dir: Path, name: str, request: str, outcome: str, stopped: bool) -> None:
+def _let_go(state_dir: Path, name: str, request: str, failure: LabError | None, stopped: bool) -> None:
     """The record once this hold has ended: no forward of ours any more; a hold that ended by itself (the job
-    ended, or a failure) is asked for no longer, with why in ``forward_note``."""
+    ended, or a failure) is asked for no longer, with why in ``forward_note`` -- and, for a failure, its
+    kind, so the task that waits raises the same kind (``detached.start_detached``)."""
     def change(record: state.LabRecord) -> dict:
         if record.forward_pid != os.getpid() and record.hold != request:
             return {}  # another watcher's, or held anew meanwhile
         gone = dict(forward_pid=0, forward_started="")
         if record.hold == request and not stopped:
-            gone.update(hold="", forward_note=outcome or record.forward_note)
+            gone.update(hold="", forward_note=record.forward_note)
+        if record.hold == request and not stopped and failure is not None:
+            gone.update(forward_note=f"error: {failure}", forward_error=type(failure).__name__,
+                        forward_refused=",".join(sorted(getattr(failure, "refused", ()))))
         return gone
 
     state.amend(state_dir, name, change)

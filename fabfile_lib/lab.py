@@ -102,8 +102,11 @@ def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,
-         timeout: float | None = None) -> LabRecord:
+         timeout: float | None = None, *, handoff: bool = False) -> LabRecord:
     """Wait until the job runs and Jupyter answers; fail at once, with the log's tail, if it ends first.
+
+    ``handoff``: return as soon as Jupyter listens and the far end of its forward is known (recorded), without
+    a probe of its own: the watcher's forward, asked for already, is the probe (``start --detach``).
 
     "It runs" and "it ended" are read from the lab's directory (the job writes its node there as it
     starts, and a mark as it ends); Slurm is asked only why it waits and when it may start, at a pace
@@ -126,7 +129,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             if progress:
                 progress(info)
         if seen.node:
-            record, ready, unreachable = _probe(hops, record, seen)
+            record, ready, unreachable = _probe(hops, record, seen, probe=not handoff)
             if ready:  # merged under the lock: a background forward may have written its own fields meanwhile
                 learnt = {key: getattr(record, key) for key in _LEARNT}
                 return state.update(settings.state_path, record.name, **learnt) or record
@@ -192,10 +195,10 @@ def look_interval(started: bool, waited: float) -> float:
     return 1.0 if waited < 120 else 5.0
 
 
-def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look) -> tuple[LabRecord, bool, str]:
+def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look, probe: bool = True) -> tuple[LabRecord, bool, str]:
     """What the runtime file and the mode say about a started job: (the record with what was learnt --
-    node, ports, the far end's endpoint --, whether Jupyter answers with 200, why its endpoint could not
-    be reached or "")."""
+    node, ports, the far end's endpoint --, whether Jupyter answers with 200 -- or, without ``probe``, that
+    its endpoint is known --, why its endpoint could not be reached or "")."""
     runtime = seen.runtime
     if not runtime or not isinstance(runtime.get("port"), int):
         return record, False, ""
@@ -206,8 +209,21 @@ def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look) -> tuple[LabRecord
     if endpoint is None:
         return record, False, ""
     record = record.reaching(endpoint)
+    if not probe:
+        return record, True, ""
     code, unreachable = probes.http_status(hops, record)
     return record, code == 200, unreachable
+
+
+def unreachable(hops: Hops, record: LabRecord, failure: LabError) -> LabError:
+    """Why a started lab's Jupyter could not be reached through a forward (``failure``): one probe along the
+    lab's path tells a refusal (raised) from a mode that cannot reach it here, or from a forward of ours
+    that failed while Jupyter answers (``failure`` itself: the job is kept)."""
+    code, why = probes.http_status(hops, record)
+    if code == 200:
+        return failure
+    return ModeUnreachable(f"Jupyter runs on {record.node} but {record.far} cannot be reached via {record.via} "
+                           f"({why or failure}); set lab.via to {modes.others(record.via)}.")
 
 
 @dataclass

@@ -76,10 +76,12 @@ def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
         spec = _specs(port, far)
         master.forward(spec)
     pid = master.check().pid
+    logged = master.log_size()
     # A master replaced between two looks (a logout and login back to back) is alive but has lost the
     # forwards of the old one: only the very master that carries this forward counts.
     try:
-        yield Forward(port, far, alive=lambda: _same_master(master, pid))
+        yield Forward(port, far, alive=lambda: _same_master(master, pid),
+                      refusals=lambda: master.said_since(logged).count("open failed"))
     finally:
         master.forward(spec, cancel=True)
 

@@ -71,10 +71,11 @@ def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool,
     record = lab.submit(settings, hops)
     if events.submitted:
         events.submitted(record)
-    if detach:  # the watcher rides the login while the job starts, and forwards as soon as Jupyter answers
+    if detach:  # the watcher rides the login while the job starts, and forwards as soon as Jupyter listens
         record = lab.request_hold(settings, record)
     try:
-        return Started(lab.wait(settings, record, hops, events.queue), settings, detach)
+        ready = lab.wait(settings, record, hops, events.queue, handoff=detach)
+        return Started(_answered(settings, ready, hops) if detach else ready, settings, detach)
     except (ModeUnreachable, JobEnded, WaitTimeout, KeyboardInterrupt) as exc:
         lab.cancel(settings, record, hops)  # it never answered: nothing is lost
         if isinstance(exc, ModeUnreachable):
@@ -84,6 +85,17 @@ def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool,
     except LabError as exc:
         raise type(exc)(f"{exc}; job {record.job_id} and its record are kept: `{commands.run('wait')} --name "
                         f"{record.name}` goes on, `{commands.run('cancel')} --name {record.name}` ends it.") from None
+
+
+def _answered(settings: LabSettings, record: LabRecord, hops: Hops) -> LabRecord:
+    """The record once the watcher's forward answers: one ssh for the wait and the hold. If it cannot, a
+    probe along the lab's path says why, as the wait would have (a refusal, a mode that cannot reach)."""
+    try:
+        return lab.start_detached(settings, record)
+    except WaitTimeout:
+        raise
+    except LabError as exc:
+        raise lab.unreachable(hops, record, exc) from None
 
 
 def after_cancel(exc: BaseException, record: LabRecord, settings: LabSettings) -> str:

@@ -45,6 +45,8 @@ class LabRecord:
     forward_port: int = 0  # the local port it holds
     forward_note: str = ""  # its condition when its URL does not answer ("" while it does)
     hold: str = ""  # the request to hold its forwards in the background (a fresh id each time), "" for none
+    forward_error: str = ""  # the kind of error (errors.py) that ended the hold, with its text in forward_note
+    forward_refused: str = ""  # for a ForwardingRefused: the kinds of forwarding refused, comma-separated
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
 

@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 import paramiko
 
 from . import commands, lab_dir, master, modes, pacing, probes, slurm, ssh_forward
-from .errors import AuthenticationError, ConnectError, HostKeyError, JobEnded, LabError, PromptNeeded, SchedulerError
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    HostKeyError,
+    JobEnded,
+    LabError,
+    ModeUnreachable,
+    PromptNeeded,
+    SchedulerError,
+)
 from .forwards import Forward, Heartbeat, forward_local
 from .hops import Hops, choose_transport
 from .reconnect import Backoff
@@ -201,11 +210,12 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
     """Wait until Jupyter answers through the new forward's listener: True then; False if its job has
     ended meanwhile (said); a ConnectError if the job runs (or Slurm cannot tell) and Jupyter does not."""
     deadline = time.monotonic() + READY_WITHIN
+    refused = fwd.refused()
     while not stop.is_set():
         if probes.answers(fwd.port):
             return True
-        if not fwd.alive() or time.monotonic() > deadline:
-            break
+        if not fwd.alive() or time.monotonic() > deadline or fwd.refused() > refused:
+            break  # a channel refused along a path that should be open: no point in waiting for it
         stop.wait(0.3)
     if stop.is_set():
         return True
@@ -216,8 +226,8 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
         return False
     if info is not None:
         vigil.watch.learn(info, time.monotonic())
-    raise ConnectError(f"Jupyter not answering on the node: nothing answers through the forward to "
-                       f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
+    raise ModeUnreachable(f"Jupyter not answering on the node: nothing answers through the forward to "
+                          f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
 
 def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:

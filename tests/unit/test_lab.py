@@ -66,7 +66,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
     monkeypatch.setattr(lab.slurm, "query", query)
     monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: (looks or (lambda t: lab_dir.Look()))(
         clock.now - 1000.0))
-    monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen: (record, False, "")))
+    monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen, probe=True: (record, False, "")))
     monkeypatch.setattr(lab.lab_dir, "log_tail", lambda hops, where, lines: log)
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path), "wait_timeout": 60})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
@@ -107,7 +107,7 @@ def test_the_jobs_own_end_mark_ends_the_wait_without_asking_slurm(monkeypatch, t
 
 
 def test_wait_returns_and_records_the_lab_once_jupyter_answers(monkeypatch, tmp_path):
-    def probe(hops, record, seen):
+    def probe(hops, record, seen, probe=True):
         return replace(record, node=seen.node, remote_host="127.0.0.1", remote_port=8888), True, ""
 
     def looks(t):
@@ -124,7 +124,7 @@ def test_wait_returns_and_records_the_lab_once_jupyter_answers(monkeypatch, tmp_
 def test_what_wait_learnt_is_merged_into_the_record_never_over_it(monkeypatch, tmp_path):
     """A background forward that wrote its own fields meanwhile keeps them; a lab cancelled meanwhile is
     not recorded again."""
-    def probe(hops, record, seen):
+    def probe(hops, record, seen, probe=True):
         state.update(tmp_path, "w", forward_pid=4242)  # written by another process during the wait
         return replace(record, node="c1", remote_socket="/tmp/fl-x/jupyter.sock"), True, ""
 
@@ -133,7 +133,7 @@ def test_what_wait_learnt_is_merged_into_the_record_never_over_it(monkeypatch, t
     assert (result.forward_pid, result.remote_socket) == (4242, "/tmp/fl-x/jupyter.sock")
     assert state.load(tmp_path, "w") == result
 
-    def gone(hops, record, seen):
+    def gone(hops, record, seen, probe=True):
         state.remove(tmp_path, "w")
         return replace(record, node="c1", remote_port=8888), True, ""
 
@@ -142,7 +142,7 @@ def test_what_wait_learnt_is_merged_into_the_record_never_over_it(monkeypatch, t
 
 
 def test_an_endpoint_that_refuses_for_15_seconds_names_the_other_modes(monkeypatch, tmp_path):
-    def probe(hops, record, seen):
+    def probe(hops, record, seen, probe=True):
         return record, False, "connect failed: Connection refused"
 
     with pytest.raises(LabError, match="Connection refused.*one of: login, reverse"):

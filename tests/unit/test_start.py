@@ -32,7 +32,7 @@ class FakeCluster:
         return LabRecord(settings.name, asdict(settings), job, f"/h/.fabfile-lab/{settings.name}-0011aabb",
                          "t" * 43, settings.via)
 
-    def wait(self, settings, record, hops, progress=None, timeout=None) -> LabRecord:
+    def wait(self, settings, record, hops, progress=None, timeout=None, handoff=False) -> LabRecord:
         failure = self.outcomes[record.via]
         if progress:
             progress("queued")
@@ -109,3 +109,22 @@ def test_what_a_refusal_leaves_possible():
     none_left = modes.refusal("reverse", frozenset({modes.TCP, modes.STREAMLOCAL}), "login1", "x")
     assert "no mode can reach Jupyter" in str(none_left) and "set lab.via" not in str(none_left)
     assert "\n" not in str(none_left)
+
+
+def test_detached_the_watcher_s_forward_is_the_probe_and_its_failure_is_judged_as_the_wait_would(monkeypatch,
+                                                                                                settings):
+    cluster = FakeCluster(monkeypatch, {"compute": None, "login": None, "reverse": None})
+    monkeypatch.setattr(lab, "request_hold", lambda settings, record: record)
+    handed = []
+    monkeypatch.setattr(cluster, "wait", lambda *a, handoff=False, **kw: handed.append(handoff) or replace(
+        a[1], remote_port=8888, node="n1"))
+    monkeypatch.setattr(lab, "wait", cluster.wait)
+
+    def watcher_fails(settings, record):
+        raise ConnectError(f"nothing answers via {record.via}")
+
+    monkeypatch.setattr(lab, "start_detached", watcher_fails)
+    monkeypatch.setattr(lab, "unreachable", lambda hops, record, exc: ModeUnreachable(f"{record.via}: {exc}"))
+    with pytest.raises(ModeUnreachable, match="reverse: nothing answers via reverse"):
+        start.start(settings, hops=None, detach=True)
+    assert handed == [True, True, True] and cluster.cancelled == ["40", "41", "42"]  # each mode, then none

@@ -113,3 +113,25 @@ def test_a_stopped_watcher_lets_every_lab_go_and_keeps_their_requests(tmp_path):
     stop.set()  # SIGTERM
     runner.join(5)
     assert not holds.running and state.load(tmp_path, "a").hold == "1"  # the next watcher holds it again
+
+
+def test_a_failure_of_the_watcher_reaches_the_task_as_the_same_kind(tmp_path):
+    from fabfile_lib import detached, errors, held_lab
+
+    _record(tmp_path, "a", hold="1")
+    refusal = errors.ForwardingRefused("login1 refuses TCP forwarding", frozenset({"tcp"}))
+    held_lab._let_go(tmp_path, "a", "1", refusal, stopped=False)
+    record = state.load(tmp_path, "a")
+    assert record.hold == "" and record.forward_error == "ForwardingRefused"
+    revived = detached.failure(record)
+    assert isinstance(revived, errors.ForwardingRefused) and revived.refused == {"tcp"}
+    assert str(revived) == "login1 refuses TCP forwarding"
+    assert errors.named("PromptNeeded") is errors.PromptNeeded and errors.named("os.system") is errors.LabError
+
+
+def test_a_hold_stopped_on_request_is_not_taken_for_a_failure(tmp_path):
+    from fabfile_lib import detached, held_lab
+
+    _record(tmp_path, "a", hold="2")  # asked anew while the old hold ("1") let go
+    held_lab._let_go(tmp_path, "a", "1", None, stopped=True)
+    assert state.load(tmp_path, "a").hold == "2" and detached.failure(state.load(tmp_path, "a")) is None
