@@ -176,20 +176,29 @@ def wait_idle(settings: LabSettings, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def bench_tasks(settings: LabSettings, args) -> tuple[list[float], list[float], list[float]]:
+def _timed(*argv: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=REPO, capture_output=True, stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def bench_tasks(settings: LabSettings, args) -> tuple[list[float], ...]:
     config = Path(settings.state_dir) / "bench.yaml"
     config.write_text(yaml.safe_dump({"lab": _lab_config(settings)}))
     if settings.transport != "paramiko":
         _inv(config, "lab.login")
-    starts, floors, statuses = [], [], []
+    starts, floors, statuses, versions, pythons = [], [], [], [], []
     for i in range(args.rounds):
         wait_idle(settings)
         floors.append(floor_ms(settings) / 1000)
         wait_idle(settings)
         starts.append(_inv(config, "lab.start", "--detach", "--no-browser", "--name", f"t{i}"))
-        statuses += [_inv(config, "lab.status", "--name", f"t{i}") for _ in range(5)]
+        for _ in range(5):  # side by side: the status line, Invoke's own start-up, Python's
+            statuses.append(_inv(config, "lab.status", "--name", f"t{i}"))
+            versions.append(_timed(sys.executable, "-m", "invoke", "--version"))
+            pythons.append(_timed(sys.executable, "-c", "pass"))
         _inv(config, "lab.cancel", "--name", f"t{i}")
-    return starts, floors, statuses
+    return starts, floors, statuses, versions, pythons
 
 
 def main() -> None:
@@ -231,8 +240,10 @@ def main() -> None:
         o_ms, t_ms = med(ms for _, ms in ours), med(ms for _, ms in theirs)
         print(f"  via {via:8} throughput ours {o_mb:7.1f} MB/s  ssh -L {t_mb:7.1f} MB/s  ratio {o_mb / t_mb:.2f}x   "
               f"latency ours {o_ms:6.2f} ms  ssh -L {t_ms:6.2f} ms  ratio {o_ms / t_ms:.2f}x")
-    starts, floors, statuses = tasks
-    print(f"  inv lab.status           {med(statuses):5.2f} s (median of {len(statuses)}, login kept)")
+    starts, floors, statuses, versions, pythons = tasks
+    print(f"  inv lab.status           {med(statuses):5.2f} s (median of {len(statuses)}, login kept) = "
+          f"{med(statuses) / med(versions):.2f}x inv --version ({med(versions):.2f} s; goal <= 1.5x); "
+          f"python -c pass {med(pythons):.2f} s")
     over = [start - floor for start, floor in zip(starts, floors, strict=True)]
     print(f"  inv lab.start --detach   {med(starts):5.2f} s; floor (sbatch until Jupyter answers, on the login "
           f"node) {med(floors):5.2f} s; over the floor, round by round: median {med(over):+.2f} s "

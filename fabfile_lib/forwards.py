@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from .errors import LabError
+
+if TYPE_CHECKING:
+    import paramiko
 
 CHUNK = 32 * 1024
 Log = Callable[[str], None]
@@ -68,6 +70,7 @@ def check_port_free(port: int) -> None:
 
 def _pump(client: socket.socket, chan: paramiko.Channel, stop: threading.Event) -> None:
     """Copy both ways until both sides have sent EOF; pass each EOF on as a half-close."""
+    import paramiko
     open_in = {client: True, chan: True}
     try:
         while any(open_in.values()) and not stop.is_set():
@@ -155,6 +158,8 @@ def forward_local(
 ) -> Iterator[Forward]:
     """Forward 127.0.0.1/::1 ``local_port`` to ``remote_host:remote_port`` as seen from ``transport``'s
     server, for the duration of the ``with`` body."""
+    import paramiko
+
     listeners = bind_loopback(local_port)
     fwd = Forward(listeners[0].getsockname()[1], f"{remote_host}:{remote_port}", alive=transport.is_active)
     stop = threading.Event()

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import state
+from . import slurm, state
 from .errors import LabError
 from .forwards import Forward
 from .procs import start_time
@@ -103,7 +103,13 @@ def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threadin
     def note(text: str) -> None:
         state.amend(state_dir, record.name, lambda r: dict(forward_note=text) if r.hold == request else {})
 
-    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note)
+    def learnt(info: slurm.JobInfo) -> None:  # status reads the time left here instead of asking Slurm
+        left = info.seconds_left if info.running else None
+        ends = time.time() + left if left is not None else 0.0
+        state.amend(state_dir, record.name, lambda r: dict(job_ends_at=ends, job_end=info.end)
+                    if r.hold == request else {})
+
+    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt)
 
 
 def _let_go(state_dir: Path, name: str, request: str, failure: LabError | None, stopped: bool) -> None:

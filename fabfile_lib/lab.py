@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 from . import (
@@ -162,7 +163,7 @@ def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobIn
     """Slurm's answer about a job that has not started; state UNKNOWN, saying when it is asked again, if
     Slurm could not be asked (the wait goes on)."""
     try:
-        info = slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10)
+        info = slurm.query(hops.shell(), record.job_id, timeout=hops.settings.connect_timeout + 10)
     except SchedulerError as exc:
         delay = asking.unanswered(time.monotonic())
         _log.info("%s", exc)
@@ -253,9 +254,9 @@ class LabStatus:
 
 
 def status(record: LabRecord, hops: Hops) -> LabStatus:
-    """The lab now: its job as Slurm sees it (one question), whether its URL answers, or why the job ended."""
-    record = known_job(hops, record)
-    return _status(record, hops, slurm.query(hops.login(), record.job_id, timeout=hops.settings.connect_timeout + 10))
+    """The lab now: its job (from its own path, else as Slurm sees it), whether its URL answers, or why the
+    job ended."""
+    return statuses([record], hops)[0]
 
 
 def known_job(hops: Hops, record: LabRecord) -> LabRecord:
@@ -263,25 +264,61 @@ def known_job(hops: Hops, record: LabRecord) -> LabRecord:
     job that runs in its directory (one squeue), recorded from then on; ENDED's id "" if there is none."""
     if record.job_id:
         return record
-    job = slurm.job_in(slurm.my_jobs(hops.login(), timeout=hops.settings.connect_timeout + 10), record.remote_dir)
+    job = slurm.job_in(slurm.my_jobs(hops.shell(), timeout=hops.settings.connect_timeout + 10), record.remote_dir)
     if not job:
         return record
     return state.update(hops.settings.state_path, record.name, job_id=job.job_id) or replace(record, job_id=job.job_id)
 
 
 def statuses(records: list[LabRecord], hops: Hops) -> list[LabStatus]:
-    """:func:`status` of several labs on one cluster, with one question to Slurm for all of them."""
+    """:func:`status` of several labs on one cluster, with at most one question to Slurm for all of them.
+
+    A lab whose URL answers now through its watcher, which learnt its time limit from Slurm, is vouched for
+    by its own path: running, on its node, the time left counted from that limit. Slurm is asked about the
+    others only (while the URLs are tried), and about a vouched lab whose URL turns out not to answer."""
     if not records:
         return []
     records = [known_job(hops, r) for r in records]
-    infos = slurm.query_many(hops.login(), [r.job_id for r in records], timeout=hops.settings.connect_timeout + 10)
-    return [_status(r, hops, infos.get(r.job_id, slurm.JobInfo(r.job_id, "ENDED"))) for r in records]
+    with ThreadPoolExecutor(max_workers=min(8, len(records)) + 1) as pool:
+        answering = [pool.submit(_answering, r) for r in records]
+        doubtful = [r for r in records if not _vouchable(r)]
+        asking = pool.submit(_ask_many, hops, doubtful) if doubtful else None
+        answers = [a.result() for a in answering]
+        infos = asking.result() if asking else {}
+    late = [r for r, ok in zip(records, answers, strict=True) if _vouchable(r) and not ok]
+    infos.update(_ask_many(hops, late) if late else {})
+    for record in records:
+        if record.job_id not in infos:
+            _log.debug("lab %s: vouched for by its own path (its URL answers; time limit as its watcher learnt it)",
+                       record.name)
+    return [_status(r, hops, infos.get(r.job_id) or _vouched(r), ok) for r, ok in zip(records, answers, strict=True)]
 
 
-def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo) -> LabStatus:
+def _ask_many(hops: Hops, records: list[LabRecord]) -> dict[str, slurm.JobInfo]:
+    infos = slurm.query_many(hops.shell(), [r.job_id for r in records], timeout=hops.settings.connect_timeout + 10)
+    return {r.job_id: infos.get(r.job_id, slurm.JobInfo(r.job_id, "ENDED")) for r in records}
+
+
+def _vouchable(record: LabRecord) -> bool:
+    """Whether the lab's own path can say how its job is, if its URL answers: held by a live watcher that
+    knows when the job reaches its time limit."""
+    return bool(detached.forward_alive(record) and record.node and record.job_ends_at > time.time() + 5)
+
+
+def _vouched(record: LabRecord) -> slurm.JobInfo:
+    return slurm.JobInfo(record.job_id, "RUNNING", node=record.node, end=record.job_end,
+                         time_left=slurm.clock(record.job_ends_at - time.time()))
+
+
+def _answering(record: LabRecord) -> bool:
+    """Whether the lab's URL answers now, through its background forwards."""
+    return bool(detached.forward_alive(record) and record.forward_port and probes.answers(record.forward_port))
+
+
+def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool) -> LabStatus:
     forwarding = detached.forward_alive(record)
     port = record.forward_port if forwarding else record.local_port
-    answers = bool(forwarding and port and info.active and probes.answers(port))
+    answers = answering and info.active
     why = "" if info.active else ended_because(hops, record)
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
                      info.time_left, record.via, record.remote_port, record.jupyter_port, port,

@@ -15,13 +15,15 @@ import re
 import shlex
 import stat
 from dataclasses import asdict, dataclass
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from . import modes, untrusted
 from .errors import LabError
 from .hops import Hops, run_command
 from .untrusted import host as valid_host
+
+if TYPE_CHECKING:
+    import paramiko
 
 _log = logging.getLogger(__name__)
 

@@ -8,11 +8,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock
-
 
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold the lock file ``path`` (made 0600; its directory must exist) for the ``with`` block."""
+    from filelock import FileLock  # (it loads asyncio: not for a command that only reads)
     with FileLock(str(path), mode=0o600, thread_local=False):
         yield

@@ -47,6 +47,8 @@ class MasterConnection(Connection):
     """A Fabric Connection riding ``master``: ``run``, ``sudo``, ``sftp``, ``put``/``get`` and
     ``forward_local`` work as usual; there is no Paramiko ``transport``."""
 
+    rides_master = True  # an exit status of 255 is ssh's own failure (remote.run_command)
+
     def __init__(self, master: Master, host: str, user: str, port: int = 22, *, opened: bool = False) -> None:
         """``opened``: the caller has just made sure the master lives (no second ``ssh -O check``)."""
         # An explicit empty SSHConfig: the master already applied the user's config, through OpenSSH.

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import shlex
 import socket
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from . import modes, ssh_forward
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
 from .hops import Hops, run_command
 from .state import LabRecord
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 def unreachable_node(exc: LabError) -> LabError:
@@ -100,6 +102,8 @@ def _socket_refused(hops: Hops, record: LabRecord, said: str) -> bool:
 def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     """GET /api/status through the lab's path: (HTTP status, "") or (0, why Jupyter could not be reached).
     A forward the login node refuses is a ForwardingRefused at once: waiting will not open it."""
+    import paramiko  # its errors, on either transport (SFTP and a Paramiko node hop raise them)
+
     through_node = modes.mode(record.via).through_node
     if record.remote_socket and not hops.openssh:
         raise socket_needs_openssh(record)
@@ -143,14 +147,19 @@ def answers(port: int, timeout: float = 5) -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"GET /api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             head = b""
-            while len(head) < 4096:  # HTTP/1.0: Jupyter closes once it has answered
-                chunk = sock.recv(4096)
+            while len(head) < 4096 and not _has_version(head):  # not waiting for the close to come back
+                chunk = sock.recv(4096)  # through the hops: that alone took 40 ms here
                 if not chunk:
                     break
                 head += chunk
     except OSError:
         return False
     return status_code(head) == 200 and b'"version"' in head
+
+
+def _has_version(head: bytes) -> bool:
+    _, sep, body = head.partition(b"\r\n\r\n")
+    return bool(sep) and b'"version"' in body
 
 
 def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:

@@ -70,7 +70,7 @@ def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
                      created=meta.created, login_host=meta.login_host if untrusted.host(meta.login_host) else "")
 
 
-def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None,
+def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: str | None = None, *,
            progress: lab.Progress | None = None, timeout: float | None = None) -> LabRecord:
     """Record a lab found on the cluster on this machine, once Jupyter answers (``lab.tunnel`` then
     forwards to it). A lab already recorded here under that name must be the same job."""

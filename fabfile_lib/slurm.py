@@ -18,13 +18,15 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-
-from fabric import Connection
+from typing import TYPE_CHECKING
 
 from .errors import LabError, SchedulerError
 from .hops import run, run_command
 from .untrusted import host as valid_host
 from .untrusted import job_id as valid_job_id
+
+if TYPE_CHECKING:
+    from fabric import Connection
 
 # COMPLETING is not active: the job is ending (its processes are being killed), Jupyter is gone.
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "RESIZING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
@@ -86,10 +88,14 @@ def _show_job(login: Connection, job_id: str, scope: list[str], timeout: float) 
         return info
     text = (result.stderr + result.stdout).strip()
     if result.exited != 0 and "Invalid job id" not in text:
-        last = text.splitlines()[-1] if text else f"exit {result.exited}"
-        raise SchedulerError(f"Slurm did not answer on the login node: {last} -- the scheduler could not be "
-                             "asked; the job and the record are kept.")
+        raise _not_answering(text, result.exited)
     return JobInfo(job_id, "ENDED")
+
+
+def _not_answering(text: str, exited: int) -> SchedulerError:
+    last = text.splitlines()[-1] if text else f"exit {exited}"
+    return SchedulerError(f"Slurm did not answer on the login node: {last} -- the scheduler could not be asked; "
+                          "the job and the record are kept.")
 
 
 def parse_show_job(line: str) -> JobInfo | None:
@@ -136,7 +142,7 @@ def query_many(login: Connection, job_ids: list[str], timeout: float = 25) -> di
     listed = {info.job_id: info for info in map(parse_line, result.stdout.splitlines()) if info}
     text = (result.stderr + result.stdout).strip()
     if result.exited != 0 and not listed and "Invalid job id" not in text:
-        raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
+        raise _not_answering(text, result.exited)
     revoked = [j for j, info in listed.items() if info.state == "REVOKED"]
     answers = {j: listed.get(j, JobInfo(j, "ENDED")) for j in ids}
     return {**answers, **{j: query(login, j, timeout) for j in revoked}}
@@ -149,8 +155,7 @@ def my_jobs(login: Connection, timeout: float = 25) -> dict[str, JobInfo]:
     """Every job of the user that squeue lists, by id (one squeue)."""
     result = run_command(login, f"squeue --local -h --me -o '{_FORMAT}'", timeout=timeout)
     if result.exited != 0:
-        text = (result.stderr + result.stdout).strip()
-        raise SchedulerError(f"squeue failed on the login node: {text.splitlines()[-1] if text else result.exited}")
+        raise _not_answering((result.stderr + result.stdout).strip(), result.exited)
     return {info.job_id: info for info in map(parse_line, result.stdout.splitlines()) if info}
 
 

@@ -47,6 +47,8 @@ class LabRecord:
     hold: str = ""  # the request to hold its forwards in the background (a fresh id each time), "" for none
     forward_error: str = ""  # the kind of error (errors.py) that ended the hold, with its text in forward_note
     forward_refused: str = ""  # for a ForwardingRefused: the kinds of forwarding refused, comma-separated
+    job_ends_at: float = 0.0  # when the job reaches its time limit (epoch), as its watcher last learnt from Slurm
+    job_end: str = ""  # the same, as Slurm prints it
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
 

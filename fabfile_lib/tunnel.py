@@ -17,8 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import paramiko
-
 from . import commands, lab_dir, master, modes, pacing, probes, slurm, ssh_forward
 from .errors import (
     AuthenticationError,
@@ -75,6 +73,7 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iter
 TICK = 1.0  # seconds between looks at a held forward's own liveness (its ssh, the master's pid)
 READY_WITHIN = 15.0  # seconds a new forward has to answer end to end before it counts as not working
 Note = Callable[[str], None]  # the forward's condition, said once per change: "" while its URL answers
+Learnt = Callable[[slurm.JobInfo], None]  # what Slurm said about the running job (its time limit)
 
 
 @dataclass
@@ -87,6 +86,12 @@ class _Vigil:
     note: Note | None
     asking: pacing.Asking = field(default_factory=lambda: pacing.Asking(pacing.WHILE_HELD))
     said: str | None = None
+    learnt: Learnt | None = None
+
+    def learn(self, info: slurm.JobInfo, now: float) -> None:
+        self.watch.learn(info, now)
+        if self.learnt:
+            self.learnt(info)
 
     def condition(self, text: str) -> None:
         if text == self.said:
@@ -123,8 +128,9 @@ class _Vigil:
 
 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
-         stop: threading.Event, log: Log = _log.info, hops: Hops | None = None,
-         interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None) -> None:
+         stop: threading.Event, *, log: Log = _log.info, hops: Hops | None = None,
+         interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None,
+         learnt: Learnt | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
     A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
@@ -135,10 +141,10 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     ``pacing.TIME_LIMIT_EVERY``. A dropped or silent forward is reopened on the same local port within
     the site-friendly limits of ``backoff``; a first attempt that fails is an error at once (a bad start
     is not a drop). ``hops``, if given, is used for the first attempt (no new login). ``note`` hears the
-    forward's condition once per change.
+    forward's condition once per change, ``learnt`` each answer of Slurm about the running job.
     """
     port = record.forward_port or record.local_port
-    vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note)
+    vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
     if hops is not None and hops.pin != modes.mode(record.via).pin(record.login_host):
         hops = None  # not the login node this lab lives on
     failures, connected_once = 0, False
@@ -172,7 +178,7 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             vigil.condition(f"login needed: `{commands.run('login')}` ({exc})")
             _await_login(settings, stop, waiting_since + LOGIN_WAIT)
             continue
-        except (LabError, OSError, EOFError, paramiko.SSHException) as exc:
+        except (LabError, OSError, EOFError, _ssh_exception()) as exc:
             # Any failure of the connection itself (SFTP and Paramiko raise their own) is a drop too.
             if not connected_once:
                 raise exc if isinstance(exc, LabError) else ConnectError(f"{exc or type(exc).__name__}") from None
@@ -189,6 +195,14 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
         if delay and not stop.is_set():
             log(f"reconnecting in {delay:.0f} s (at most one login per {backoff.min_interval:.0f} s)")
             stop.wait(delay)
+
+
+def _ssh_exception() -> type[Exception]:
+    """Paramiko's SSHException where Paramiko is loaded (it carries this hold), else nothing new."""
+    import sys
+
+    paramiko = sys.modules.get("paramiko")
+    return paramiko.SSHException if paramiko else OSError
 
 
 def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
@@ -225,7 +239,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
         vigil.ended(hops, record, info)
         return False
     if info is not None:
-        vigil.watch.learn(info, time.monotonic())
+        vigil.learn(info, time.monotonic())
     raise ModeUnreachable(f"Jupyter not answering on the node: nothing answers through the forward to "
                           f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
@@ -281,7 +295,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: thre
             if not info.active:
                 vigil.ended(hops, record, info)
                 return True
-            vigil.watch.learn(info, now)
+            vigil.learn(info, now)
             if doubt:
                 confirm, next_probe = True, now
         return False

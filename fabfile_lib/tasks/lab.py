@@ -264,7 +264,7 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
 @task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
 @user_errors
 def status(c, name=None, json_=False):
-    """State, node, time left and URL of a lab (or of all labs), from the record and squeue."""
+    """State, node, time left and URL of a lab (or of all labs): from the lab's own path, else squeue."""
     state_dir, lab_name = local_lab(lab_config(c), name)
     if name:
         settings, record = _record(c, name)
@@ -358,7 +358,7 @@ def attach(c, name=None, job=None, detach=False, no_browser=False, json_=False):
     settings = _settings(c, name)
     with hops_.Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
-            record = remote_labs.attach(settings, hops, None if job else settings.name, job, display)
+            record = remote_labs.attach(settings, hops, None if job else settings.name, job, progress=display)
         if lab.forward_alive(record):
             _announce(record, record.forward_port, not no_browser, json_, hops)
             return

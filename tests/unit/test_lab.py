@@ -47,6 +47,9 @@ class _Hops:
     def login(self):
         return "login-connection"
 
+    def shell(self):
+        return "login-connection"
+
 
 _ASKED: list[float] = []  # when the last _waiting asked Slurm, seconds into its wait
 

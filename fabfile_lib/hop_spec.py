@@ -1,0 +1,93 @@
+"""Where a hop really is: an alias or ``[user@]host[:port]`` resolved as OpenSSH would (``ssh -G``), or by
+Paramiko's ``SSHConfig`` where there is no ssh to ask."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import openssh
+from .errors import LabError
+from .settings import LabSettings
+
+if TYPE_CHECKING:
+    import paramiko
+
+
+@dataclass(frozen=True)
+class HopSpec:
+    label: str
+    hostname: str
+    user: str
+    port: int = 22
+    identities: tuple[str, ...] = ()
+    identities_only: bool = False
+    known_hosts: tuple[str, ...] = ()
+    accept_new: bool = False
+    proxy_jump: str = ""
+    proxy_command: str = ""
+
+
+def _split(spec: str) -> tuple[str, str, int | None]:
+    user, _, hostport = spec.rpartition("@")
+    host, sep, port = hostport.partition(":")
+    if sep and not port.isdigit():
+        raise LabError(f"host {spec!r}: the port after ':' must be a number.")
+    return user, host, int(port) if sep else None
+
+
+def load_ssh_config(path: Path | None) -> paramiko.SSHConfig:
+    import paramiko
+
+    if path is None:
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except (OSError, paramiko.ssh_exception.ConfigParseError) as exc:
+        raise LabError(f"cannot read ssh config {path}: {exc}") from None
+
+
+def _none(value: str) -> str:
+    return "" if not value or value.lower() == "none" else value
+
+
+def resolve(spec: str, config: paramiko.SSHConfig, settings: LabSettings) -> HopSpec:
+    """What OpenSSH would use for ``spec`` (an alias or ``[user@]host[:port]``), read by Paramiko's
+    ``SSHConfig``: the fallback where there is no ``ssh`` to ask."""
+    user, host, port = _split(spec)
+    opts = config.lookup(host)
+    files = opts.get("userknownhostsfile", "~/.ssh/known_hosts").split()
+    strict = opts.get("stricthostkeychecking", "").lower()
+    return HopSpec(
+        label=spec,
+        hostname=opts.get("hostname", host),
+        user=user or opts.get("user") or getpass.getuser(),
+        port=port or int(opts.get("port", 22)),
+        identities=tuple(str(Path(p).expanduser()) for p in opts.get("identityfile", [])),
+        identities_only=opts.get("identitiesonly", "no").lower() == "yes",
+        known_hosts=tuple(str(Path(f).expanduser()) for f in files),
+        accept_new=settings.accept_new_host_keys or strict == "accept-new",
+        proxy_jump=_none(opts.get("proxyjump", "")),
+        proxy_command=_none(opts.get("proxycommand", "")),
+    )
+
+
+def resolve_openssh(spec: str, settings: LabSettings) -> HopSpec:
+    """The same, read from ``ssh -G``: OpenSSH's own answer (Include, Match, defaults and all)."""
+    opts = openssh.effective(spec, settings.ssh_config_path)
+    first = openssh.first
+    files = " ".join(opts.get("userknownhostsfile", ["~/.ssh/known_hosts"])).split()
+    return HopSpec(
+        label=spec,
+        hostname=first(opts, "hostname", _split(spec)[1]),
+        user=first(opts, "user") or getpass.getuser(),
+        port=int(first(opts, "port", "22")),
+        identities=openssh.existing_files(opts.get("identityfile", [])),
+        identities_only=first(opts, "identitiesonly", "no") in ("yes", "true"),
+        known_hosts=tuple(str(Path(f).expanduser()) for f in files),
+        accept_new=settings.accept_new_host_keys or first(opts, "stricthostkeychecking") == "accept-new",
+        proxy_jump=_none(first(opts, "proxyjump")),
+        proxy_command=_none(first(opts, "proxycommand")),
+    )

@@ -1,0 +1,44 @@
+"""Commands on the login node over the cluster's OpenSSH master, without Fabric.
+
+What ``status``, ``list`` and the scheduler's questions need is a command and its output; for those a
+plain ``ssh -S CTL DEST COMMAND`` is the whole work, and importing Fabric and Paramiko for it would cost
+more than the command itself. Its ``run`` takes the arguments ``remote.run_command`` passes a Fabric
+Connection and returns what it reads of Invoke's ``Result``, so the two are used alike.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from .master import Master
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command said: Invoke's ``Result``, as far as the tool reads it."""
+
+    command: str
+    stdout: str
+    stderr: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+class MasterShell:
+    """Shell commands on the far side of ``master`` (``host`` names it in messages)."""
+
+    rides_master = True  # an exit status of 255 is ssh's own failure (remote.run_command)
+
+    def __init__(self, master: Master, host: str):
+        self.master, self.host = master, host
+
+    def run(self, command: str, *, hide: bool = True, warn: bool = True, in_stream: object = False,
+            timeout: float | None = None) -> Result:
+        """``command`` on the login node; a non-zero exit is returned, not raised (``warn``)."""
+        proc = subprocess.run(self.master.command(command), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+        return Result(command, proc.stdout, proc.stderr, proc.returncode)
