@@ -140,7 +140,7 @@ class Heartbeat:
     def alive(self) -> bool:
         if not self.transport.is_active():
             return False
-        if time.monotonic() - self.answered > self.interval * self.count + 1:
+        if time.monotonic() - self.answered > self.interval * self.count + min(1.0, self.interval):  # slack
             self.transport.close()  # dead: end it, so everything waiting on it fails now
             return False
         return True

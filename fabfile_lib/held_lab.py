@@ -17,11 +17,13 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import slurm, state
+from . import modes, slurm, state
 from .errors import LabError
 from .forwards import Forward
+from .hops import Hops
 from .procs import start_time
-from .tunnel import hold
+from .ssh_forward import NodeLink
+from .tunnel import hold, node_link
 
 Say = Callable[[str], None]
 
@@ -52,9 +54,11 @@ def _asked(state_dir: Path, name: str, request: str) -> state.LabRecord | None:
     return None
 
 
-def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event) -> state.LabRecord | None:
+def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event,
+                on_node: Callable[[state.LabRecord], None] | None = None) -> state.LabRecord | None:
     """The record once it says where Jupyter answers (``start --detach`` asks for the hold while the job is
-    still starting); None if the lab is cancelled or stopped meanwhile, or never gets there."""
+    still starting); None if the lab is cancelled or stopped meanwhile, or never gets there. ``on_node``
+    hears the record once, as soon as it names the job's node (Jupyter is starting there)."""
     deadline = None
     while not stop.is_set():
         record = _asked(state_dir, name, request)
@@ -62,6 +66,9 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event)
             return None
         if record.reachable:
             return record
+        if on_node and record.node_addr:
+            on_node(record)
+            on_node = None
         if deadline is None:
             deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
         if time.monotonic() > deadline:
@@ -72,13 +79,15 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event)
 
 def hold_lab(state_dir: Path, name: str, request: str, stop: threading.Event) -> None:
     """Hold lab ``name``'s forwards for hold request ``request`` (the watcher's ``HoldLab``)."""
-    with _lab_log(state_dir, name) as say:
+    with _lab_log(state_dir, name) as say, contextlib.ExitStack() as early:
         failure: LabError | None = None
         try:
-            record = await_ready(state_dir, name, request, stop)
+            ready: dict = {}
+            record = await_ready(state_dir, name, request, stop,
+                                 on_node=lambda rec: ready.update(_log_in_early(state_dir, rec, early)))
             if record is None:
                 return
-            _hold(state_dir, record, request, stop, say)
+            _hold(state_dir, record, request, stop, say, **ready)
         except LabError as exc:
             failure = exc
         except Exception as exc:  # a bug of ours: said in the lab's log, with the details; other labs go on
@@ -90,7 +99,23 @@ def hold_lab(state_dir: Path, name: str, request: str, stop: threading.Event) ->
             _let_go(state_dir, name, request, failure, stopped=stop.is_set())
 
 
-def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threading.Event, say: Say) -> None:
+def _log_in_early(state_dir: Path, record: state.LabRecord, early: contextlib.ExitStack) -> dict:
+    """While Jupyter starts on the node: the hops, and (OpenSSH, modes through the node) the link to the
+    node its forward will ride, so that the forward is added the moment Jupyter listens. A failure here is
+    the forward's own to meet and say, in its time."""
+    settings = state.settings_of(record, state_dir=str(state_dir))
+    try:
+        hops = early.enter_context(Hops.for_lab(settings, record.via, record.login_host, interactive=False))
+        if not (hops.openssh and modes.mode(record.via).through_node):
+            return {"hops": hops}
+        link = early.enter_context(node_link(record, hops))
+    except LabError:
+        return {}
+    return {"hops": hops, "link": link}
+
+
+def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threading.Event, say: Say,
+          hops: Hops | None = None, link: NodeLink | None = None) -> None:
     settings = state.settings_of(record, state_dir=str(state_dir))
     me, started = os.getpid(), start_time(os.getpid()) or ""
 
@@ -109,7 +134,7 @@ def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threadin
         state.amend(state_dir, record.name, lambda r: dict(job_ends_at=ends, job_end=info.end)
                     if r.hold == request else {})
 
-    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt)
+    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt, hops=hops, link=link)
 
 
 def _let_go(state_dir: Path, name: str, request: str, failure: LabError | None, stopped: bool) -> None:

@@ -172,9 +172,10 @@ class Hops:
                 self._nodes[address] = self._carrier.node(spec, self.login())
         return self._nodes[address]
 
-    def node_ssh(self, address: str, *words: str) -> list[str]:
-        """``ssh`` to a compute node through the master (OpenSSH transport), checking the node's key."""
-        return self._carrier.node_ssh(self.node_spec(address), *words)
+    def node_ssh(self, address: str, *words: str, control: str = "") -> list[str]:
+        """``ssh`` to a compute node through the master (OpenSSH transport), checking the node's key;
+        ``control``: a ControlMaster socket of its own (``ssh_forward.NodeLink``)."""
+        return self._carrier.node_ssh(self.node_spec(address), *words, control=control)
 
     def close(self) -> None:
         self._carrier.close()

@@ -129,6 +129,11 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             info = slurm.JobInfo(record.job_id, "RUNNING", node=seen.node)
             if progress:
                 progress(info)
+            # Asked while Jupyter starts (a second or so), not after: the far end needs the node's address.
+            record = replace(record, node=seen.node,
+                             node_addr=record.node_addr or slurm.node_address(hops.shell(), seen.node))
+            if handoff:  # the watcher logs in to the node meanwhile
+                state.update(settings.state_path, record.name, node=record.node, node_addr=record.node_addr)
         if seen.node:
             record, ready, unreachable = _probe(hops, record, seen, probe=not handoff)
             if ready:  # merged under the lock: a background forward may have written its own fields meanwhile

@@ -96,10 +96,13 @@ class OpenSSHCarrier:
         self._opened.append(conn)
         return conn
 
-    def node_ssh(self, spec: HopSpec, *words: str) -> list[str]:
-        """``ssh`` to a compute node through the master, checking the node's key."""
+    def node_ssh(self, spec: HopSpec, *words: str, control: str = "") -> list[str]:
+        """``ssh`` to a compute node through the master, checking the node's key; ``control``: the path of a
+        ControlMaster socket of its own (a node link, ``ssh_forward.NodeLink``), else none."""
         master = self.master
-        opts = ["-o", f"ProxyCommand={master.proxy_command()}", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+        multiplex = ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=no"] \
+            if control else ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        opts = ["-o", f"ProxyCommand={master.proxy_command()}", *multiplex,
                 "-o", "BatchMode=yes", "-l", spec.user, "-p", "22",
                 "-o", f"UserKnownHostsFile={' '.join(spec.known_hosts)}",
                 "-o", f"StrictHostKeyChecking={'accept-new' if spec.accept_new else 'yes'}",

@@ -38,19 +38,13 @@ RESOURCE_OPTIONS = {"partition": "partition", "time": "time", "cpus": "cpus-per-
 
 _LOCAL_PATHS = ("ssh_config", "state_dir")  # paths on the laptop
 
-# What each key must be, for one-line errors that name the key and the type wanted.
-_KINDS = {
-    **dict.fromkeys(("ssh_config", "login", "jump", "via", "command", "notebook_dir", "name", "reverse_target",
-                     "remote_dir", "state_dir", "transport"), "text"),
-    **dict.fromkeys(("local_port", "keepalive"), "integer"),
-    **dict.fromkeys(("wait_timeout", "connect_timeout"), "number"),
-    "accept_new_host_keys": "boolean",
-    "sbatch": "mapping",
-    "setup": "list",
-    "persist": "duration",
-    "env": "env",
-    "profiles": "profiles",
-}
+def _setting(kind: str, default: object = MISSING, *, factory: object = MISSING, help: str):
+    """One setting of :class:`LabSettings`: what a value must be (``kind``, for one-line errors), its
+    default, and its help (the line of the configuration reference)."""
+    return field(default=default, default_factory=factory, metadata={"kind": kind, "help": help})
+
+
+PROFILES_HELP = "named sets of lab settings for `--profile`"  # lab.profiles is read before the settings are made
 _EXAMPLES = {"text": "a string", "integer": "a whole number, e.g. 8888", "number": "a number of seconds, e.g. 300",
              "boolean": "true or false", "mapping": "a mapping of sbatch long options, e.g. {partition: gpu, "
              "time: '04:00:00'}", "list": "a list of shell lines, e.g. ['module load jupyter']",
@@ -158,29 +152,41 @@ def _coerce(key: str, value: object) -> object:
 
 @dataclass(frozen=True)
 class LabSettings:
-    """The ``lab`` settings, each default written here once (invoke.yaml, ``ns.configure`` and the table of
-    docs/configuration.md are checked against these by the tests). What each key means: invoke.yaml."""
+    """The ``lab`` settings, each declared here once -- its type, default and help, as jupyter_server declares
+    its traits; its check is in :meth:`validate` --: invoke.yaml, ``ns.configure`` and the table of
+    docs/configuration.md are checked against these by the tests. The longer story of each key: invoke.yaml."""
 
-    login: str = ""
-    ssh_config: str = "~/.ssh/config"
-    jump: str = ""
-    via: str = modes.Via.COMPUTE.value
-    sbatch: Mapping[str, object] = field(default_factory=lambda: {"time": "01:00:00"})
-    setup: tuple[str, ...] = ()
-    env: Mapping[str, object] = field(default_factory=dict)
-    command: str = "jupyter lab"
-    notebook_dir: str = ""
-    local_port: int = 0
-    name: str = "default"
-    wait_timeout: float = 300
-    accept_new_host_keys: bool = False
-    reverse_target: str = ""
-    remote_dir: str = "~/.fabfile-lab"
-    state_dir: str = ""
-    keepalive: int = 15
-    connect_timeout: float = 15
-    transport: str = "auto"
-    persist: str = "8h"
+    login: str = _setting("text", "", help="the login node: ssh alias or `[user@]host[:port]` (required)")
+    ssh_config: str = _setting("text", "~/.ssh/config",
+                               help="ssh config the aliases come from (`\"\"`: ssh's defaults)")
+    jump: str = _setting("text", "", help="the jump host; empty: the login alias's own ProxyJump/ProxyCommand")
+    via: str = _setting("text", modes.Via.COMPUTE.value,
+                        help="how the laptop reaches Jupyter: `compute`, `login`, `reverse`, or `auto` (tried in that"
+                             " order, remembered per cluster)")
+    sbatch: Mapping[str, object] = _setting("mapping", factory=lambda: {"time": "01:00:00"},
+                                            help="sbatch long options (a mapping); yours add to this default")
+    setup: tuple[str, ...] = _setting("list", (), help="shell lines run in the job after `lab.env`")
+    env: Mapping[str, object] = _setting("env", factory=dict,
+                                         help="the environment: `conda`/`mamba`/`venv`/`uv`/`pixi`, `modules`, `init`")
+    command: str = _setting("text", "jupyter lab", help="the Jupyter command (`jupyter notebook`, `jupyter server`)")
+    notebook_dir: str = _setting("text", "", help="Jupyter's root on the cluster (empty: `$HOME`)")
+    local_port: int = _setting("integer", 0, help="the URL's local port (0: any free one)")
+    name: str = _setting("text", "default", help="the lab name when `--name` is not given")
+    wait_timeout: float = _setting("number", 300, help="seconds `lab.start`/`lab.wait` wait for Jupyter")
+    accept_new_host_keys: bool = _setting("boolean", False,
+                                          help="record unknown host keys on first use (a changed key is always "
+                                               "refused)")
+    reverse_target: str = _setting("text", "",
+                                   help="reverse mode: where the job's `ssh -R` goes (empty: `$SLURM_SUBMIT_HOST`)")
+    remote_dir: str = _setting("text", "~/.fabfile-lab",
+                               help="where the per-lab private directories are made on the cluster")
+    state_dir: str = _setting("text", "",
+                              help="local records (empty: `$XDG_STATE_HOME/fabfile-lab` or "
+                                   "`~/.local/state/fabfile-lab`)")
+    keepalive: int = _setting("integer", 15, help="seconds between keepalives; a hop is dead after 3 unanswered")
+    connect_timeout: float = _setting("number", 15, help="seconds for each hop's connect, banner and authentication")
+    transport: str = _setting("text", "auto", help="`auto`, `openssh` or `paramiko`")
+    persist: str = _setting("duration", "8h", help="how long the kept login lives after its last use (`0`: none kept)")
 
     @classmethod
     def from_config(cls, data: Mapping, *, profile: str | None = None, sbatch: Mapping | None = None,
@@ -277,6 +283,10 @@ class LabSettings:
 
 # Every lab key and its default: the dataclass's fields, and the profiles (consumed by from_config).
 DEFAULTS: dict = {**config_defaults(LabSettings), "profiles": {}}
+# What each key must be, for one-line errors that name the key and the type wanted; what each key means.
+_KINDS: dict[str, str] = {**{f.name: f.metadata["kind"] for f in fields(LabSettings)}, "profiles": "profiles"}
+HELP: dict[str, str] = {**{f.name: f.metadata["help"] for f in fields(LabSettings)}, "profiles": PROFILES_HELP}
+
 
 def state_path(state_dir: str = "") -> Path:
     """Where lab records live: ``lab.state_dir``, else ``$XDG_STATE_HOME/fabfile-lab``."""

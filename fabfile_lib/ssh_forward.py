@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -60,13 +61,12 @@ def _loopbacks() -> tuple[str, ...]:
     return ("127.0.0.1", "[::1]")[:len(socks)]
 
 
-@contextlib.contextmanager
-def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
-    """``-L`` on the master itself; alive while the master is."""
+def _added(forward: Callable[..., None], far: str, local_port: int) -> tuple[int, list[str]]:
+    """``-L`` specs for ``far`` added with ``forward`` (``ssh -O forward`` on a master of ours): (port, specs)."""
     port = local_port or free_port()
     spec = _specs(port, far)
     try:
-        master.forward(spec)
+        forward(spec)
     except LabError:
         if not _taken(port):
             raise
@@ -74,7 +74,14 @@ def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
             raise _held_by_another(port) from None
         port = free_port()  # lost the race for a port we picked: once more with another
         spec = _specs(port, far)
-        master.forward(spec)
+        forward(spec)
+    return port, spec
+
+
+@contextlib.contextmanager
+def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
+    """``-L`` on the master itself; alive while the master is."""
+    port, spec = _added(master.forward, far, local_port)
     pid = master.check().pid
     logged = master.log_size()
     # A master replaced between two looks (a logout and login back to back) is alive but has lost the
@@ -84,6 +91,72 @@ def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
                       refusals=lambda: master.said_since(logged).count("open failed"))
     finally:
         master.forward(spec, cancel=True)
+
+
+class NodeLink:
+    """One ssh to a compute node (through the cluster's master) that forwards are added to: a ControlMaster
+    of its own (socket in a new 0700 directory, ``ControlPersist no``: it ends with its process). Opened as
+    soon as the job's node is known, it logs in to the node while Jupyter starts, and the forward is then
+    a ``-O forward`` away. ``argv(words, control)`` builds the ssh words (``Hops.node_ssh``)."""
+
+    def __init__(self, argv: Callable[..., list[str]], what: str, timeout: float = 30):
+        self._argv, self.what = argv, what
+        self._dir = tempfile.mkdtemp(prefix="fl-")  # 0700
+        self.control = os.path.join(self._dir, "n")
+        self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(argv("-N", control=self.control), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._err, start_new_session=True,
+                                     preexec_fn=procs.die_with_parent)
+        try:
+            self._until_up(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _until_up(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not _is_socket(self.control):
+            if self.proc.poll() is not None:
+                raise openssh.explain(self.said(), self.what, self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise ConnectError(f"{self.what}: no connection within {timeout:.0f} s.")
+            time.sleep(0.02)
+
+    def said(self) -> str:
+        return os.pread(self._err.fileno(), 1 << 20, 0).decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def forward(self, specs: list[str], *, cancel: bool = False) -> None:
+        words = [w for spec in specs for w in ("-L", spec)]
+        proc = subprocess.run(self._argv("-o", "ExitOnForwardFailure=yes", "-O", "cancel" if cancel else "forward",
+                                         *words, control=self.control),
+                              capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0 and not cancel:
+            raise openssh.explain(proc.stderr, self.what, proc.returncode)
+
+    def close(self) -> None:
+        procs.end_child(self.proc)
+        self._err.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> NodeLink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def on_link(link: NodeLink, far: str, local_port: int) -> Iterator[Forward]:
+    """``-L`` on a node link; alive while its ssh runs, its refused channels counted from what it said."""
+    port, spec = _added(link.forward, far, local_port)
+    try:
+        yield Forward(port, far, alive=link.alive, refusals=lambda: link.said().count("open failed"))
+    finally:
+        if link.alive():
+            link.forward(spec, cancel=True)
 
 
 def _same_master(master: Master, pid: int) -> bool:

@@ -40,23 +40,29 @@ Log = Callable[[str], None]
 LOGIN_WAIT = 30 * 60  # how long a held forward waits for the user to log in again before it gives up
 
 
+def node_link(record: LabRecord, hops: Hops) -> ssh_forward.NodeLink:
+    """A link to the lab's compute node for its forwards (OpenSSH transport, modes through the node)."""
+    return ssh_forward.NodeLink(lambda *words, control: hops.node_ssh(record.node_addr, *words, control=control),
+                                f"cannot forward to {record.node or record.node_addr}")
+
+
 @contextmanager
-def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None) -> Iterator[Forward]:
+def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None, *,
+           link: ssh_forward.NodeLink | None = None) -> Iterator[Forward]:
     """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body: an
-    OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise."""
+    OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise. ``link``: a link to the
+    node opened beforehand (it is closed with the forward)."""
     if not record.reachable:
         raise LabError(f"lab {record.name!r} has not answered yet: `{commands.run('wait')} --name {record.name}`.")
     port_wanted = record.local_port if local_port is None else local_port
     if record.remote_socket and not hops.openssh:
         raise probes.socket_needs_openssh(record)
     if hops.openssh and modes.mode(record.via).through_node:
-        def argv(specs: list[str]) -> list[str]:
-            return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes",
-                                 *(w for spec in specs for w in ("-L", spec)))
-
         try:
-            with ssh_forward.via_ssh(argv, record.far, port_wanted, f"cannot forward to {record.node}") as fwd:
-                yield fwd
+            with contextlib.ExitStack() as stack:
+                link = stack.enter_context(link or node_link(record, hops))
+                with ssh_forward.on_link(link, record.far, port_wanted) as fwd:
+                    yield fwd
         except (HostKeyError, AuthenticationError) as exc:
             raise probes.unreachable_node(exc) from None
     elif hops.openssh:
@@ -130,7 +136,7 @@ class _Vigil:
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, *, log: Log = _log.info, hops: Hops | None = None,
          interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None,
-         learnt: Learnt | None = None) -> None:
+         learnt: Learnt | None = None, link: ssh_forward.NodeLink | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
     A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
@@ -141,12 +147,16 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     ``pacing.TIME_LIMIT_EVERY``. A dropped or silent forward is reopened on the same local port within
     the site-friendly limits of ``backoff``; a first attempt that fails is an error at once (a bad start
     is not a drop). ``hops``, if given, is used for the first attempt (no new login). ``note`` hears the
-    forward's condition once per change, ``learnt`` each answer of Slurm about the running job.
+    forward's condition once per change, ``learnt`` each answer of Slurm about the running job. ``link``:
+    a link to the node opened on ``hops`` while the job started, for the first attempt.
     """
     port = record.forward_port or record.local_port
     vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
     if hops is not None and hops.pin != modes.mode(record.via).pin(record.login_host):
         hops = None  # not the login node this lab lives on
+    if hops is None and link is not None:
+        link.close()
+        link = None
     failures, connected_once = 0, False
     failing_since: float | None = None
     waiting_since: float | None = None
@@ -157,7 +167,8 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
             with current:
                 if modes.mode(record.via).pinned:
                     record = _current_endpoint(current, record)
-                with tunnel(record, current, port) as fwd:
+                first_link, link = link, None
+                with tunnel(record, current, port, link=first_link) as fwd:
                     port = fwd.port
                     if not _until_answering(current, record, fwd, vigil, stop):
                         return
@@ -230,7 +241,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
             return True
         if not fwd.alive() or time.monotonic() > deadline or fwd.refused() > refused:
             break  # a channel refused along a path that should be open: no point in waiting for it
-        stop.wait(0.3)
+        stop.wait(0.1)
     if stop.is_set():
         return True
     vigil.asking.now(time.monotonic())

@@ -65,3 +65,20 @@ def test_the_configuration_reference_names_exactly_what_a_project_may_set():
     keys, options = said.split("in `lab.sbatch`", 1)
     assert set(re.findall(r"`lab\.(\w+)`", keys)) == config_trust.PROJECT_KEYS
     assert set(re.findall(r"`([a-z-]+)`", options.split("only the options", 1)[1])) == config_trust.PROJECT_SBATCH
+
+
+def test_each_setting_s_help_is_its_line_in_the_reference_and_invoke_yaml_explains_each_key():
+    import re
+    from pathlib import Path
+
+    from fabfile_lib.settings import DEFAULTS, HELP
+
+    root = Path(__file__).parents[2]
+    rows = dict(re.findall(r"^\| `lab\.(\w+)` \| `[^`]*` \| (.*) \|$", (root / "docs" / "configuration.md").read_text(),
+                           re.M))
+    assert rows == HELP and set(HELP) == set(DEFAULTS)
+    lines = (root / "invoke.yaml").read_text().split("\n")
+    section = lines[lines.index("lab:") + 1:lines.index("sandbox:")]
+    for key in DEFAULTS:
+        at = next(i for i, ln in enumerate(section) if re.match(rf"  #? ?{key}:", ln))
+        assert section[at - 1].lstrip().startswith("#"), f"invoke.yaml: no comment explains lab.{key}"

@@ -67,6 +67,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
 
     monkeypatch.setattr(lab, "time", clock)
     monkeypatch.setattr(lab.slurm, "query", query)
+    monkeypatch.setattr(lab.slurm, "node_address", lambda login, node: "10.0.0.9")
     monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: (looks or (lambda t: lab_dir.Look()))(
         clock.now - 1000.0))
     monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen, probe=True: (record, False, "")))

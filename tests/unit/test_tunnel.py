@@ -49,7 +49,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
 
 
 def test_a_lab_that_answers_asks_slurm_once_for_its_time_limit(monkeypatch):
-    result, asks, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=1.5)
+    result, asks, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.6)
     assert result is False and len(asks) == 1 and said == []
 
 
@@ -86,10 +86,10 @@ def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold
         asks.append(1)
         raise SchedulerError("Slurm did not answer on the login node: Socket timed out")
 
-    result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=1.0)
+    result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.3)
     monkeypatch.setattr(tunnel.slurm, "query", broken)
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
+    threading.Timer(0.5, stop.set).start()
     vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
     assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
     assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)

@@ -135,3 +135,17 @@ def test_a_hold_stopped_on_request_is_not_taken_for_a_failure(tmp_path):
     _record(tmp_path, "a", hold="2")  # asked anew while the old hold ("1") let go
     held_lab._let_go(tmp_path, "a", "1", None, stopped=True)
     assert state.load(tmp_path, "a").hold == "2" and detached.failure(state.load(tmp_path, "a")) is None
+
+
+def test_the_node_is_heard_once_as_soon_as_the_record_names_it_and_the_lab_once_jupyter_answers(tmp_path):
+    from fabfile_lib import held_lab
+
+    _record(tmp_path, "a", hold="1")
+    heard: list[str] = []
+    stop = threading.Event()
+    threading.Timer(0.1, lambda: state.update(tmp_path, "a", node="n1", node_addr="10.0.0.9")).start()
+    threading.Timer(0.3, lambda: state.update(tmp_path, "a", remote_socket="/tmp/fl-x/jupyter.sock")).start()
+    ready = held_lab.await_ready(tmp_path, "a", "1", stop, on_node=lambda rec: heard.append(rec.node_addr))
+    assert ready is not None and ready.reachable and heard == ["10.0.0.9"]
+    state.update(tmp_path, "a", hold="2")  # asked anew meanwhile: this hold waits for nothing
+    assert held_lab.await_ready(tmp_path, "a", "1", stop) is None
