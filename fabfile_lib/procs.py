@@ -106,13 +106,22 @@ def owns_listener(pid: int, port: int) -> bool | None:
     return False
 
 
-def die_with_parent() -> None:
-    """In a child before exec (Linux): end it when the process that started it dies, even by SIGKILL, so
-    a killed background forward never leaves its ssh holding the local port. Elsewhere: nothing."""
-    if not sys.platform.startswith("linux"):
-        return
+def _libc():
+    """The C library, loaded once in the parent: a child between fork and exec must not load anything
+    (another thread of the watcher may have held the loader's lock at the fork)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Linux): end it when the thread that started it ends -- the watcher's thread
+    of that lab, or the whole process, even by SIGKILL --, so a killed watcher never leaves its ssh holding
+    the local port. Elsewhere: nothing."""
+    if _LIBC is not None:
+        with contextlib.suppress(AttributeError):
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -95,10 +95,20 @@ def assert_nothing_left(sbx: SandboxConfig, cli: LabCli | None = None, name: str
     if not name:  # nor the private socket directories on the hosts' own disks (one /tmp in the sandbox)
         wait_for(lambda: not _socket_dirs(sbx, _TEST_STARTED[0]), timeout=15, step=0.5)
     remote = sbx.home / ".fabfile-lab"
-    assert not list(remote.glob(f"{name}-*" if name else "*-*")) if remote.exists() else True
+    left = [p.name for p in remote.glob(f"{name}-*" if name else "*-*") if _since(p, _TEST_STARTED[0])] \
+        if remote.exists() else []
+    assert not left, f"lab directories left on the cluster: {left}"
     if cli is not None:
         labs = cli.state_dir / "labs"
         assert not list(labs.glob(f"{name}.json" if name else "*.json")) if labs.exists() else True
+
+
+def _since(path: Path, since: float) -> bool:
+    """Whether ``path`` was made (or changed) at ``since`` or later: what this test left, not an earlier one."""
+    try:
+        return path.lstat().st_mtime >= int(since)
+    except OSError:
+        return False  # removed meanwhile
 
 
 def _jobs_since(sbx: SandboxConfig, since: float) -> list[str]:
