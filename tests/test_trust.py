@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -127,27 +128,31 @@ def test_forged_lab_json_files_are_one_line_each_and_never_reach_rm(lab_cli, sbx
     fifo_dir = base / "fifo-00aa11cc"
     fifo_dir.mkdir()
     os.mkfifo(fifo_dir / "lab.json")
-    listed = cli("lab.list", "--cluster", timeout=60)
-    assert listed.returncode == 0 and "real: job" in listed.stdout, listed.stdout + listed.stderr
-    for name in forged:
-        assert f"{name}:" not in listed.stdout
-    err = one_line_error(cli("lab.cancel", "--job", "9999"))
-    assert "no lab" in err
-    assert (victim / "data").read_text() == "keep me"
+    try:
+        listed = cli("lab.list", "--cluster", timeout=60)
+        assert listed.returncode == 0 and "real: job" in listed.stdout, listed.stdout + listed.stderr
+        for name in forged:
+            assert f"{name}:" not in listed.stdout
+        err = one_line_error(cli("lab.cancel", "--job", "9999"))
+        assert "no lab" in err
+        assert (victim / "data").read_text() == "keep me"
 
-    # A 1 GB job log (sparse): its tail is read, never the whole of it, by lab.logs and lab.logs --follow.
-    os.truncate(Path(cli.record("real")["remote_dir"]) / "job.log", 1 << 30)
-    logs = cli("lab.logs", "--name", "real", timeout=60)
-    assert logs.returncode == 0 and len(logs.stdout) <= 64 * 1024 + 100, len(logs.stdout)
-    with tempfile.TemporaryFile() as out:
-        follow = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.logs", "--name", "real",
-                                   "--follow"], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.DEVNULL)
-        time.sleep(5)
-        follow.terminate()
-        follow.wait(10)
-        assert 0 < out.seek(0, os.SEEK_END) <= 64 * 1024 + 100
-    assert json.loads(cli("lab.status", "--name", "real", "--json").stdout)["answers"]
+        # A 1 GB job log (sparse): its tail is read, never the whole of it, by lab.logs and lab.logs --follow.
+        os.truncate(Path(cli.record("real")["remote_dir"]) / "job.log", 1 << 30)
+        logs = cli("lab.logs", "--name", "real", timeout=60)
+        assert logs.returncode == 0 and len(logs.stdout) <= 64 * 1024 + 100, len(logs.stdout)
+        with tempfile.TemporaryFile() as out:
+            follow = subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.logs", "--name", "real",
+                                       "--follow"], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+                                      stderr=subprocess.DEVNULL)
+            time.sleep(5)
+            follow.terminate()
+            follow.wait(10)
+            assert 0 < out.seek(0, os.SEEK_END) <= 64 * 1024 + 100
+        assert json.loads(cli("lab.status", "--name", "real", "--json").stdout)["answers"]
+    finally:  # what this test forged is its own to remove: the tool never touches it
+        for made in (*(base / f"{name}-00aa11bb" for name in forged), fifo_dir, victim):
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.mark.parametrize("shape", ["quotes", "scope-id"])
