@@ -92,8 +92,7 @@ def work(c, project="."):
     with Hops(settings) as hops:
         root = posixpath.join(lab_dir.base(hops, REMOTE_PROJECTS), name)
         # The tool's own start: what is kept or cancelled on a failure is its policy, not a copy of it.
-        started = start(_settings(c, project, notebook_dir=root), hops, detach=True)
-    lab.start_detached(started.settings, started.record)
+        start(_settings(c, project, notebook_dir=root), hops, detach=True)  # held by the watcher when it returns
     report(c, project)
 
 
