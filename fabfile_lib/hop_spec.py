@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import openssh
+from . import openssh, untrusted
 from .errors import LabError
 from .settings import LabSettings
 
@@ -72,6 +72,22 @@ def resolve(spec: str, config: paramiko.SSHConfig, settings: LabSettings) -> Hop
         proxy_jump=_none(opts.get("proxyjump", "")),
         proxy_command=_none(opts.get("proxycommand", "")),
     )
+
+
+def checked_node(address: str) -> str:
+    """A node's name or address from the cluster, before it becomes a HostName, a -W target or a host key's
+    name; a LabError if it is not one."""
+    if not untrusted.host(address):
+        raise LabError(f"the job's node is named {untrusted.quoted(address)}, which is not a host name or an IP "
+                       "address: refusing it.")
+    return address
+
+
+def node_spec(login: HopSpec, address: str) -> HopSpec:
+    """A compute node, reached with the login node's user, keys and known hosts."""
+    address = checked_node(address)
+    return HopSpec(label=address, hostname=address, user=login.user, identities=login.identities,
+                   identities_only=login.identities_only, known_hosts=login.known_hosts, accept_new=login.accept_new)
 
 
 def resolve_openssh(spec: str, settings: LabSettings) -> HopSpec:

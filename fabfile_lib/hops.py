@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands, modes, openssh, untrusted
 from .errors import ConnectError, LabError
-from .hop_spec import HopSpec, load_ssh_config, resolve, resolve_openssh
+from .hop_spec import HopSpec, checked_node, load_ssh_config, node_spec, resolve, resolve_openssh
 from .master import Master
 from .prompts import Prompter
 from .remote import bash_script, run, run_command
@@ -152,14 +152,10 @@ class Hops:
         return self._login_spec
 
     def node_spec(self, address: str) -> HopSpec:
-        """A compute node is reached with the login node's user, keys and known hosts."""
-        if not untrusted.host(address):  # from the cluster: it becomes a HostName, a -W target, a host key name
-            raise LabError(f"the job's node is named {untrusted.quoted(address)}, which is not a host name or an IP "
-                           "address: refusing it.")
-        base = self.login_spec()
-        return HopSpec(label=address, hostname=address, user=base.user, identities=base.identities,
-                       identities_only=base.identities_only, known_hosts=base.known_hosts,
-                       accept_new=base.accept_new)
+        """A compute node is reached with the login node's user, keys and known hosts (its name checked
+        before anything is opened)."""
+        address = checked_node(address)
+        return node_spec(self.login_spec(), address)
 
     def node(self, address: str) -> Connection:
         """A compute node as a Paramiko Connection, through the login node (over the master's ``ssh -W``
