@@ -101,7 +101,7 @@ def main() -> None:
         pending = counted(args.pending_minutes * 60)
         waiting.wait(60)
         inv(config, "lab.cancel", "--name", "p")
-        starts, floors, _ = bench_tasks(LabSettings.from_config(base), args)
+        starts, floors, *_ = bench_tasks(LabSettings.from_config(base), args)
     finally:
         for kept in master.masters(LabSettings.from_config(base)):
             kept.close()
