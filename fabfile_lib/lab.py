@@ -143,9 +143,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             # path to it is closed on this site, which waiting will not fix.
             unreachable_since = (unreachable_since or time.monotonic()) if unreachable else None
             if unreachable_since and time.monotonic() - unreachable_since > 15:
-                raise ModeUnreachable(f"Jupyter runs on {record.node} but {record.far} cannot be reached via "
-                                      f"{record.via} ({unreachable}); "
-                                      f"set lab.via to {modes.others(record.via)}.")
+                raise _mode_unreachable(record, unreachable)
         elif asking.due(time.monotonic()):
             info = _ask(hops, record, asking, info)
             if progress:
@@ -226,10 +224,12 @@ def unreachable(hops: Hops, record: LabRecord, failure: LabError) -> LabError:
     lab's path tells a refusal (raised) from a mode that cannot reach it here, or from a forward of ours
     that failed while Jupyter answers (``failure`` itself: the job is kept)."""
     code, why = probes.http_status(hops, record)
-    if code == 200:
-        return failure
+    return failure if code == 200 else _mode_unreachable(record, why or str(failure))
+
+
+def _mode_unreachable(record: LabRecord, why: str) -> ModeUnreachable:
     return ModeUnreachable(f"Jupyter runs on {record.node} but {record.far} cannot be reached via {record.via} "
-                           f"({why or failure}); set lab.via to {modes.others(record.via)}.")
+                           f"({why}); set lab.via to {modes.others(record.via)}.")
 
 
 @dataclass
