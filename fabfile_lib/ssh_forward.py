@@ -2,8 +2,9 @@
 
 - To the login node's side (``login`` and ``reverse`` modes): a ``-L`` added to the cluster's master
   (``ssh -O forward``) and removed at the end (``-O cancel``). No new connection at all.
-- To a compute node (``compute`` mode): one ``ssh -N -L`` to the node whose ProxyCommand is ``ssh -W``
-  over the master, so the node's own host key is checked and no hop before it authenticates again.
+- To a compute node (``compute`` mode): a node link -- one ``ssh -N -M`` to the node whose ProxyCommand
+  is ``ssh -W`` over the master, so the node's own host key is checked and no hop before it authenticates
+  again -- and the forward added to it with ``-O forward``.
 - A stream (``ssh -W host:port``) over the same paths, for probing Jupyter without a local port; to a
   Unix socket, whose path ``-W`` cannot take, a ``-L`` from a Unix socket of ours in a private directory.
 
@@ -175,39 +176,6 @@ def _taken(port: int) -> bool:
     except LabError:
         return True
     return False
-
-
-@contextlib.contextmanager
-def via_ssh(argv_for_port, far: str, local_port: int, what: str, timeout: float = 30) -> Iterator[Forward]:
-    """A child ``ssh -N -L`` (``argv_for_port(spec)`` builds its words); alive while the child runs."""
-    port = local_port or free_port()
-    specs = _specs(port, far)
-    with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen(argv_for_port(specs), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True, preexec_fn=procs.die_with_parent)
-        try:
-            deadline = time.monotonic() + timeout
-            # Up once *our* ssh listens: a listener planted on the port beforehand answers too.
-            while not (_listening(port) and procs.owns_listener(proc.pid, port) is not False):
-                if proc.poll() is not None:
-                    err.seek(0)
-                    said = err.read()
-                    if "Could not request local forwarding" in said or "Address already in use" in said:
-                        raise _held_by_another(port)
-                    raise openssh.explain(said, what, proc.returncode)
-                if time.monotonic() > deadline:
-                    raise ConnectError(f"{what}: the forward did not come up within {timeout:.0f} s.")
-                time.sleep(0.05)
-            yield Forward(port, far, alive=lambda: proc.poll() is None,
-                          refusals=lambda: _count_open_failures(err.fileno()))
-        finally:
-            procs.end_child(proc)
-
-
-def _count_open_failures(fd: int) -> int:
-    """How often ssh said ``channel N: open failed`` on its stderr (a file it shares with us). pread leaves
-    the shared file offset alone, so ssh keeps appending where it was."""
-    return os.pread(fd, 1 << 20, 0).count(b"open failed")
 
 
 class _OverSocket:
