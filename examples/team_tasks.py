@@ -41,9 +41,9 @@ def upload(hops: Hops, project: Path) -> str:
     login = hops.login()
     target = posixpath.join(lab_dir.base(hops, REMOTE_PROJECTS), project.name)
     run(login, ["mkdir", "-p", target])
-    dest = hops.master.dest if hops.openssh else ""
+    dest = hops.master.address.dest if hops.openssh else ""
     if dest and not dest.startswith("ssh://") and shutil.which("rsync"):
-        shell = shlex.join(hops.master.argv())
+        shell = shlex.join(hops.master.address.argv())
         excludes = [f"--exclude={name}" for name in sorted(SKIP)]
         subprocess.run(["rsync", "-a", "--delete", *excludes, "-e", shell, f"{project}/", f"{dest}:{target}/"],
                        check=True, capture_output=True, text=True, timeout=600)

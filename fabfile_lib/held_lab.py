@@ -20,10 +20,11 @@ from pathlib import Path
 from . import modes, slurm, state
 from .errors import LabError
 from .forwards import Forward
+from .forwards.holding import hold
+from .forwards.lab_forward import node_link
+from .forwards.openssh_forward import NodeLink
 from .hops import Hops
 from .procs import start_time
-from .ssh_forward import NodeLink
-from .tunnel import hold, node_link
 
 Say = Callable[[str], None]
 
@@ -87,7 +88,7 @@ def hold_lab(state_dir: Path, name: str, request: str, stop: threading.Event) ->
                                  on_node=lambda rec: ready.update(_log_in_early(state_dir, rec, early)))
             if record is None:
                 return
-            _hold(state_dir, record, request, stop, say, **ready)
+            _hold(state_dir, record, request=request, stop=stop, say=say, **ready)
         except LabError as exc:
             failure = exc
         except Exception as exc:  # a bug of ours: said in the lab's log, with the details; other labs go on
@@ -114,7 +115,7 @@ def _log_in_early(state_dir: Path, record: state.LabRecord, early: contextlib.Ex
     return {"hops": hops, "link": link}
 
 
-def _hold(state_dir: Path, record: state.LabRecord, request: str, stop: threading.Event, say: Say,
+def _hold(state_dir: Path, record: state.LabRecord, *, request: str, stop: threading.Event, say: Say,
           hops: Hops | None = None, link: NodeLink | None = None) -> None:
     settings = state.settings_of(record, state_dir=str(state_dir))
     me, started = os.getpid(), start_time(os.getpid()) or ""

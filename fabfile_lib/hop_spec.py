@@ -3,6 +3,7 @@ Paramiko's ``SSHConfig`` where there is no ssh to ask."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,15 @@ def checked_node(address: str) -> str:
         raise LabError(f"the job's node is named {untrusted.quoted(address)}, which is not a host name or an IP "
                        "address: refusing it.")
     return address
+
+
+def pinned(spec: HopSpec, pin: str) -> HopSpec:
+    """``spec`` with the pinned login node's own name as its host name (everything else kept); a
+    ProxyCommand that named the host gets the pinned name instead."""
+    if not pin:
+        return spec
+    command = spec.proxy_command.replace(spec.hostname, pin) if spec.hostname else spec.proxy_command
+    return dataclasses.replace(spec, hostname=pin, proxy_command=command)
 
 
 def node_spec(login: HopSpec, address: str) -> HopSpec:

@@ -10,9 +10,8 @@ imported until a hop needs it, so a command that only asks Slurm a question neve
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import commands, modes, openssh, untrusted
 from .errors import ConnectError, LabError
@@ -42,6 +41,21 @@ def choose_transport(settings: LabSettings) -> str:
     return "openssh"
 
 
+class Carrier(Protocol):
+    """What carries the hops of one run (``openssh_hops.OpenSSHCarrier``, ``paramiko_hops.ParamikoCarrier``):
+    each opens what it needs on first use and keeps it until :meth:`close`."""
+
+    def login(self) -> Connection: ...
+    def login_spec(self) -> HopSpec: ...
+    def shell(self) -> Any: ...
+    def login_names(self) -> tuple[str, ...]: ...
+    def node(self, spec: HopSpec) -> Connection: ...
+    def node_ssh(self, spec: HopSpec, *words: str, control: str = "") -> list[str]: ...
+    @property
+    def master(self) -> Master: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class Hops:
     """One connection per hop, opened on first use and reused for every step of one run.
@@ -56,9 +70,7 @@ class Hops:
     transport: str = ""
     pin: str = ""  # a login node's own name: reach that node, not whichever the cluster's name gives
     _config: paramiko.SSHConfig | None = None
-    _carrier: Any = None
-    _login: Connection | None = None
-    _login_spec: HopSpec | None = None
+    _carrier: Carrier = field(init=False)
     _nodes: dict[str, Connection] = field(default_factory=dict)
 
     @classmethod
@@ -71,15 +83,12 @@ class Hops:
             raise LabError(f"the lab names its login node {untrusted.quoted(self.pin)}, which is not a host name: "
                            "refusing it.")
         self.transport = self.transport or choose_transport(self.settings)
-        prompter = Prompter(self.interactive)
         if self.openssh:
-            from .openssh_hops import OpenSSHCarrier
-
-            self._carrier = OpenSSHCarrier(self.settings, self.pin, self.interactive, prompter)
+            from .openssh_hops import OpenSSHCarrier as carrier
         else:
-            from .paramiko_hops import ParamikoCarrier
-
-            self._carrier = ParamikoCarrier(self.settings, prompter, self.resolve, self._pinned)
+            from .paramiko_hops import ParamikoCarrier as carrier
+        self._carrier = carrier(self.settings, pin=self.pin, interactive=self.interactive,
+                                prompter=Prompter(self.interactive), resolve=self.resolve)
 
     def __enter__(self) -> Hops:
         return self
@@ -109,47 +118,24 @@ class Hops:
         """The cluster's OpenSSH master (OpenSSH transport only), opened on first use."""
         return self._carrier.master
 
-    def _pinned(self, spec: HopSpec) -> HopSpec:
-        """``spec`` with the pinned login node's own name as its host name (everything else kept); a
-        ProxyCommand that named the host gets the pinned name instead."""
-        if not self.pin:
-            return spec
-        command = spec.proxy_command.replace(spec.hostname, self.pin) if spec.hostname else spec.proxy_command
-        return dataclasses.replace(spec, hostname=self.pin, proxy_command=command)
-
     def login(self) -> Connection:
         """The login node, through the jump host (``lab.jump``, else the ssh config's ProxyJump or
         ProxyCommand for the login alias)."""
-        if self._login is None:
-            if self.openssh:
-                self._login = self._carrier.login(self.login_spec())
-            else:
-                self._login, self._login_spec = self._carrier.login(self.pin)
-        return self._login
+        return self._carrier.login()
 
     def shell(self):
         """Something to run commands on the login node with (``remote.run``): on OpenSSH a plain ``ssh -S``
         (no Fabric, no Paramiko loaded), else the login Connection itself."""
-        if not self.openssh:
-            return self.login()
-        return self._login if self._login is not None else self._carrier.shell(self.login_spec())
+        return self._carrier.shell()
 
     def login_names(self) -> tuple[str, ...]:
         """The login node this run reaches, by its own names: ``hostname`` and, where it differs,
         ``hostname -f`` (checked: host names only)."""
-        if self.openssh:
-            return self._carrier.login_names()
-        out = run(self.login(), untrusted.NAMES_COMMAND, check=False)
-        return untrusted.host_names(out)
+        return self._carrier.login_names()
 
     def login_spec(self) -> HopSpec:
         """The login node as resolved (on OpenSSH, without opening anything: the master is enough)."""
-        if self._login_spec is None and self.openssh:
-            self._login_spec = self._pinned(self.resolve(self.settings.login))
-        elif self._login_spec is None:
-            self.login()
-        assert self._login_spec is not None
-        return self._login_spec
+        return self._carrier.login_spec()
 
     def node_spec(self, address: str) -> HopSpec:
         """A compute node is reached with the login node's user, keys and known hosts (its name checked
@@ -161,22 +147,17 @@ class Hops:
         """A compute node as a Paramiko Connection, through the login node (over the master's ``ssh -W``
         on the OpenSSH transport)."""
         if address not in self._nodes:
-            spec = self.node_spec(address)
-            if self.openssh:
-                self._nodes[address] = self._carrier.node(address, spec)
-            else:
-                self._nodes[address] = self._carrier.node(spec, self.login())
+            self._nodes[address] = self._carrier.node(self.node_spec(address))
         return self._nodes[address]
 
     def node_ssh(self, address: str, *words: str, control: str = "") -> list[str]:
         """``ssh`` to a compute node through the master (OpenSSH transport), checking the node's key;
-        ``control``: a ControlMaster socket of its own (``ssh_forward.NodeLink``)."""
+        ``control``: a ControlMaster socket of its own (``forwards.openssh_forward.NodeLink``)."""
         return self._carrier.node_ssh(self.node_spec(address), *words, control=control)
 
     def close(self) -> None:
         self._carrier.close()
         self._nodes.clear()
-        self._login = None
 
 
 def pinned_unreachable(pin: str, exc: LabError) -> ConnectError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import commands, master, openssh, state, untrusted
+from . import commands, master_address, openssh, state, untrusted
 from .errors import LabError
 from .settings import LabSettings
 from .state import LabRecord
@@ -75,7 +75,7 @@ def ssh_entries(settings: LabSettings, record: LabRecord) -> str:
     if not untrusted.host(record.node_addr):  # it came from the cluster: never raw into an ssh config
         raise LabError(f"lab {record.name!r} names its node {record.node_addr[:60]!r}, which is not a host name "
                        "or an address: refusing to write it into an ssh config.")
-    plan = master.plan(settings)
+    plan = master_address.describe(settings)  # the words only: nothing logs in here
     chain = _Chain(settings, f"fabfile-lab-{plan.key}")
     shared = [] if plan.user_managed else [f"ControlPath {plan.control_path}", "ControlMaster auto",
                                            f"ControlPersist {'no' if plan.persist == '0' else plan.persist}"]

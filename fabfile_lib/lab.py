@@ -10,7 +10,7 @@ modules of their own and are re-exported here, so a team's ``tasks.py`` needs on
         with lab.tunnel(record, hops) as fwd:
             ...
 
-The forwards: ``tunnel.py``; the background forwards: ``detached.py`` (the watcher: ``watcher.py``);
+The forwards: the ``forwards`` package; the background forwards: ``detached.py`` (the watcher: ``watcher.py``);
 the ways of reaching Jupyter: ``modes.py``; the lab's directory on the cluster: ``lab_dir.py``; labs found
 from any machine: ``remote_labs.py``.
 """
@@ -42,13 +42,14 @@ from . import (
 )
 from .detached import forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
-from .forwards import check_port_free
+from .forwards.forward import check_port_free
+from .forwards.holding import hold
+from .forwards.lab_forward import tunnel
 from .hops import Hops, run
 from .probes import check_url, http_status
 from .settings import LabSettings
 from .state import LabRecord
 from .state import settings_of as settings_for
-from .tunnel import hold, tunnel
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[slurm.JobInfo], None]

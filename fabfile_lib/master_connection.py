@@ -39,7 +39,7 @@ class MasterRemote(Local):
     def start(self, command: str, shell: str, env: dict) -> None:
         prefix = self.context.inline_env()
         remote = f"{prefix}sh -c {shlex.quote(command)}" if prefix else command
-        argv = self.context.master.command(remote)
+        argv = self.context.master.address.command(remote)
         super().start(shlex.join(argv), "/bin/sh", env)
 
 
@@ -83,7 +83,7 @@ class MasterConnection(Connection):
         if self._sftp is None:
             pair, theirs = socket.socketpair()
             ours = _SftpSocket(fileno=pair.detach())
-            argv = self.master.argv("-T", "-s", self.master.dest, "sftp")
+            argv = self.master.address.argv("-T", "-s", self.master.address.dest, "sftp")
             # A session of its own: the terminal's Ctrl-C is for us (which then cancels a pending job over
             # this very channel), not for the ssh that carries it.
             self._sftp_proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,

@@ -39,6 +39,6 @@ class MasterShell:
     def run(self, command: str, *, hide: bool = True, warn: bool = True, in_stream: object = False,
             timeout: float | None = None) -> Result:
         """``command`` on the login node; a non-zero exit is returned, not raised (``warn``)."""
-        proc = subprocess.run(self.master.command(command), capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(self.master.address.command(command), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, check=False)
         return Result(command, proc.stdout, proc.stderr, proc.returncode)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import openssh
 from .errors import AuthenticationError, ConnectError, HostKeyError, PromptNeeded
-from .hop_spec import HopSpec
+from .hop_spec import HopSpec, pinned
 from .master import Master, plan
 from .master_shell import MasterShell
 from .prompts import Prompter
@@ -31,11 +32,15 @@ class OpenSSHCarrier:
     """The hops of one run over the cluster's master: opened on first use, the master kept as
     ``lab.persist`` says."""
 
-    def __init__(self, settings: LabSettings, pin: str, interactive: bool, prompter: Prompter):
+    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter,
+                 resolve: Callable[[str], HopSpec]):
         self.settings, self.pin, self.interactive, self.prompter = settings, pin, interactive, prompter
+        self.resolve = resolve
         self._master: Master | None = None
         self._started_master = False
         self._opened: list = []
+        self._login: Connection | None = None
+        self._login_spec: HopSpec | None = None
 
     @property
     def master(self) -> Master:
@@ -67,15 +72,28 @@ class OpenSSHCarrier:
             return None
         return shared if self.pin in shared.landed() else None
 
-    def login(self, spec: HopSpec) -> Connection:
-        from .master_connection import MasterConnection
+    def login_spec(self) -> HopSpec:
+        """The login node as ``ssh -G`` resolves it (pinned where the lab lives on one): nothing opened."""
+        if self._login_spec is None:
+            self._login_spec = pinned(self.resolve(self.settings.login), self.pin)
+        return self._login_spec
 
-        self._say(spec)
-        conn = MasterConnection(self.master, spec.hostname, spec.user, spec.port, opened=True)
-        self._opened.append(conn)
-        return conn
+    def login(self) -> Connection:
+        """A Fabric Connection riding the master (opened on first use)."""
+        if self._login is None:
+            from .master_connection import MasterConnection
 
-    def shell(self, spec: HopSpec) -> MasterShell:
+            spec = self.login_spec()
+            self._say(spec)
+            self._login = MasterConnection(self.master, spec.hostname, spec.user, spec.port, opened=True)
+            self._opened.append(self._login)
+        return self._login
+
+    def shell(self) -> Connection | MasterShell:
+        """The login Connection if one is open, else plain ``ssh -S`` commands (no Fabric loaded)."""
+        if self._login is not None:
+            return self._login
+        spec = self.login_spec()
         self._say(spec)
         return MasterShell(self.master, spec.hostname)
 
@@ -86,11 +104,12 @@ class OpenSSHCarrier:
     def login_names(self) -> tuple[str, ...]:
         return self.master.landed()
 
-    def node(self, address: str, spec: HopSpec) -> Connection:
+    def node(self, spec: HopSpec) -> Connection:
         """A compute node as a Paramiko Connection whose socket is the master's ``ssh -W``."""
         from . import paramiko_hops
 
-        sock = paramiko_hops.proxy_command(shlex.join(self.master.argv("-W", f"{address}:22", self.master.dest)))
+        login = self.master.address
+        sock = paramiko_hops.proxy_command(shlex.join(login.argv("-W", f"{spec.hostname}:22", login.dest)))
         conn = paramiko_hops.connect(spec, None, self.settings, self.prompter, via=f" via {self.settings.login}",
                                      sock=sock)
         self._opened.append(conn)
@@ -98,11 +117,11 @@ class OpenSSHCarrier:
 
     def node_ssh(self, spec: HopSpec, *words: str, control: str = "") -> list[str]:
         """``ssh`` to a compute node through the master, checking the node's key; ``control``: the path of a
-        ControlMaster socket of its own (a node link, ``ssh_forward.NodeLink``), else none."""
+        ControlMaster socket of its own (a node link, ``forwards.openssh_forward.NodeLink``), else none."""
         master = self.master
         multiplex = ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=no"] \
             if control else ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        opts = ["-o", f"ProxyCommand={master.proxy_command()}", *multiplex,
+        opts = ["-o", f"ProxyCommand={master.address.proxy_command()}", *multiplex,
                 "-o", "BatchMode=yes", "-l", spec.user, "-p", "22",
                 "-o", f"UserKnownHostsFile={' '.join(spec.known_hosts)}",
                 "-o", f"StrictHostKeyChecking={'accept-new' if spec.accept_new else 'yes'}",
@@ -118,6 +137,7 @@ class OpenSSHCarrier:
         for conn in reversed(self._opened):
             conn.close()
         self._opened.clear()
-        if self._master is not None and self._started_master and self._master.persist == "0":
+        if self._master is not None and self._started_master and self._master.address.persist == "0":
             self._master.close()  # lab.persist 0: no login is kept between tasks
         self._master = None
+        self._login = None

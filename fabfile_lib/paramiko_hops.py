@@ -15,14 +15,20 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 from fabric import Config, Connection
 
+from . import untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError
-from .hop_spec import HopSpec
+from .hop_spec import HopSpec, pinned
 from .prompts import Prompter
+from .remote import run
 from .settings import LabSettings
+
+if TYPE_CHECKING:
+    from .master import Master
 
 _log = logging.getLogger(__name__)
 
@@ -128,10 +134,11 @@ class ParamikoCarrier:
     """The hops of one run as Paramiko Connections: jump host (``lab.jump``, else the login alias's
     ProxyJump or ProxyCommand), login node, compute nodes through the login node."""
 
-    def __init__(self, settings: LabSettings, prompter: Prompter, resolve: Callable[[str], HopSpec],
-                 pinned: Callable[[HopSpec], HopSpec]):
-        self.settings, self.prompter, self.resolve, self.pinned = settings, prompter, resolve, pinned
+    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter,
+                 resolve: Callable[[str], HopSpec]):
+        self.settings, self.pin, self.prompter, self.resolve = settings, pin, prompter, resolve
         self._opened: list[Connection] = []
+        self._login: tuple[Connection, HopSpec] | None = None
 
     def _connect(self, spec: HopSpec, gateway: Connection | str | None, via: str) -> Connection:
         conn = connect(spec, gateway, self.settings, self.prompter, via=via)
@@ -155,26 +162,52 @@ class ParamikoCarrier:
             return spec.proxy_command, f" via ProxyCommand {spec.proxy_command!r}"
         return None, ""
 
-    def login(self, pin: str) -> tuple[Connection, HopSpec]:
+    def _log_in(self) -> tuple[Connection, HopSpec]:
         if self.settings.jump:
             jump, _ = self._reach(self.settings.jump)
-            spec = self.pinned(self.resolve(self.settings.login))
+            spec = pinned(self.resolve(self.settings.login), self.pin)
             return self._connect(spec, jump, f" via {self.settings.jump}"), spec
-        if pin:
+        if self.pin:
             from .hops import pinned_unreachable
 
-            spec = self.pinned(self.resolve(self.settings.login))
+            spec = pinned(self.resolve(self.settings.login), self.pin)
             gateway, via = self._gateway(spec)
             try:
                 return self._connect(spec, gateway, via), spec
             except ConnectError as exc:
-                raise pinned_unreachable(pin, exc) from None
+                raise pinned_unreachable(self.pin, exc) from None
         return self._reach(self.settings.login)
 
-    def node(self, spec: HopSpec, login: Connection) -> Connection:
-        return self._connect(spec, login, f" via {self.settings.login}")
+    def login(self) -> Connection:
+        if self._login is None:
+            self._login = self._log_in()
+        return self._login[0]
+
+    def login_spec(self) -> HopSpec:
+        """Where the login node is, as learnt while logging in (the hops to it opened first)."""
+        self.login()
+        assert self._login is not None
+        return self._login[1]
+
+    def shell(self) -> Connection:
+        return self.login()
+
+    def login_names(self) -> tuple[str, ...]:
+        return untrusted.host_names(run(self.login(), untrusted.NAMES_COMMAND, check=False))
+
+    def node(self, spec: HopSpec) -> Connection:
+        return self._connect(spec, self.login(), f" via {self.settings.login}")
+
+    def node_ssh(self, spec: HopSpec, *words: str, control: str = "") -> list[str]:
+        raise LabError("an ssh to a compute node needs the OpenSSH transport (lab.transport: paramiko is set, or "
+                       "no OpenSSH client is installed).")
+
+    @property
+    def master(self) -> Master:
+        raise LabError("there is no OpenSSH master on the Paramiko transport.")
 
     def close(self) -> None:
         for conn in reversed(self._opened):
             conn.close()
         self._opened.clear()
+        self._login = None

@@ -12,8 +12,9 @@ import shlex
 import socket
 from typing import TYPE_CHECKING
 
-from . import modes, ssh_forward
+from . import modes
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
+from .forwards import openssh_stream
 from .hops import Hops, run_command
 from .state import LabRecord
 
@@ -54,13 +55,13 @@ def _stream(hops: Hops, record: LabRecord):
     if hops.openssh:
         if modes.mode(record.via).through_node:
             argv = hops.node_ssh(record.node_addr, "-W", f"{host}:{port}")
-            return ssh_forward.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
-        login_master = hops.master
-        return ssh_forward.Stream(login_master.argv("-W", f"{host}:{port}", login_master.dest), f"{host}:{port}")
+            return openssh_stream.Stream(argv, f"cannot reach {record.node} over ssh from the login node")
+        login = hops.master.address
+        return openssh_stream.Stream(login.argv("-W", f"{host}:{port}", login.dest), f"{host}:{port}")
     return far_transport(hops, record).open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=10)
 
 
-def _socket_stream(hops: Hops, record: LabRecord) -> ssh_forward.UnixStream:
+def _socket_stream(hops: Hops, record: LabRecord) -> openssh_stream.UnixStream:
     """(OpenSSH only: http_status refuses a socket on Paramiko before it gets here.)"""
     far = record.remote_socket
     if modes.mode(record.via).through_node:
@@ -68,8 +69,8 @@ def _socket_stream(hops: Hops, record: LabRecord) -> ssh_forward.UnixStream:
         def argv(local: str) -> list[str]:
             return hops.node_ssh(record.node_addr, "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:{far}")
 
-        return ssh_forward.UnixStream(lambda local: ssh_forward.unix_via_ssh(argv(local), local, what))
-    return ssh_forward.UnixStream(lambda local: ssh_forward.unix_on_master(hops.master, local, far))
+        return openssh_stream.UnixStream(lambda local: openssh_stream.unix_via_ssh(argv(local), local, what))
+    return openssh_stream.UnixStream(lambda local: openssh_stream.unix_on_master(hops.master, local, far))
 
 
 def status_request(host: str, token: str) -> bytes:
@@ -129,7 +130,7 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
         head = b""
     finally:
         stream.close()
-    failure = stream.failure() if isinstance(stream, (ssh_forward.Stream, ssh_forward.UnixStream)) else None
+    failure = stream.failure() if isinstance(stream, (openssh_stream.Stream, openssh_stream.UnixStream)) else None
     if isinstance(failure, ForwardingRefused):
         raise refused(hops, record, failure.said)
     if failure is not None and _socket_refused(hops, record, str(failure)):

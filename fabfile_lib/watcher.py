@@ -7,7 +7,7 @@ goes (``cancel``) is dropped. The watcher reconciles the records with what it ho
 -- reading small local files, asking nothing of any cluster -- rather than listening to a protocol of its
 own, so a watcher killed and started again holds exactly what it held before.
 
-Each held lab is a thread running :func:`tunnel.hold` with its own stop event, its own log and its own
+Each held lab is a thread running :func:`forwards.holding.hold` with its own stop event, its own log and its own
 connection to its cluster (on OpenSSH, the one kept login of that cluster: every lab there rides it).
 One lab's failure ends that lab's thread only. The watcher ends once nothing is held; which process is
 the watcher is in ``watcher.json`` (pid and start time), written by the process that started it.

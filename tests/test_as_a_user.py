@@ -265,7 +265,7 @@ def test_jupyterlab_works_in_a_browser_and_lives_through_a_drop(chromium, wallti
         with page.evidence(f"{via}: the page lives through a reset of the hop"):
             page.show_notebook()
             subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('jump')}", "ss", "-K", "-tn", "dst",
-                            sbx.links[0].left_addr], check=True, capture_output=True)
+                            sbx.addresses.links[0].left_addr], check=True, capture_output=True)
             log = cli.state_dir / "labs" / f"b{via}.forward.log"
             wait_for(lambda: "dropped" in log.read_text(), timeout=15)
             wait_for(lambda: answers(rec["forward_port"]), timeout=60)  # the same URL, no user action

@@ -97,16 +97,17 @@ def ensure_keys(cfg: SandboxConfig) -> None:
     files = {
         "id_ed25519": user_key.read_text(), "id_ed25519.pub": user_pub + "\n",
         "authorized_keys": f"{laptop_pub}\n{user_pub}\n",
-        "known_hosts": "".join(f"{cfg.hostname(h)},{cfg.from_compute(h)} {login_key}\n" for h in cfg.login_hosts),
+        "known_hosts": "".join(f"{cfg.hostname(h)},{cfg.addresses.from_compute(h)} {login_key}\n"
+                               for h in cfg.login_hosts),
         "config": "".join(
             f"Host {cfg.hostname(h)}{' login' if h == 'login' else ''}\n"
-            f"    HostName {cfg.from_compute(h)}\n"
+            f"    HostName {cfg.addresses.from_compute(h)}\n"
             f"    HostKeyAlias {cfg.hostname(h)}\n"
             "    IdentityFile ~/.ssh/id_ed25519\n"
             "    StrictHostKeyChecking yes\n"
             "    BatchMode yes\n" for h in cfg.login_hosts)
         # The same login node as a site that forbids stream-local forwarding (lab.reverse_target).
-        + "".join(f"Host {cfg.hostname('login')}-{alias}\n    HostName {cfg.from_compute('login')}\n"
+        + "".join(f"Host {cfg.hostname('login')}-{alias}\n    HostName {cfg.addresses.from_compute('login')}\n"
                   f"    Port {port}\n    HostKeyAlias {cfg.hostname('login')}\n"
                   "    IdentityFile ~/.ssh/id_ed25519\n    StrictHostKeyChecking yes\n    BatchMode yes\n"
                   for alias, port in (("nostream", NO_STREAMLOCAL_PORT), ("noforward", NO_FORWARDING_PORT))),
@@ -233,7 +234,7 @@ def slurm_conf(cfg: SandboxConfig) -> str:
     node = cfg.hostname("compute")
     return "\n".join([
         f"ClusterName={cfg.name}",
-        f"SlurmctldHost={cfg.hostname('login')}({cfg.login_from_compute})",
+        f"SlurmctldHost={cfg.hostname('login')}({cfg.addresses.login_from_compute})",
         "AuthType=auth/munge",
         "CredType=cred/munge",
         f"AuthInfo=socket={cfg.munge_socket}",

@@ -14,20 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
+from .addresses import HOSTS, Addresses, Link
 
-HOSTS = ("jump", "login", "compute")
+__all__ = ["HOSTS", "Addresses", "Link", "SandboxConfig"]
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-
-
-@dataclass(frozen=True)
-class Link:
-    """A veth pair: ``left`` side (``None`` = the root namespace, the laptop) and ``right`` side."""
-
-    left: str | None
-    right: str
-    left_addr: str
-    right_addr: str
-    prefix: int = 30
 
 
 class _Under:
@@ -38,6 +28,16 @@ class _Under:
 
     def __get__(self, cfg: SandboxConfig | None, owner: type | None = None):
         return self if cfg is None else cfg.path.joinpath(*self.parts)
+
+
+def _login_nodes(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise LabError(f"sandbox.login_nodes must be 1 or 2, not {value!r}.") from None
+
+
+_COERCE = {"jupyter_packages": tuple, "mfa": bool, "login_nodes": _login_nodes}
 
 
 @dataclass(frozen=True)
@@ -58,18 +58,8 @@ class SandboxConfig:
     @classmethod
     def from_mapping(cls, data: dict) -> SandboxConfig:
         """Build from the ``sandbox`` section of an Invoke config, validating every field."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and data[k] is not None}
-        if "jupyter_packages" in known:
-            known["jupyter_packages"] = tuple(known["jupyter_packages"])
-        if "mfa" in known:
-            known["mfa"] = bool(known["mfa"])
-        if "login_nodes" in known:
-            try:
-                known["login_nodes"] = int(known["login_nodes"])
-            except (TypeError, ValueError):
-                raise LabError(f"sandbox.login_nodes must be 1 or 2, not {known['login_nodes']!r}.") from None
-        typed = ("jupyter_packages", "mfa", "login_nodes")
-        cfg = cls(**{k: (str(v) if k not in typed else v) for k, v in known.items()})
+        known = {k: _COERCE.get(k, str)(data[k]) for k in cls.__dataclass_fields__ if data.get(k) is not None}
+        cfg = cls(**known)
         cfg.validate()
         return cfg
 
@@ -92,10 +82,12 @@ class SandboxConfig:
 
     @property
     def network(self) -> ipaddress.IPv4Network:
-        try:
-            return ipaddress.IPv4Network(self.subnet, strict=True)
-        except ValueError as exc:
-            raise LabError(f"sandbox.subnet {self.subnet!r} is not an IPv4 network: {exc}.") from None
+        return self.addresses.network
+
+    @property
+    def addresses(self) -> Addresses:
+        """Where each host of this sandbox is (its links, routes and addresses)."""
+        return Addresses(self.subnet, self.login_nodes)
 
     @property
     def path(self) -> Path:
@@ -127,47 +119,13 @@ class SandboxConfig:
         return tuple(h for h in self.hosts if h.startswith("login"))
 
     @property
-    def links(self) -> tuple[Link, ...]:
-        base = self.network.network_address
-        links = (
-            Link(None, "jump", str(base + 1), str(base + 2)),
-            Link("jump", "login", str(base + 5), str(base + 6)),
-            Link("login", "compute", str(base + 9), str(base + 10)),
-        )
-        if self.login_nodes == 1:
-            return links
-        # login2: reached from the jump host, reaches the compute node and (for Slurm) the login node.
-        return (*links, Link("jump", "login2", str(base + 13), str(base + 14)),
-                Link("login2", "compute", str(base + 17), str(base + 18)),
-                Link("login", "login2", str(base + 21), str(base + 22)))
-
-    def routes(self, host: str) -> tuple[tuple[str, str], ...]:
-        """(destination, gateway) routes a host needs beyond its links: login2 reaches slurmctld and the
-        compute node's NodeAddr at the addresses every other host uses (no namespace forwards: the
-        gateway is the very host that owns the destination address)."""
-        if host != "login2":
-            return ()
-        base = self.network.network_address
-        return ((self.login_from_compute, str(base + 21)), (self.address("compute"), str(base + 18)))
-
-    @property
     def cluster_name(self) -> str:
         """The one name the login nodes sit behind (with two login nodes)."""
         return f"{self.name}-cluster"
 
-    def from_compute(self, host: str) -> str:
-        """A login node's address as the compute node reaches it (the target of the reverse hop)."""
-        return self.login_from_compute if host == "login" else next(
-            link.left_addr for link in self.links if link.left == host and link.right == "compute")
-
     def address(self, host: str) -> str:
         """The address by which a host is reached from the host before it in the chain."""
-        return next(link.right_addr for link in self.links if link.right == host)
-
-    @property
-    def login_from_compute(self) -> str:
-        """The login node's address on the login--compute link: the target of the reverse hop."""
-        return self.links[2].left_addr
+        return self.addresses.of(host)
 
     # Files the sandbox writes; every path lives under ``dir``.
     ssh_config = _Under("ssh_config")
@@ -199,11 +157,5 @@ class SandboxConfig:
     def sshd_link(self) -> Path:
         return self.path / "bin" / self.pam_service
 
-    @property
-    def totp_secret(self) -> Path:
-        """The TOTP secret, base32 (as authenticator apps and pyotp take it)."""
-        return self.path / "mfa" / "totp.secret"
-
-    @property
-    def oath_users(self) -> Path:
-        return self.path / "mfa" / "users.oath"
+    totp_secret = _Under("mfa", "totp.secret")  # base32, as authenticator apps and pyotp take it
+    oath_users = _Under("mfa", "users.oath")

@@ -42,10 +42,10 @@ def up(cfg: SandboxConfig) -> None:
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         # A namespace must never route between its links: the hops are SSH's job.
         run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
-    for link in cfg.links:
+    for link in cfg.addresses.links:
         _link_up(cfg, link)
     for host in cfg.hosts:
-        for dest, gateway in cfg.routes(host):
+        for dest, gateway in cfg.addresses.routes(host):
             run(["ip", "-n", cfg.netns(host), "route", "replace", f"{dest}/32", "via", gateway])
 
 

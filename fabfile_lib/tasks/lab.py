@@ -455,12 +455,12 @@ def login_summary(plan: master.Master, started: bool) -> str:
     info = plan.check()
     since = _time.strftime("%H:%M", _time.localtime(info.created)) if info.created else "earlier"
     what = "logged in" if started else "already logged in"
-    if plan.user_managed:
+    if plan.address.user_managed:
         return (f"{what} to {plan.label} through your own ControlMaster (pid {info.pid}); it lives as your "
                 f"ssh config's ControlPersist says. `{commands.run('logout')}` ends it.")
-    if plan.persist == "0":
+    if plan.address.persist == "0":
         return f"{what} to {plan.label} (pid {info.pid}); lab.persist is 0, so `{commands.run('logout')}` ends it."
-    return (f"{what} to {plan.label} (master pid {info.pid}, since {since}); it stays until {plan.persist} "
+    return (f"{what} to {plan.label} (master pid {info.pid}, since {since}); it stays until {plan.address.persist} "
             f"after its last use (lab.persist), or `{commands.run('logout')}`.")
 
 

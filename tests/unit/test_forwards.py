@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from fabfile_lib import LabError
-from fabfile_lib.forwards import forward_local
+from fabfile_lib.forwards.paramiko_forward import forward_local
 
 
 class FakeChannel:
@@ -139,7 +139,7 @@ class HeartbeatTransport:
 
 
 def test_a_dead_hop_is_noticed_after_three_unanswered_keepalives():
-    from fabfile_lib.forwards import Heartbeat
+    from fabfile_lib.forwards.paramiko_forward import Heartbeat
 
     with Heartbeat(HeartbeatTransport(answering=True), interval=0.1) as beat:
         time.sleep(0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_remote_scripts_survive_a_csh_login_shell():
 
 class _Master:
     def __init__(self, pin: str, opens: bool, landed: tuple[str, ...] = ()):
-        self.pin, self.opens, self._landed = pin, opens, landed
+        self.address, self.opens, self._landed = types.SimpleNamespace(pin=pin), opens, landed
 
     def open(self, interactive: bool) -> bool:
         if not self.opens:
@@ -106,7 +107,7 @@ def test_a_pinned_node_whose_name_does_not_resolve_is_reached_through_the_cluste
     settings = LabSettings.from_config({"login": "cluster", "transport": "openssh"})
     pinned = hops.Hops(settings, interactive=False, pin="login1")
     if ok:
-        assert pinned.master.pin == "" and pinned.master.landed() == ("login1",)
+        assert pinned.master.address.pin == "" and pinned.master.landed() == ("login1",)
     else:
         with pytest.raises(ConnectError, match="login node login1 cannot be reached by its own name"):
             pinned.master  # noqa: B018 - the property opens the master

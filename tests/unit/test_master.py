@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import subprocess
 
 import pytest
 
-from fabfile_lib import master, openssh, paths
+from fabfile_lib import master, master_address, openssh, paths
 from fabfile_lib.errors import PromptNeeded
 from fabfile_lib.settings import LabSettings
 
@@ -23,32 +24,31 @@ def _settings(tmp_path, body: str = "", **kw) -> LabSettings:
 
 @needs_ssh
 def test_the_master_has_keepalive_no_questions_and_a_private_socket(tmp_path):
-    plan = master.plan(_settings(tmp_path, keepalive=20, connect_timeout=7))
+    plan = master_address.describe(_settings(tmp_path, keepalive=20, connect_timeout=7))
     words = " ".join(plan.argv())
     assert "ServerAliveInterval=20" in words and "ServerAliveCountMax=3" in words and "ConnectTimeout=7" in words
     assert "StrictHostKeyChecking=yes" in words  # "ask" would be a question mid-task: refuse unknown hosts
     assert "BatchMode=yes" in words and "BatchMode" not in " ".join(plan.argv(batch=False))
-    socket_dir = master.control_dir(tmp_path / "s")
+    socket_dir = master_address.control_dir(tmp_path / "s")
     assert plan.control_path.startswith(str(socket_dir)) and socket_dir.stat().st_mode & 0o777 == 0o700
     assert not plan.user_managed and plan.persist == "8h"
-    assert master.plan(_settings(tmp_path)).control_path == plan.control_path  # one master per cluster
-    other = master.plan(_settings(tmp_path, jump="elsewhere"))
+    assert master_address.describe(_settings(tmp_path)).control_path == plan.control_path  # one master per cluster
+    other = master_address.describe(_settings(tmp_path, jump="elsewhere"))
     assert other.control_path != plan.control_path
 
 
 @needs_ssh
 def test_accept_new_and_a_users_own_controlpath(tmp_path):
-    plan = master.plan(_settings(tmp_path, accept_new_host_keys=True))
+    plan = master_address.describe(_settings(tmp_path, accept_new_host_keys=True))
     assert "StrictHostKeyChecking=accept-new" in plan.argv()
-    own = master.plan(_settings(tmp_path, "Host *\n    ControlPath /tmp/own-%C\n    ControlMaster auto\n"))
+    own = master_address.describe(_settings(tmp_path, "Host *\n    ControlPath /tmp/own-%C\n    ControlMaster auto\n"))
     assert own.user_managed and not any(w.startswith("ControlPath=") for w in own.argv())
 
 
 @needs_ssh
 def test_the_proxy_command_escapes_percent_signs_for_ssh(tmp_path):
-    plan = master.plan(_settings(tmp_path))
-    plan = master.Master(plan.label, plan.dest, (*plan.options, "-o", "SetEnv=A=50%"), plan.control_path,
-                         plan.persist, plan.connect_timeout)
+    plan = master_address.describe(_settings(tmp_path))
+    plan = dataclasses.replace(plan, options=(*plan.options, "-o", "SetEnv=A=50%"))
     words = shlex.split(plan.proxy_command())
     assert "SetEnv=A=50%%" in words and words[-3:] == ["-W", "%h:%p", "login"]
 
@@ -58,7 +58,7 @@ def test_a_dead_master_answers_check_quickly(tmp_path):
     plan = master.plan(_settings(tmp_path))
     info = plan.check()
     assert not info.alive and info.pid == 0
-    assert subprocess.run(plan.argv("-O", "check", plan.dest), capture_output=True).returncode != 0
+    assert subprocess.run(plan.address.argv("-O", "check", plan.address.dest), capture_output=True).returncode != 0
 
 
 @needs_ssh
@@ -81,4 +81,4 @@ def test_a_planted_symlink_for_the_socket_directory_is_refused(tmp_path, monkeyp
     monkeypatch.setattr(paths.tempfile, "gettempdir", lambda: str(tmp_path))
     os.symlink(elsewhere, tmp_path / f"fabfile-lab-{os.getuid()}")
     with pytest.raises(LabError, match="not a directory of yours"):
-        master.control_dir(long_state)
+        master_address.control_dir(long_state)

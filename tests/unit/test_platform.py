@@ -46,7 +46,7 @@ def test_every_module_imports_without_fcntl_or_user_ids(tmp_path):
 def test_records_locks_config_files_and_the_socket_directory_work_without_them(tmp_path):
     proc = _run("""
         from pathlib import Path
-        from fabfile_lib import config_trust, file_trust, master, state
+        from fabfile_lib import config_trust, file_trust, master, master_address, state
         here = Path.cwd()
         record = state.LabRecord("a", {"login": "l"}, "42", "/h/.fabfile-lab/a-0011aabb", "t" * 43, "compute")
         assert state.create(here / "st", record) and not state.create(here / "st", record)
@@ -55,7 +55,7 @@ def test_records_locks_config_files_and_the_socket_directory_work_without_them(t
         (here / "fabfile-lab.yaml").write_text("lab: {name: x, login: y}\\n")
         found = config_trust.read(here / "fabfile-lab.yaml", "project")
         assert found.data == {"lab": {"name": "x"}} and found.refused == ("lab.login",), found
-        assert master.control_dir(here / "st").is_dir()
+        assert master_address.control_dir(here / "st").is_dir()
         print("ok")
     """, tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fabfile_lib.reconnect import Backoff
+from fabfile_lib.forwards.reconnect import Backoff
 
 
 def test_reconnects_are_paced_for_sites_that_rate_limit_logins():

@@ -22,5 +22,5 @@ def test_invalid_settings_are_refused(field, value, words):
 def test_addresses_are_derived_from_the_range():
     cfg = SandboxConfig.from_mapping({"name": "abc", "subnet": "10.9.8.0/24"})
     assert [cfg.address(h) for h in ("jump", "login", "compute")] == ["10.9.8.2", "10.9.8.6", "10.9.8.10"]
-    assert cfg.login_from_compute == "10.9.8.9"
+    assert cfg.addresses.login_from_compute == "10.9.8.9"
     assert cfg.netns("login") == "abc-login" and cfg.username == "abc-user"

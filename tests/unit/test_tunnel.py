@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from fabfile_lib import slurm, tunnel
+from fabfile_lib import slurm
 from fabfile_lib.forwards import Forward
+from fabfile_lib.forwards import holding as tunnel
+from fabfile_lib.forwards.job_watch import JobWatch
 from fabfile_lib.settings import LabSettings
 from fabfile_lib.state import LabRecord
-from fabfile_lib.watch import JobWatch
 
 
 class _Hops:
@@ -30,7 +31,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
         asks.append(time.monotonic())
         return slurm.JobInfo(job_id, states[min(len(asks), len(states)) - 1], time_left="1:00:00")
 
-    monkeypatch.setattr("fabfile_lib.watch.notify", lambda *a: False)
+    monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
     monkeypatch.setattr(tunnel, "TICK", 0.05)
     monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.1)
     monkeypatch.setattr(tunnel.probes, "answers", lambda port, timeout=5: answers())
@@ -38,7 +39,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log, state="": "it was cancelled")
     monkeypatch.setattr(tunnel.lab_dir, "log_tail", lambda hops, where, lines: "")
     said: list[str] = []
-    vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
+    vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
     vigil.asking.pace = tunnel.pacing.Pace(first=0.2)
     fwd = Forward(8888, ("127.0.0.1", 1), refusals=refused)
     stop = threading.Event()
@@ -90,7 +91,7 @@ def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold
     monkeypatch.setattr(tunnel.slurm, "query", broken)
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
-    vigil = tunnel._Vigil(JobWatch("h", "42", said.append), said.append, None)
+    vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
     assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
     assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)
     assert any("asking again in" in line for line in said), said

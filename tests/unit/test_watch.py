@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fabfile_lib import slurm
+from fabfile_lib.forwards.job_watch import JobWatch
 from fabfile_lib.pacing import TIME_LIMIT_EVERY
-from fabfile_lib.watch import JobWatch
 
 
 def _info(left: str, state: str = "RUNNING") -> slurm.JobInfo:
@@ -12,7 +12,7 @@ def _info(left: str, state: str = "RUNNING") -> slurm.JobInfo:
 
 
 def test_walltime_warnings_come_once_each_at_15_5_and_1_minutes_from_one_answer(monkeypatch):
-    monkeypatch.setattr("fabfile_lib.watch.notify", lambda *a: False)
+    monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
     said: list[str] = []
     watch = JobWatch("lab", "7", said.append)
     watch.learn(_info("30:00"), now=0)
@@ -24,7 +24,7 @@ def test_walltime_warnings_come_once_each_at_15_5_and_1_minutes_from_one_answer(
 
 
 def test_a_lab_found_late_gets_one_warning_not_three(monkeypatch):
-    monkeypatch.setattr("fabfile_lib.watch.notify", lambda *a: False)
+    monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
     said: list[str] = []
     watch = JobWatch("lab", "7", said.append)
     watch.learn(_info("0:50"), now=0)
@@ -36,7 +36,7 @@ def test_a_lab_found_late_gets_one_warning_not_three(monkeypatch):
 
 
 def test_an_extended_time_limit_is_learnt_at_the_next_reading(monkeypatch):
-    monkeypatch.setattr("fabfile_lib.watch.notify", lambda *a: False)
+    monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
     said: list[str] = []
     watch = JobWatch("lab", "7", said.append)
     assert watch.stale(0)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import slurm
-from .notify import notify
-from .pacing import TIME_LIMIT_EVERY
+from .. import slurm
+from ..notify import notify
+from ..pacing import TIME_LIMIT_EVERY
 
 WARN_AT = (15 * 60, 5 * 60, 60)  # seconds left
 

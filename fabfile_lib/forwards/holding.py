@@ -1,142 +1,43 @@
 """The forwards to a running lab, and holding them: across dropped connections, until the job ends.
 
-:func:`tunnel` opens the forward for the lab's mode (an OpenSSH forward where OpenSSH carries the hops,
-the Paramiko forwarder otherwise) for a ``with`` body. :func:`hold` keeps it: it reopens a dropped
+:func:`hold` keeps the forward of ``lab_forward.tunnel``: it reopens a dropped
 connection on the same local port within site-friendly limits, waits for a login the user has to give,
 watches the job, warns before its time limit, and returns once it has ended.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
-from . import commands, lab_dir, master, modes, pacing, probes, slurm, ssh_forward
-from .errors import (
-    AuthenticationError,
-    ConnectError,
-    HostKeyError,
-    JobEnded,
-    LabError,
-    ModeUnreachable,
-    PromptNeeded,
-    SchedulerError,
-)
-from .forwards import Forward, Heartbeat, forward_local
-from .hops import Hops, choose_transport
+from .. import commands, lab_dir, master, modes, pacing, probes, slurm
+from ..errors import ConnectError, JobEnded, LabError, ModeUnreachable, PromptNeeded, SchedulerError
+from ..hops import Hops, choose_transport
+from ..settings import LabSettings
+from ..state import LabRecord
+from .forward import Forward
+from .job_watch import JobWatch
+from .lab_forward import tunnel
+from .openssh_forward import NodeLink
 from .reconnect import Backoff
-from .settings import LabSettings
-from .state import LabRecord
-from .watch import JobWatch
+from .vigil import Learnt, Log, Note, Vigil
 
 _log = logging.getLogger(__name__)
-Log = Callable[[str], None]
+
 LOGIN_WAIT = 30 * 60  # how long a held forward waits for the user to log in again before it gives up
 
-
-def node_link(record: LabRecord, hops: Hops) -> ssh_forward.NodeLink:
-    """A link to the lab's compute node for its forwards (OpenSSH transport, modes through the node)."""
-    return ssh_forward.NodeLink(lambda *words, control: hops.node_ssh(record.node_addr, *words, control=control),
-                                f"cannot forward to {record.node or record.node_addr}")
-
-
-@contextmanager
-def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None, *,
-           link: ssh_forward.NodeLink | None = None) -> Iterator[Forward]:
-    """Forward a local loopback port to the lab's Jupyter for the duration of the ``with`` body: an
-    OpenSSH forward on the OpenSSH transport, our Paramiko forwarder otherwise. ``link``: a link to the
-    node opened beforehand (it is closed with the forward)."""
-    if not record.reachable:
-        raise LabError(f"lab {record.name!r} has not answered yet: `{commands.run('wait')} --name {record.name}`.")
-    port_wanted = record.local_port if local_port is None else local_port
-    if record.remote_socket and not hops.openssh:
-        raise probes.socket_needs_openssh(record)
-    if hops.openssh and modes.mode(record.via).through_node:
-        try:
-            with contextlib.ExitStack() as stack:
-                link = stack.enter_context(link or node_link(record, hops))
-                with ssh_forward.on_link(link, record.far, port_wanted) as fwd:
-                    yield fwd
-        except (HostKeyError, AuthenticationError) as exc:
-            raise probes.unreachable_node(exc) from None
-    elif hops.openssh:
-        with ssh_forward.on_master(hops.master, record.far, port_wanted) as fwd:
-            yield fwd
-    else:
-        transport = probes.far_transport(hops, record)
-        with Heartbeat(transport, hops.settings.keepalive) as beat, \
-                forward_local(transport, record.remote_host, record.remote_port, port_wanted) as fwd:
-            fwd.alive = beat.alive
-            yield fwd
-
-
 TICK = 1.0  # seconds between looks at a held forward's own liveness (its ssh, the master's pid)
+
 READY_WITHIN = 15.0  # seconds a new forward has to answer end to end before it counts as not working
-Note = Callable[[str], None]  # the forward's condition, said once per change: "" while its URL answers
-Learnt = Callable[[slurm.JobInfo], None]  # what Slurm said about the running job (its time limit)
-
-
-@dataclass
-class _Vigil:
-    """What a held lab keeps across reconnects: the job's time limit, when Slurm may be asked next, and
-    the condition last said."""
-
-    watch: JobWatch
-    log: Log
-    note: Note | None
-    asking: pacing.Asking = field(default_factory=lambda: pacing.Asking(pacing.WHILE_HELD))
-    said: str | None = None
-    learnt: Learnt | None = None
-
-    def learn(self, info: slurm.JobInfo, now: float) -> None:
-        self.watch.learn(info, now)
-        if self.learnt:
-            self.learnt(info)
-
-    def condition(self, text: str) -> None:
-        if text == self.said:
-            return
-        self.said = text
-        if text:
-            self.log(text)
-        if self.note:
-            self.note(text)
-
-    def ended(self, hops: Hops, record: LabRecord, info: slurm.JobInfo) -> None:
-        if info.state == "COMPLETING":  # its processes are being killed: the final state says why, soon
-            time.sleep(2)
-            with contextlib.suppress(LabError):
-                info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
-        tail = lab_dir.log_tail(hops, record.remote_dir, 30)
-        why = slurm.end_reason(hops.login(), record.job_id, tail, info.state)
-        self.said = self.watch.ended(why)  # said by the watch
-        if self.note:
-            self.note(self.said)
-
-    def ask(self, hops: Hops, record: LabRecord) -> slurm.JobInfo | None:
-        """Slurm's answer now, if it may be asked and answers; None otherwise (said once per change)."""
-        now = time.monotonic()
-        if not self.asking.due(now):
-            return None
-        try:
-            info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
-        except SchedulerError as exc:
-            self.log(f"{exc} (asking again in {self.asking.unanswered(now):.0f} s)")
-            return None
-        self.asking.answered(now)
-        return info
 
 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, *, log: Log = _log.info, hops: Hops | None = None,
          interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None,
-         learnt: Learnt | None = None, link: ssh_forward.NodeLink | None = None) -> None:
+         learnt: Learnt | None = None, link: NodeLink | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
     A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
@@ -151,7 +52,7 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     a link to the node opened on ``hops`` while the job started, for the first attempt.
     """
     port = record.forward_port or record.local_port
-    vigil = _Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
+    vigil = Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
     if hops is not None and hops.pin != modes.mode(record.via).pin(record.login_host):
         hops = None  # not the login node this lab lives on
     if hops is None and link is not None:
@@ -231,7 +132,7 @@ def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
     return record.reaching(endpoint)
 
 
-def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:
+def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event) -> bool:
     """Wait until Jupyter answers through the new forward's listener: True then; False if its job has
     ended meanwhile (said); a ConnectError if the job runs (or Slurm cannot tell) and Jupyter does not."""
     deadline = time.monotonic() + READY_WITHIN
@@ -255,7 +156,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil,
                           f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
 
-def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: _Vigil, stop: threading.Event) -> bool:
+def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event) -> bool:
     """Watch a held forward and its job; True once the job has ended, False when the forward stopped
     working (its connection dropped, or Jupyter stopped answering through it while the job runs).
 
@@ -324,4 +225,3 @@ def _await_login(settings: LabSettings, stop: threading.Event, until: float) -> 
     while not stop.wait(2) and time.monotonic() < until:
         if plan.check().alive:
             return
-

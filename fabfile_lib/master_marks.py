@@ -1,0 +1,123 @@
+"""What the tool keeps beside a master's socket, in its private (0700) socket directory; every file 0600.
+
+- ``KEY.json`` beside the socket: when the tool started that master and for which cluster and login
+  node (so ``logout`` finds the masters pinned to the cluster's login nodes).
+- ``KEY.log``: what the master says once in the background (a channel sshd refused), via ``ssh -E``.
+- ``KEY.PID.landed``: the names of the login node that master process landed on, learnt once.
+- ``CLUSTER.logged-out``: the user logged out; nothing logs in again by itself until they log in.
+
+A master on the user's own ControlPath leaves nothing here but the logout mark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from . import untrusted
+from .master_address import MasterAddress
+
+
+def _write_json(path: Path, data: object) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class MasterMarks:
+    """The files beside one master's socket (see the module's docstring)."""
+
+    address: MasterAddress
+
+    @property
+    def _dir(self) -> Path:
+        return self.address.socket_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / f"{self.address.key}.log"
+
+    @property
+    def logged_out(self) -> Path:
+        return self._dir / f"{self.address.cluster or self.address.key}.logged-out"
+
+    def stderr_file(self) -> IO[str]:
+        """Where the master's stderr goes: its log (kept while it lives), or for the user's own master a
+        temporary file."""
+        if self.address.user_managed:
+            return tempfile.TemporaryFile(mode="w+")
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        return os.fdopen(fd, "w+")
+
+    def said_since(self, offset: int) -> str:
+        """What the master printed after ``offset`` bytes of its log (at most 16 KiB); "" for a master the
+        tool did not start."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                return fh.read(16384).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def created(self) -> float:
+        """When the tool started the master now on the socket (0: not the tool's, or unknown)."""
+        meta = _read_json(Path(f"{self.address.control_path}.json")) if self.address.control_path else None
+        return float(meta.get("created", 0.0)) if isinstance(meta, dict) else 0.0
+
+    def started(self, when: float) -> None:
+        a = self.address
+        if a.control_path:
+            _write_json(Path(f"{a.control_path}.json"),
+                        {"created": when, "persist": a.persist, "label": a.label, "cluster": a.cluster, "pin": a.pin})
+
+    def landed(self, pid: int) -> tuple[str, ...] | None:
+        """The login node's names learnt by master process ``pid``, if learnt."""
+        names = _read_json(self._landed_path(pid))
+        return tuple(str(n) for n in names) if isinstance(names, list) else None
+
+    def learnt(self, pid: int, names: tuple[str, ...]) -> None:
+        self.forget_landed()  # of masters that have ended
+        _write_json(self._landed_path(pid), list(names))
+
+    def forget_landed(self) -> None:
+        for known in self._dir.glob(f"{self.address.key}.*.landed"):
+            known.unlink(missing_ok=True)
+
+    def ended(self) -> None:
+        """The master ended: its metadata, log and learnt names go."""
+        if self.address.control_path:
+            Path(f"{self.address.control_path}.json").unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
+        self.forget_landed()
+
+    def _landed_path(self, pid: int) -> Path:
+        return self._dir / f"{self.address.key}.{pid}.landed"
+
+
+def pinned_nodes(socket_dir: Path, cluster: str) -> list[str]:
+    """The login nodes of ``cluster`` that the tool keeps a pinned master to (by the masters' metadata)."""
+    pins = []
+    for meta in socket_dir.glob("*.json"):
+        data = _read_json(meta)
+        if isinstance(data, dict) and data.get("cluster") == cluster and untrusted.host(data.get("pin")):
+            pins.append(data["pin"])
+    return pins
