@@ -1,16 +1,18 @@
-"""The batch script that starts Jupyter on the compute node.
+"""The batch script that starts the lab's app (``apps.py``) on the compute node.
 
 Slurm keeps a copy of every batch script (``scontrol write batch_script``), so the script holds no
-secret: Jupyter reads its token from a 0600 file in the lab's 0700 directory (``JUPYTER_TOKEN_FILE``).
-Jupyter picks its own free port on the node (``--port=0``), atomically, and writes it to its runtime file
-in the lab directory, where the tool reads it; nothing guesses a port on the wrong host.
+secret: the app reads it from a 0600 file in the lab's 0700 directory (or from a variable the batch shell
+sets for the app's process alone), and what the app prints reaches the job log with the secret masked.
+Once the app listens -- on its private socket, or on a port it picked itself (Jupyter, ``--port=0``) or
+the script found free on the node -- the script writes where to ``runtime/app.json``, which the tool reads.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 
-from . import environment, modes
+from . import apps, environment, modes
 from .lab_dir import JOB_LOG
 from .settings import LabSettings
 
@@ -20,12 +22,11 @@ LAB_FAIL = 'lab_fail() { echo "fabfile-lab: error: $*"; exit 1; }'
 _BODY = r"""
 set -u
 umask 077
-export JUPYTER_RUNTIME_DIR="$LAB_DIR/runtime"
-export JUPYTER_TOKEN_FILE="$LAB_DIR/token"
-mkdir -p "$JUPYTER_RUNTIME_DIR"
-# What the tool reads instead of asking Slurm: the node the job runs on, and that it has ended.
+LAB_SECRET_FILE="$LAB_DIR/token"
+LAB_SECRET=$(<"$LAB_SECRET_FILE")  # in this shell only: to mask it in what the app prints
+mkdir -p "$LAB_DIR/runtime"
 # What the lab made on the hosts goes as soon as it is told to end: Slurm's SIGKILL follows its SIGTERM
-# after KillWait seconds, whether or not Jupyter has finished shutting its kernels down by then.
+# after KillWait seconds, whether or not the app has finished shutting down by then.
 lab_tidy() {
     if declare -F reverse_down >/dev/null; then reverse_down; fi  # at most 3 s
     [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
@@ -33,15 +34,57 @@ lab_tidy() {
 }
 lab_end() {
     local status=$?
-    kill ${JUPYTER_PID:-} ${REVERSE_PID:-} 2>/dev/null
+    kill ${APP_PID:-} ${REVERSE_PID:-} 2>/dev/null
     lab_tidy
     echo "$status" > "$LAB_DIR/ended"
 }
 trap lab_end EXIT
+# What the tool reads instead of asking Slurm: the node the job runs on, and that it has ended.
 printf '%s\n' "${SLURMD_NODENAME:-$(hostname)}" > "$LAB_DIR/node.new" && mv -f "$LAB_DIR/node.new" "$LAB_DIR/node"
-echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA"
+echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA, app $LAB_APP"
 
 __LAB_FAIL__
+# The app's output, with its secret masked, into the job log.
+lab_mask() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        [ -n "$LAB_SECRET" ] && line=${line//"$LAB_SECRET"/"<secret>"}
+        printf '%s\n' "$line"
+    done
+}
+# Whether a TCP port of this node listens (state 0A), or is used at all, by /proc/net/tcp and tcp6.
+lab_port() {
+    awk -v p="$(printf '%04X' "$2")" -v any="$1" \
+        '{ split($2, a, ":") } a[2] == p && (any == "used" || $4 == "0A") { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+lab_free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        lab_port used "$p" || { echo "$p"; return 0; }
+    done
+    return 1
+}
+# Until the app listens: its socket, or its port (an app that picks its own writes it in Jupyter's
+# runtime file); then what it listens on goes to runtime/app.json, which the tool reads.
+lab_await_app() {
+    local port
+    while kill -0 $APP_PID 2>/dev/null; do
+        if [ -n "${LAB_SOCKET:-}" ]; then
+            [ -S "$LAB_SOCKET" ] && { LAB_END=$LAB_SOCKET; port=0; break; }
+        else
+            port=$LAB_PORT
+            [ "$port" = 0 ] && port=$(sed -n 's/^ *"port": *\([1-9][0-9]*\).*/\1/p' \
+                                      "$LAB_DIR/runtime/jpserver-$APP_PID.json" 2>/dev/null)
+            [ -n "$port" ] && lab_port listens "$port" && { LAB_END="127.0.0.1:$port"; break; }
+        fi
+        sleep 0.1
+    done
+    [ -n "${LAB_END:-}" ] || return 1
+    printf '{"port": %s, "sock": "%s", "hostname": "%s"}\n' "$port" "${LAB_SOCKET:-}" "${LAB_HOST:-}" \
+        > "$LAB_DIR/runtime/app.json.new" && mv -f "$LAB_DIR/runtime/app.json.new" "$LAB_DIR/runtime/app.json"
+}
 
 # --- environment (lab.env) and setup (lab.setup); activation scripts are not all `set -u` clean ---
 set +u
@@ -50,26 +93,63 @@ set -u
 # --- end of setup ---
 __FIND_PROGRAM__
 
-# --- where Jupyter listens (this mode's) ---
+# --- where the app listens (this mode's and this app's) ---
 __LISTEN__
 
 cd __NOTEBOOK_DIR__ || exit 1
-__COMMAND__ --no-browser "${LISTEN[@]}" &
-JUPYTER_PID=$!
-trap 'kill $JUPYTER_PID ${REVERSE_PID:-} 2>/dev/null; lab_tidy' TERM INT
+__APP__ > >(lab_mask) 2>&1 &
+APP_PID=$!
+trap 'kill $APP_PID ${REVERSE_PID:-} 2>/dev/null; lab_tidy' TERM INT
+LAB_END=
+lab_await_app
 
-# --- once Jupyter runs (this mode's) ---
+# --- once the app listens (this mode's) ---
 __AFTER_START__
-# Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep Jupyter running.
+# Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep the app running.
 trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
 while :; do
-    wait $JUPYTER_PID
+    wait $APP_PID
     STATUS=$?
-    kill -0 $JUPYTER_PID 2>/dev/null || break  # a trapped signal interrupts wait; Jupyter still runs
+    kill -0 $APP_PID 2>/dev/null || break  # a trapped signal interrupts wait; the app still runs
 done
-echo "fabfile-lab: jupyter exited with status $STATUS"
+echo "fabfile-lab: $LAB_APP exited with status $STATUS"
 exit $STATUS
 """
+# Where the app listens on a private socket: a short directory on the node's own disk (a socket path holds
+# about 100 bytes; the shared filesystem is seen by every node), 0700 from mktemp, removed as the job ends.
+_LISTEN_SOCKET = r"""LAB_SOCK_DIR=$(mktemp -d /tmp/fl-XXXXXXXX) \
+    || lab_fail "cannot make a private directory in /tmp on $(hostname) for the app's socket"
+LAB_SOCKET="$LAB_SOCK_DIR/app.sock"
+"""
+_FREE_PORT = 'LAB_PORT=$(lab_free_port) || lab_fail "no free TCP port found on $(hostname)"'
+_SHELL_VARS = {"socket": "LAB_SOCKET", "host": "LAB_HOST", "port": "LAB_PORT", "secret_file": "LAB_SECRET_FILE",
+               "lab_dir": "LAB_DIR"}
+
+
+def shell_word(word: str) -> str:
+    """``word`` for bash, its placeholders (``{port}``...) as the batch script's variables, the rest quoted."""
+    parts = re.split(r"\{(" + "|".join(_SHELL_VARS) + r")\}", word)
+    return "".join(f'"${{{_SHELL_VARS[p]}}}"' if i % 2 else (shlex.quote(p) if p else "")
+                   for i, p in enumerate(parts)) or "''"
+
+
+def app_line(app: apps.App, socket: bool) -> str:
+    """The line that starts the app: its environment (prefix assignments: in no argv), its words."""
+    env = [f"{name}={shell_word(value)}" for name, _, value in (e.partition("=") for e in app.env)]
+    if app.secret == "file-env":
+        env.append(f'{app.secret_env}="$LAB_SECRET_FILE"')
+    elif app.secret == "env":
+        env.append(f'{app.secret_env}="$LAB_SECRET"')
+    listen = app.socket_args if socket else app.port_args
+    words = [shlex.quote(w) for w in shlex.split(app.command)] + [shell_word(w) for w in (*app.args, *listen)]
+    return " ".join([*env, *words])
+
+
+def listen_lines(app: apps.App, way: modes.Mode, openssh: bool) -> str:
+    """Where the app listens: a private socket, or the mode's address and a port."""
+    if way.private(openssh) and app.has_socket:
+        return _LISTEN_SOCKET
+    return f"{way.bind}\n{'LAB_PORT=0' if app.picks_port else _FREE_PORT}"
 
 
 def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
@@ -97,31 +177,32 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
     """The batch script for one lab whose private directory on the cluster is ``lab_dir``. ``openssh``:
     OpenSSH carries the laptop's forward, so Jupyter can listen on a private socket (``modes.py``)."""
     target = shlex.quote(settings.reverse_target) if settings.reverse_target else '"${SLURM_SUBMIT_HOST}"'
-    way = modes.mode(settings.via)
+    way, app = modes.mode(settings.via), settings.app_spec
     head = [
         "#!/bin/bash",
         *sbatch_lines(settings, lab_dir),
         "# Written by fabfile-lab. Holds no secret: the token is in a private file beside it.",
         f"LAB_DIR={shlex.quote(lab_dir)}",
         f"LAB_VIA={shlex.quote(settings.via)}",
+        f"LAB_APP={shlex.quote(app.name)}",
         f"LAB_REVERSE_TARGET={target}",
         f"LAB_REVERSE_SOCKET={'1' if way.pinned and way.private(openssh) else ''}",
         "LAB_REVERSE_DIR=",
     ]
     notebook_dir = environment.shell_path(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
-            .replace("__LISTEN__", way.listen(openssh)).replace("__AFTER_START__", way.after_start or ":")
+            .replace("__LISTEN__", listen_lines(app, way, openssh)).replace("__AFTER_START__", way.after_start or ":")
             .replace("__SETUP__", "\n".join(setup(settings)) or ":")
             .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
-            .replace("__COMMAND__", settings.command))
+            .replace("__APP__", app_line(app, way.private(openssh) and app.has_socket)))
     return "\n".join(head) + "\n" + body
 
 
 def find_program(settings: LabSettings) -> list[str]:
-    """Lines that set ``LAB_PROGRAM`` to the path of ``lab.command``'s program, or end the job with the
+    """Lines that set ``LAB_PROGRAM`` to the path of the app's program, or end the job with the
     line the tool reports: after a broken environment, that and ``PATH`` say what went wrong."""
-    program = shlex.quote(shlex.split(settings.command)[0])
+    program = shlex.quote(settings.app_spec.program)
     return [f"if ! LAB_PROGRAM=$(command -v {program}); then",
             f"    printf 'fabfile-lab: error: `%s` not found after setup (PATH=%s)\\n' {program} \"$PATH\"",
             "    exit 127",

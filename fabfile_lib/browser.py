@@ -1,4 +1,4 @@
-"""Opening the lab in the browser without putting its token on a command line.
+"""Opening the lab in the browser, logged in, without putting its secret on a command line.
 
 A browser started with ``http://...?token=...`` carries the token in its argv, which every local user can
 read (``/proc/PID/cmdline``). Like jupyter_server (``use_redirect_file``), the browser is opened on a
@@ -23,17 +23,27 @@ def script_string(text: str) -> str:
 
 
 def redirect_file(state_dir: Path, record: LabRecord, port: int) -> Path:
-    """Write the lab's 0600 redirect page (in a 0700 directory); return its path."""
-    url = record.url(port)
+    """Write the lab's 0600 redirect page (in a 0700 directory); return its path. It logs in the app's way:
+    on to the URL that carries the secret, or a form posted to the app's login path."""
+    app = record.app_spec
+    title = html.escape(f"{app.title} {record.name}")
     path = state.open_page_path(state_dir, record.name)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    state.write_private(path, (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"refresh\" content=\"0;url={html.escape(url)}\">"
-        f"<title>JupyterLab {html.escape(record.name)}</title></head>\n"
-        f"<body><script>window.location.replace({script_string(url)});</script>"
-        f"<p><a href=\"{html.escape(url)}\">JupyterLab {html.escape(record.name)}</a></p></body></html>\n"))
+    if app.login == "form":
+        action = f"http://127.0.0.1:{port or record.forward_port or record.local_port}{app.login_path}"
+        body = (f"<body><form id=\"login\" method=\"post\" action=\"{html.escape(action)}\">"
+                f"<input type=\"hidden\" name=\"{html.escape(app.login_field)}\" value=\"{html.escape(record.token)}\">"
+                f"<noscript><button type=\"submit\">{title}</button></noscript></form>"
+                "<script>document.getElementById(\"login\").submit();</script></body>")
+        head = ""
+    else:
+        url = record.url(port)
+        head = f"<meta http-equiv=\"refresh\" content=\"0;url={html.escape(url)}\">"
+        body = (f"<body><script>window.location.replace({script_string(url)});</script>"
+                f"<p><a href=\"{html.escape(url)}\">{title}</a></p></body>")
+    page = f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">{head}<title>{title}</title></head>\n{body}</html>\n"
+    state.write_private(path, page)
     return path
 
 

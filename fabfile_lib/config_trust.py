@@ -35,7 +35,7 @@ _MOST = 1 << 20  # a config file is small; a larger one is refused unread
 
 # What a project may share: values that are data. (What else a `lab` mapping can hold reaches a shell, an
 # ssh option, a host, a path of the laptop or the state.)
-PROJECT_KEYS = frozenset({"name", "via", "notebook_dir", "sbatch", "profiles", "local_port", "wait_timeout",
+PROJECT_KEYS = frozenset({"name", "via", "app", "notebook_dir", "sbatch", "profiles", "local_port", "wait_timeout",
                           "keepalive", "connect_timeout", "persist"})
 # sbatch options a project may set: resources and bookkeeping, exactly these names (sbatch would take any
 # abbreviation of the options the tool sets itself; an exact list leaves none).
@@ -76,6 +76,17 @@ _READ: list[FileRead] = []  # what this process read, for `config show` and the 
 
 def reads() -> list[FileRead]:
     return list(_READ)
+
+
+def origins(key: str) -> dict[str, str]:
+    """For a mapping setting (``lab.apps``): the file each of its entries came from, the last one read."""
+    found: dict[str, str] = {}
+    for read in _READ:
+        section = (read.data or {}).get("lab") if isinstance(read.data, dict) else None
+        entries = section.get(key) if isinstance(section, dict) else None
+        if isinstance(entries, dict):
+            found.update({str(name): str(read.path) for name in entries})
+    return found
 
 
 def _owners(level: str) -> set[int] | None:

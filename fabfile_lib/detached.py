@@ -79,7 +79,7 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
         current = state.load(settings.state_path, record.name)
         if current.hold != request:  # it ended by itself: why is in the note and the lab's log
             raise _why_not(settings, current)
-        if forward_alive(current) and current.forward_port and probes.answers(current.forward_port):
+        if forward_alive(current) and current.forward_port and probes.answers(current.forward_port, current.app_spec):
             return current
         if not watcher_pid(settings.state_path):
             break
@@ -106,7 +106,8 @@ def _why_not(settings: LabSettings, record: LabRecord, within: float = 0) -> Lab
         return known  # the start's policy decides on its kind: another mode, or none
     if record.forward_note.startswith("error: "):
         note = record.forward_note.removeprefix("error: ")
-        return type(known or LabError(""))(f"the background forward could not start: {note} (log: {log})")
+        kind = type(known) if known else LabError
+        return kind(f"the background forward could not start: {note} (log: {log})")
     lines = log.read_text().strip().splitlines()[-3:] if log.exists() else []
     late = f" within {within:.0f} s" if within else ""
     return LabError(f"the background forward did not come up{late}: {' | '.join(lines) or 'no output'} (log: {log}).")
@@ -115,12 +116,12 @@ def _why_not(settings: LabSettings, record: LabRecord, within: float = 0) -> Lab
 def stop_detached(settings: LabSettings, record: LabRecord, within: float = LET_GO_WITHIN) -> bool:
     """Ask the watcher to drop the lab, and wait (at most ``within`` s) until its forwards are closed; True
     if they were held. The job keeps running; the record says no forward, and its port is forgotten."""
-    before = state.load(settings.state_path, record.name) if state.exists(settings.state_path, record.name) else record
+    before = state.find(settings.state_path, record.name) or record
     held = bool(before.hold) and forward_alive(before)
     state.update(settings.state_path, record.name, hold="")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        now = state.load(settings.state_path, record.name) if state.exists(settings.state_path, record.name) else None
+        now = state.find(settings.state_path, record.name)
         if now is None or not forward_alive(now):
             break
         time.sleep(0.05)

@@ -47,11 +47,9 @@ def _lab_log(state_dir: Path, name: str) -> Iterator[Say]:
 
 def _asked(state_dir: Path, name: str, request: str) -> state.LabRecord | None:
     """The record, while it still asks for this very hold."""
-    if not state.exists(state_dir, name):
-        return None
     with contextlib.suppress(LabError):
-        record = state.load(state_dir, name)
-        return record if record.hold == request else None
+        record = state.find(state_dir, name)
+        return record if record and record.hold == request else None
     return None
 
 

@@ -69,13 +69,14 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     base = lab_dir.base(hops, settings.remote_dir)
     lab_dir.mkdir_private(sftp, base)
     where = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
-    path = "/lab" if "lab" in settings.command.split()[-1] else "/tree" if "notebook" in settings.command else "/"
+    app = settings.app_spec
     # The job is submitted from this login node: reverse mode's far end will live there (its own name,
     # `hostname -f` where it has one), whichever node the cluster's name gives later logins.
     names = hops.login_names()
     record = LabRecord(name=settings.name, settings=asdict(settings), job_id="", remote_dir=where,
                        token=secrets.token_urlsafe(32), via=settings.via, local_port=settings.local_port,
-                       url_path=path, created=time.time(), login_host=names[-1] if names else "")
+                       url_path=app.open_path, app=app.name, created=time.time(),
+                       login_host=names[-1] if names else "")
     # Recorded first, exclusively: a second start of the same name stops here; and from here on a crash
     # at any point leaves a record here and a lab.json there that lab.cancel and lab.list --cluster find.
     if not state.create(settings.state_path, record):
@@ -160,7 +161,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
         time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
 
 
-_LEARNT = ("node", "node_addr", "jupyter_port", "remote_host", "remote_port", "remote_socket")  # by lab.wait
+_LEARNT = ("node", "node_addr", "app_port", "remote_host", "remote_port", "remote_socket")  # by lab.wait
 
 
 def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobInfo) -> slurm.JobInfo:
@@ -208,7 +209,7 @@ def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look, probe: bool = True
     if not runtime or not isinstance(runtime.get("port"), int):
         return record, False, ""
     node_addr = record.node_addr or slurm.node_address(hops.login(), seen.node)
-    record = replace(record, node=seen.node, node_addr=node_addr, jupyter_port=int(runtime["port"]))
+    record = replace(record, node=seen.node, node_addr=node_addr, app_port=int(runtime["port"]))
     endpoint = modes.mode(record.via).endpoint(runtime, node_addr,
                                                lambda name: lab_dir.read(hops, record.remote_dir, name))
     if endpoint is None:
@@ -243,7 +244,7 @@ class LabStatus:
     time_left: str
     via: str
     remote_port: int
-    jupyter_port: int
+    app_port: int
     local_port: int
     url: str  # only while it answers
     forwarding: bool
@@ -318,7 +319,8 @@ def _vouched(record: LabRecord) -> slurm.JobInfo:
 
 def _answering(record: LabRecord) -> bool:
     """Whether the lab's URL answers now, through its background forwards."""
-    return bool(detached.forward_alive(record) and record.forward_port and probes.answers(record.forward_port))
+    return bool(detached.forward_alive(record) and record.forward_port
+                and probes.answers(record.forward_port, record.app_spec))
 
 
 def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool) -> LabStatus:
@@ -327,27 +329,31 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool)
     answers = answering and info.active
     why = "" if info.active else ended_because(hops, record)
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
-                     info.time_left, record.via, record.remote_port, record.jupyter_port, port,
+                     info.time_left, record.via, record.remote_port, record.app_port, port,
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
                      "" if answers or not info.active else not_answering(record, info, forwarding),
                      listens(record), record.remote_socket)
 
 
 def listens(record: LabRecord) -> str:
-    """Where Jupyter listens, in a few words, and whether anyone but the user can reach it: a private
+    """Where the app listens, in a few words, and whether anyone but the user can reach it: a private
     socket (0600, in a 0700 directory), or a TCP port any user of that host can reach, guarded by the
-    token only. "" until Jupyter has answered."""
-    if record.remote_socket:
-        return "Jupyter on a private socket"
-    if not record.remote_port:
+    app's secret only (or by nothing, for an app in lab.open_apps). "" until the app has answered."""
+    if not record.reachable:
         return ""
-    if record.via == modes.Via.LOGIN:
-        return f"Jupyter on port {record.jupyter_port} of {record.node}'s address (token-only)"
-    if record.via == modes.Via.REVERSE:  # the site refused stream-local forwarding, or Paramiko carries ours
-        return f"Jupyter on port {record.remote_port} of {record.login_host or 'the login node'}'s loopback " \
-               "(token-only)"
-    return f"Jupyter on port {record.jupyter_port} of {record.node}'s loopback (token-only: Paramiko cannot " \
-           "forward to a socket)"
+    app = record.app_spec
+    guard = "token-only" if app.authenticated else f"open to users of {record.node}"
+    if not record.app_port:
+        where = f"{app.title} on a private socket"
+    elif record.via == modes.Via.LOGIN:
+        where = f"{app.title} on port {record.app_port} of {record.node}'s address ({guard})"
+    else:
+        why = "Paramiko cannot forward to a socket" if app.has_socket else f"{app.title} has no socket listener"
+        where = f"{app.title} on port {record.app_port} of {record.node}'s loopback ({guard}: {why})"
+    if record.via == modes.Via.REVERSE and not record.remote_socket:  # stream-local refused, or Paramiko
+        where += f", reached through port {record.remote_port} of {record.login_host or 'the login node'}'s " \
+                 "loopback (token-only)"
+    return where
 
 
 def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> str:

@@ -30,8 +30,9 @@ _log = logging.getLogger(__name__)
 # What a lab's directory holds (the batch script names the same files).
 META = "lab.json"
 JOB_LOG = "job.log"  # sbatch's --output
-TOKEN_FILE = "token"  # JUPYTER_TOKEN_FILE, 0600
-RUNTIME_DIR = "runtime"  # JUPYTER_RUNTIME_DIR: Jupyter's jpserver-PID.json says its port
+TOKEN_FILE = "token"  # the app's secret, 0600
+RUNTIME_DIR = "runtime"  # the app's runtime files (Jupyter's jpserver-PID.json), and ours:
+APP_FILE = "app.json"  # where the app listens, written by the batch script once it does
 SCRIPT = "launch.sh"
 NODE = "node"  # written by the job as it starts: the node it runs on
 ENDED = "ended"  # written by the job as it ends: the batch script's exit status
@@ -119,24 +120,19 @@ def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str 
 
 
 def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
-    """Jupyter's runtime file (``jpserver-PID.json``: its port or socket, hostname...), or None before it
-    is written."""
-    runtime = posixpath.join(lab_dir, RUNTIME_DIR)
-    try:
-        files = [f for f in hops.login().sftp().listdir(runtime) if re.fullmatch(r"jpserver-\d+\.json", f)]
-    except OSError:
+    """Where the app listens, as the batch script wrote it once the app did (``runtime/app.json``: its
+    port or socket, and the host it bound), or None before that. From the cluster: checked here."""
+    text = read(hops, lab_dir, RUNTIME_DIR, APP_FILE, limit=64 * 1024)
+    if text is None:
         return None
-    for name in files:
-        try:
-            data = json.loads(read(hops, lab_dir, RUNTIME_DIR, name, limit=64 * 1024) or "")
-        except ValueError:
-            continue  # being written
-        if not isinstance(data, dict) or not (untrusted.port(data.get("port")) or (
-                data.get("port") == 0 and untrusted.socket_path(data.get("sock")))):
-            raise LabError(f"Jupyter's runtime file in {lab_dir}/{RUNTIME_DIR} has no valid port or socket: "
-                           "refusing it.")
-        return data
-    return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None  # being written (it is moved into place whole, so only a forgery is torn)
+    if not isinstance(data, dict) or not (untrusted.port(data.get("port")) or (
+            data.get("port") == 0 and untrusted.socket_path(data.get("sock")))):
+        raise LabError(f"the app's runtime file in {lab_dir}/{RUNTIME_DIR} has no valid port or socket: refusing it.")
+    return data
 
 
 @dataclass(frozen=True)

@@ -37,30 +37,13 @@ class Via(str, Enum):
 
 Read = Callable[[str], "str | None"]  # a file of the lab's directory by name; None while it does not exist
 
-_BIND_LOCAL = "BIND=127.0.0.1"
-_BIND_NODE_ADDRESS = r"""BIND=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
+# Where an app on a TCP port listens: the node's loopback, or its address (Slurm's NodeAddr).
+_BIND_LOCAL = "LAB_HOST=127.0.0.1"
+_BIND_NODE_ADDRESS = r"""LAB_HOST=$(scontrol show node "${SLURMD_NODENAME:-$(hostname)}" -o 2>/dev/null \
        | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
-[ -n "$BIND" ] || BIND=$(hostname -I | cut -d' ' -f1)"""
-_LISTEN_TCP = 'LISTEN=(--ip="$BIND" --port=0 --ServerApp.port_retries=0)'
-# A short directory on the node's own disk (a socket path holds about 100 bytes; the shared filesystem is
-# seen by every node), 0700 from mktemp, removed as the job ends (lab_end).
-_LISTEN_SOCKET = r"""LAB_SOCK_DIR=$(mktemp -d /tmp/fl-XXXXXXXX) \
-    || lab_fail "cannot make a private directory in /tmp on $(hostname) for Jupyter's socket"
-LISTEN=(--ServerApp.sock="$LAB_SOCK_DIR/jupyter.sock" --ServerApp.sock_mode=0600)"""
-_REVERSE_HOP = r"""# Jupyter's end on the node: its socket, or (no --sock) the port in its runtime file.
-NODE_END=
-for _ in $(seq 600); do
-    kill -0 $JUPYTER_PID 2>/dev/null || break
-    if [ -n "${LAB_SOCK_DIR:-}" ] && [ -S "$LAB_SOCK_DIR/jupyter.sock" ]; then
-        NODE_END="$LAB_SOCK_DIR/jupyter.sock"
-    else
-        PORT=$(sed -n 's/^ *"port": *\([1-9][0-9]*\).*/\1/p' "$JUPYTER_RUNTIME_DIR"/jpserver-$JUPYTER_PID.json \
-               2>/dev/null)
-        [ -n "$PORT" ] && NODE_END="127.0.0.1:$PORT"
-    fi
-    [ -n "$NODE_END" ] && break
-    sleep 0.2
-done
+[ -n "$LAB_HOST" ] || LAB_HOST=$(hostname -I | cut -d' ' -f1)"""
+_REVERSE_HOP = r"""# The app's end on the node (LAB_END): its socket, or 127.0.0.1:port.
+NODE_END=$LAB_END
 REVERSE_LOG="$LAB_DIR/reverse.log"
 [ -n "${LAB_SOCK_DIR:-}" ] || LAB_SOCK_DIR=$(mktemp -d /tmp/fl-XXXXXXXX) || lab_fail "cannot make a directory in /tmp"
 REVERSE_CTL="$LAB_SOCK_DIR/reverse.ctl"
@@ -121,11 +104,11 @@ if [ -n "$NODE_END" ]; then
     # A hop that dies later (the login node's sshd restarted, a network blip) is made again while
     # Jupyter runs; the marker lines tell the tool where the hop is, and when it is down.
     ( delay=5
-      while kill -0 $JUPYTER_PID 2>/dev/null; do
+      while kill -0 $APP_PID 2>/dev/null; do
           before=$(wc -c <"$REVERSE_LOG" 2>/dev/null || echo 0)
           if reverse_up; then
               delay=5
-              while kill -0 $JUPYTER_PID 2>/dev/null && kill -0 $REVERSE_MASTER 2>/dev/null; do
+              while kill -0 $APP_PID 2>/dev/null && kill -0 $REVERSE_MASTER 2>/dev/null; do
                   sleep 2
               done
           elif [ -n "$LAB_REVERSE_SOCKET" ] \
@@ -140,7 +123,7 @@ if [ -n "$NODE_END" ]; then
           fi
           "${REVERSE_SSH[@]}" -O exit "$LAB_REVERSE_TARGET" 2>/dev/null
           echo "fabfile-lab: reverse ssh exited" >>"$REVERSE_LOG"
-          kill -0 $JUPYTER_PID 2>/dev/null || break
+          kill -0 $APP_PID 2>/dev/null || break
           sleep $delay
           [ $delay -lt 60 ] && delay=$((delay * 2))
       done ) &
@@ -234,7 +217,7 @@ class Mode:
     via: Via
     far_end: Literal["node", "login"]  # where the laptop's forward comes out
     loopback: bool  # Jupyter listens on the node's 127.0.0.1 (else on the node's address: token only)
-    after_start: str  # batch-script lines run once Jupyter started (JUPYTER_PID is set); "" for none
+    after_start: str  # batch-script lines run once the app listens (APP_PID and LAB_END set); "" for none
     endpoint: Callable[[dict, str, Read], Endpoint | None]  # (runtime file, NodeAddr, read) -> far end
     socket: bool = False  # Jupyter on a private Unix socket where OpenSSH carries the laptop's forward
     pinned: bool = False  # its far end lives on the one login node the job was submitted from (and moves
@@ -254,11 +237,10 @@ class Mode:
         forward to one (Paramiko cannot), and login mode needs a port the login node can reach."""
         return self.socket and openssh
 
-    def listen(self, openssh: bool) -> str:
-        """Batch-script lines that set LISTEN, Jupyter's options for where it listens."""
-        if self.private(openssh):
-            return _LISTEN_SOCKET
-        return f"{_BIND_LOCAL if self.loopback else _BIND_NODE_ADDRESS}\n{_LISTEN_TCP}"
+    @property
+    def bind(self) -> str:
+        """Batch-script lines that set LAB_HOST: where an app on a TCP port listens in this mode."""
+        return _BIND_LOCAL if self.loopback else _BIND_NODE_ADDRESS
 
 
 MODES: dict[Via, Mode] = {

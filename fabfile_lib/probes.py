@@ -12,7 +12,7 @@ import shlex
 import socket
 from typing import TYPE_CHECKING
 
-from . import modes
+from . import apps, modes
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
 from .forwards import openssh_stream
 from .hops import Hops, run_command
@@ -73,9 +73,9 @@ def _socket_stream(hops: Hops, record: LabRecord) -> openssh_stream.UnixStream:
     return openssh_stream.UnixStream(lambda local: openssh_stream.unix_on_master(hops.master, local, far))
 
 
-def status_request(host: str, token: str) -> bytes:
-    """GET /api/status with the token in a header (never in a URL that a log could keep)."""
-    return f"GET /api/status HTTP/1.0\r\nHost: {host}\r\nAuthorization: token {token}\r\n\r\n".encode()
+def ready_request(app: apps.App, host: str) -> bytes:
+    """GET the app's ready path: it answers without the secret, so none is sent."""
+    return f"GET {app.ready_path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode()
 
 
 def status_code(head: bytes) -> int:
@@ -124,7 +124,7 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
         return 0, str(exc)
     try:
         stream.settimeout(10)
-        stream.sendall(status_request(record.remote_host or "localhost", record.token))  # a socket: localhost
+        stream.sendall(ready_request(record.app_spec, record.remote_host or "localhost"))  # a socket: localhost
         head = stream.recv(64)
     except (TimeoutError, OSError, paramiko.SSHException):
         head = b""
@@ -140,34 +140,34 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     return status_code(head), str(failure or "")
 
 
-def answers(port: int, timeout: float = 5) -> bool:
-    """Whether Jupyter answers through the local forward on ``port``, end to end: an unauthenticated
-    ``GET /api`` (Jupyter answers it with its version, without the token, so no token goes to whatever
-    holds the port)."""
+def answers(port: int, app: apps.App = apps.BUILT_IN[apps.DEFAULT], timeout: float = 5) -> bool:
+    """Whether the app answers through the local forward on ``port``, end to end: an unauthenticated
+    ``GET`` of its ready path (Jupyter's ``/api`` answers with its version), so no secret goes to whatever
+    holds the port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"GET /api HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            sock.sendall(ready_request(app, "127.0.0.1"))
             head = b""
-            while len(head) < 4096 and not _has_version(head):  # not waiting for the close to come back
+            while len(head) < 4096 and not _ready(head, app):  # not waiting for the close to come back
                 chunk = sock.recv(4096)  # through the hops: that alone took 40 ms here
                 if not chunk:
                     break
                 head += chunk
     except OSError:
         return False
-    return status_code(head) == 200 and b'"version"' in head
+    return _ready(head, app)
 
 
-def _has_version(head: bytes) -> bool:
+def _ready(head: bytes, app: apps.App) -> bool:
     _, sep, body = head.partition(b"\r\n\r\n")
-    return bool(sep) and b'"version"' in body
+    return bool(sep) and status_code(head) == 200 and app.ready_text.encode() in body
 
 
 def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
-    """HTTP status of /api/status through the local forward on ``port`` (0 if nothing answers)."""
+    """HTTP status of the app's ready path through the local forward on ``port`` (0 if nothing answers)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(status_request("127.0.0.1", record.token))
+            sock.sendall(ready_request(record.app_spec, "127.0.0.1"))
             return status_code(sock.recv(64))
     except OSError:
         return 0

@@ -78,8 +78,8 @@ def attach(settings: LabSettings, hops: Hops, name: str | None = None, job_id: s
     if not found.active:
         raise JobEnded(f"lab {found.meta.name!r} was found but its job {found.meta.job_id} has ended: "
                        f"`{commands.run('cancel')} --job {found.meta.job_id}` removes its files.")
-    if state.exists(settings.state_path, found.meta.name):
-        mine = state.load(settings.state_path, found.meta.name)
+    mine = state.find(settings.state_path, found.meta.name)
+    if mine is not None:
         if mine.job_id != found.meta.job_id:
             raise LabError(f"a different lab named {found.meta.name!r} (job {mine.job_id}) is recorded here: "
                            f"`{commands.run('cancel')} --name {found.meta.name}` or `{commands.run('status')}` first.")

@@ -11,10 +11,10 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import commands, environment, modes, paths
+from . import apps, commands, environment, modes, paths
 from .errors import ConfigError
 
 TRANSPORTS = ("auto", "openssh", "paramiko")
@@ -48,7 +48,8 @@ PROFILES_HELP = "named sets of lab settings for `--profile`"  # lab.profiles is 
 _EXAMPLES = {"text": "a string", "integer": "a whole number, e.g. 8888", "number": "a number of seconds, e.g. 300",
              "boolean": "true or false", "mapping": "a mapping of sbatch long options, e.g. {partition: gpu, "
              "time: '04:00:00'}", "list": "a list of shell lines, e.g. ['module load jupyter']",
-             "duration": "a duration, e.g. 8h, 30m, 3600, or 0 for off"}
+             "duration": "a duration, e.g. 8h, 30m, 3600, or 0 for off", "names": "a list of names, e.g. [tensorboard]",
+             "apps": "a mapping of app names to their declarations"}
 
 
 def config_defaults(cls: type) -> dict:
@@ -125,6 +126,13 @@ def _coerce(key: str, value: object) -> object:
         return options
     if kind == "env":
         return environment.check(value)
+    if kind == "apps":
+        apps.declared(value)  # each declaration checked now; kept as given (a record stores it so)
+        return {str(k): dict(v) for k, v in value.items()}
+    if kind == "names":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise _wrong(key, value)
+        return tuple(str(v) for v in value)
     if kind == "profiles":
         if not isinstance(value, Mapping):
             raise ConfigError(f"lab.profiles must be a mapping of profile names to lab settings, e.g. "
@@ -168,8 +176,14 @@ class LabSettings:
     setup: tuple[str, ...] = _setting("list", (), help="shell lines run in the job after `lab.env`")
     env: Mapping[str, object] = _setting("env", factory=dict,
                                          help="the environment: `conda`/`mamba`/`venv`/`uv`/`pixi`, `modules`, `init`")
-    command: str = _setting("text", "jupyter lab", help="the Jupyter command (`jupyter notebook`, `jupyter server`)")
-    notebook_dir: str = _setting("text", "", help="Jupyter's root on the cluster (empty: `$HOME`)")
+    app: str = _setting("text", apps.DEFAULT, help="the web app to run: `jupyterlab`, `notebook`, `marimo`, "
+                        "`code-server`, or one of `lab.apps` (`apps` lists them)")
+    apps: Mapping[str, object] = _setting("apps", factory=dict, help="more apps, declared as the built-in ones are "
+                                          "(docs/apps.md)")
+    open_apps: tuple[str, ...] = _setting("names", (), help="apps allowed to run without a secret, open to every "
+                                          "user of their node (e.g. `[tensorboard]`)")
+    command: str = _setting("text", "", help="the app's command, if not its own (e.g. a path to `jupyter lab`)")
+    notebook_dir: str = _setting("text", "", help="the app's working directory on the cluster (empty: `$HOME`)")
     local_port: int = _setting("integer", 0, help="the URL's local port (0: any free one)")
     name: str = _setting("text", "default", help="the lab name when `--name` is not given")
     wait_timeout: float = _setting("number", 300, help="seconds `lab.start`/`lab.wait` wait for Jupyter")
@@ -223,47 +237,13 @@ class LabSettings:
         return settings
 
     def validate(self) -> None:
-        if not self.login:
-            raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
-                              f"{commands.where_config()}.")
-        if self.via not in modes.CHOICES:
-            raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.CHOICES)}.")
-        check_name(self.name)
-        if not 0 <= self.local_port <= 65535:
-            raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"lab.transport {self.transport!r} is unknown: use one of {', '.join(TRANSPORTS)}.")
-        if not _PERSIST.fullmatch(self.persist):
-            raise ConfigError(f"lab.persist {self.persist!r} is not a duration: use e.g. 8h, 30m, 3600, or 0 for off.")
-        if self.keepalive < 1:
-            raise ConfigError(f"lab.keepalive {self.keepalive} must be at least 1 second.")
-        if self.ssh_config and self._ssh_config_set and not Path(self.ssh_config).expanduser().is_file():
-            raise ConfigError(f"lab.ssh_config {self.ssh_config!r} does not exist: fix the path, or set it to "
-                              f"\"\" to use ssh's defaults.")
-        try:
-            words = shlex.split(self.command)
-        except ValueError as exc:
-            raise ConfigError(f"lab.command {self.command!r} cannot be split into words ({exc}).") from None
-        if not words:
-            raise ConfigError("lab.command is empty: use e.g. 'jupyter lab'.")
-        for key in ("remote_dir", "notebook_dir"):
-            value = getattr(self, key)
-            if any(c in value for c in "%\n\r\x00"):  # sbatch expands % in --output; a newline ends a line
-                raise ConfigError(f"lab.{key} {value!r} holds a '%' or a line break: choose a plain path.")
-        for key, value in self.sbatch.items():
-            if not _OPTION.fullmatch(str(key)):
-                raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
-            if reserved_option(str(key)):
-                raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself (--{reserved_option(str(key))}"
-                                  "; sbatch takes any unambiguous abbreviation of an option): remove it.")
-            if "\n" in str(value) or "\r" in str(value):
-                raise ConfigError(f"lab.sbatch option {key!r} has a line break in its value.")
-            if '"' in str(value) and any(c.isspace() for c in str(value)):
-                raise ConfigError(f"lab.sbatch option {key!r}: a value with both blanks and double quotes cannot be "
-                                  "written on an #SBATCH line; drop the quotes.")
-        for line in (*self.setup, self.command, self.notebook_dir):
-            if "\n" in line or "\r" in line:
-                raise ConfigError(f"lab config: {line!r} has a line break; give one setup line per list item.")
+        _validate(self)
+
+    @property
+    def app_spec(self) -> apps.App:
+        """The app this lab runs, with ``lab.command`` (if set) as its command."""
+        app = apps.lookup(self.app, apps.declared(self.apps))
+        return replace(app, command=self.command) if self.command else app
 
     @property
     def state_path(self) -> Path:
@@ -278,6 +258,53 @@ class LabSettings:
     def ssh_config_path(self) -> Path | None:
         path = Path(self.ssh_config).expanduser() if self.ssh_config else None
         return path if path and path.exists() else None
+
+
+
+def _validate(self: LabSettings) -> None:
+    if not self.login:
+        raise ConfigError("lab.login is not set: give the login host (ssh alias or [user@]host[:port]) "
+                          f"{commands.where_config()}.")
+    if self.via not in modes.CHOICES:
+        raise ConfigError(f"lab.via {self.via!r} is unknown: use one of {', '.join(modes.CHOICES)}.")
+    check_name(self.name)
+    if not 0 <= self.local_port <= 65535:
+        raise ConfigError(f"lab.local_port {self.local_port} is out of range (0 = any free port).")
+    if self.transport not in TRANSPORTS:
+        raise ConfigError(f"lab.transport {self.transport!r} is unknown: use one of {', '.join(TRANSPORTS)}.")
+    if not _PERSIST.fullmatch(self.persist):
+        raise ConfigError(f"lab.persist {self.persist!r} is not a duration: use e.g. 8h, 30m, 3600, or 0 for off.")
+    if self.keepalive < 1:
+        raise ConfigError(f"lab.keepalive {self.keepalive} must be at least 1 second.")
+    if self.ssh_config and self._ssh_config_set and not Path(self.ssh_config).expanduser().is_file():
+        raise ConfigError(f"lab.ssh_config {self.ssh_config!r} does not exist: fix the path, or set it to "
+                          f"\"\" to use ssh's defaults.")
+    try:
+        shlex.split(self.command)
+    except ValueError as exc:
+        raise ConfigError(f"lab.command {self.command!r} cannot be split into words ({exc}).") from None
+    app = self.app_spec
+    if not app.authenticated and app.name not in self.open_apps:
+        raise ConfigError(f"the app {app.name} has no secret: anyone on its node could reach it. Add it to "
+                          f"lab.open_apps to run it all the same (status then says so).")
+    for key in ("remote_dir", "notebook_dir"):
+        value = getattr(self, key)
+        if any(c in value for c in "%\n\r\x00"):  # sbatch expands % in --output; a newline ends a line
+            raise ConfigError(f"lab.{key} {value!r} holds a '%' or a line break: choose a plain path.")
+    for key, value in self.sbatch.items():
+        if not _OPTION.fullmatch(str(key)):
+            raise ConfigError(f"lab.sbatch option {key!r} is not a long option name (e.g. partition).")
+        if reserved_option(str(key)):
+            raise ConfigError(f"lab.sbatch option {key!r} is set by the tool itself (--{reserved_option(str(key))}"
+                              "; sbatch takes any unambiguous abbreviation of an option): remove it.")
+        if "\n" in str(value) or "\r" in str(value):
+            raise ConfigError(f"lab.sbatch option {key!r} has a line break in its value.")
+        if '"' in str(value) and any(c.isspace() for c in str(value)):
+            raise ConfigError(f"lab.sbatch option {key!r}: a value with both blanks and double quotes cannot be "
+                              "written on an #SBATCH line; drop the quotes.")
+    for line in (*self.setup, self.command, self.notebook_dir):
+        if "\n" in line or "\r" in line:
+            raise ConfigError(f"lab config: {line!r} has a line break; give one setup line per list item.")
 
 
 

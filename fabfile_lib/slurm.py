@@ -198,6 +198,9 @@ _WHY = {"TIMEOUT": "it reached its time limit (walltime)", "CANCELLED": "it was 
         "PREEMPTED": "it was preempted", "DEADLINE": "it reached its deadline", "BOOT_FAIL": "its node failed to boot"}
 
 
+_APP_EXITED = re.compile(r"^fabfile-lab: ([a-z][a-z0-9_-]{0,31}) exited with status (\d{1,3})$", re.MULTILINE)
+
+
 def end_reason(login: Connection, job_id: str, log_text: str, state: str = "") -> str:
     """Why a job ended, in a few words: from the final ``state`` Slurm just gave, else sacct where the site
     keeps accounting, else the job log."""
@@ -212,9 +215,10 @@ def end_reason(login: Connection, job_id: str, log_text: str, state: str = "") -
         return "it reached its time limit (walltime)"
     if "CANCELLED AT" in log_text:
         return "it was cancelled"
-    if "jupyter exited with status" in log_text:
-        status = log_text.rsplit("jupyter exited with status", 1)[1].split()[0]
-        return "Jupyter exited" if status == "0" else f"Jupyter exited with status {status}"
+    exits = _APP_EXITED.findall(log_text)
+    if exits:
+        app, status = exits[-1]
+        return f"{app} exited" if status == "0" else f"{app} exited with status {status}"
     return "the scheduler no longer lists it"
 
 

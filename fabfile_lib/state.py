@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from . import commands, locks, untrusted
+from . import apps, commands, locks, untrusted
 from .errors import LabError
 from .modes import Endpoint
 from .settings import LabSettings, check_name
@@ -35,11 +35,12 @@ class LabRecord:
     local_port: int = 0
     node: str = ""
     node_addr: str = ""  # Slurm's NodeAddr of the node
-    jupyter_port: int = 0  # where Jupyter listens on the node
+    app_port: int = 0  # where the app listens on the node (0 for a socket)
     remote_host: str = ""  # what the far end of the forward connects to (see modes.py)
     remote_port: int = 0  # 0 until Jupyter answers (and for a socket)
     remote_socket: str = ""  # or the Unix socket the far end connects to, private to the user
     url_path: str = "/lab"
+    app: str = apps.DEFAULT  # which app (apps.py); its declaration, if not built in, is in settings
     forward_pid: int = 0  # the background forward, if any
     forward_started: str = ""  # its start time, so a reused pid is never taken for it
     forward_port: int = 0  # the local port it holds
@@ -67,9 +68,15 @@ class LabRecord:
         """This record with the far end of its forward."""
         return replace(self, remote_host=endpoint.host, remote_port=endpoint.port, remote_socket=endpoint.socket)
 
+    @property
+    def app_spec(self) -> apps.App:
+        """The app this lab runs (as declared when it started)."""
+        return apps.lookup(self.app, apps.declared(self.settings.get("apps")))
+
     def url(self, port: int | None = None) -> str:
+        """The URL the browser opens: with the secret where the app logs in by URL."""
         port = port or self.forward_port or self.local_port
-        return f"http://127.0.0.1:{port}{self.url_path}?token={self.token}" if port else ""
+        return f"http://127.0.0.1:{port}{self.url_path}{self.app_spec.url_query(self.token)}" if port else ""
 
 
 HOST_FIELDS = ("node", "node_addr", "remote_host", "login_host")  # a record's hosts, all from the cluster
@@ -182,9 +189,15 @@ def exists(state_dir: Path, name: str) -> bool:
     return path_for(state_dir, name).exists()
 
 
+def find(state_dir: Path, name: str) -> LabRecord | None:
+    """The record of lab ``name``, or None if there is none (a damaged one is a LabError, as in :func:`load`)."""
+    return load(state_dir, name) if exists(state_dir, name) else None
+
+
 def recorded_job(state_dir: Path, name: str) -> str:
     """The job id of lab ``name`` as recorded here; "" if this machine has no record of it."""
-    return load(state_dir, name).job_id if exists(state_dir, name) else ""
+    record = find(state_dir, name)
+    return record.job_id if record else ""
 
 
 def remove(state_dir: Path, name: str) -> None:

@@ -161,7 +161,7 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     if via != "login" and transport == "auto":
         # OpenSSH carries the forward: Jupyter has no TCP port on the node (nor, in reverse mode, on the
         # login node), only a 0600 socket in a 0700 directory that another cluster user cannot connect to.
-        assert status["listens"] == "Jupyter on a private socket" and rec["jupyter_port"] == 0
+        assert status["listens"] == "Jupyter on a private socket" and rec["app_port"] == 0
         assert not _ports_of(sbx, "compute", _jupyter_pid(rec)) and status["remote_socket"] == rec["remote_socket"]
         if via == "reverse":  # the hop's far end on the login node: no port of sshd's beyond its own
             assert _forwarded_ports(sbx, "login") == []
@@ -172,9 +172,9 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
         # A TCP port: on 127.0.0.1 on the node (Paramiko cannot forward to a socket), or on the node's
         # address in login mode, where the login node must reach it. Either way, token-only.
         assert "(token-only" in status["listens"]
-        bound = _listening(sbx, "compute", rec["jupyter_port"])
-        assert bound == ([f"{sbx.address('compute')}:{rec['jupyter_port']}"] if via == "login"
-                         else [f"127.0.0.1:{rec['jupyter_port']}"])
+        bound = _listening(sbx, "compute", rec["app_port"])
+        assert bound == ([f"{sbx.address('compute')}:{rec['app_port']}"] if via == "login"
+                         else [f"127.0.0.1:{rec['app_port']}"])
 
     assert cli("lab.tunnel", "--name", f"m{via}", "--stop").returncode == 0
     assert not _port_open(port)
@@ -296,7 +296,7 @@ def test_a_failing_command_is_reported_with_the_log_tail_quickly(lab_cli, sbx):
     started = time.monotonic()
     err = one_line_error(cli("lab.start", "--name", "nojup", "--no-browser"))
     assert time.monotonic() - started < 30
-    assert "log tail:" in err and "boom: no kernel for you" in err and "jupyter exited with status 3" in err
+    assert "log tail:" in err and "boom: no kernel for you" in err and "jupyterlab exited with status 3" in err
     assert_nothing_left(sbx, cli, "nojup")
 
 

@@ -138,7 +138,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, 
     deadline = time.monotonic() + READY_WITHIN
     refused = fwd.refused()
     while not stop.is_set():
-        if probes.answers(fwd.port):
+        if probes.answers(fwd.port, record.app_spec):
             return True
         if not fwd.alive() or time.monotonic() > deadline or fwd.refused() > refused:
             break  # a channel refused along a path that should be open: no point in waiting for it
@@ -163,7 +163,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threa
     The probe and Slurm run beside the watch, never in its way: over a hop that just died they would
     block until their timeouts, while the forward's own liveness check knows within seconds.
     """
-    timeout = hops.settings.connect_timeout + 10
+    timeout, app = hops.settings.connect_timeout + 10, record.app_spec
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="held")
     try:
         probing: Future | None = None
@@ -180,7 +180,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threa
             if fwd.refused() > refused:  # Jupyter refused a connection: its job may have just ended
                 refused, next_probe = fwd.refused(), now
             if probing is None and now >= next_probe:
-                probing, next_probe = pool.submit(probes.answers, fwd.port), now + pacing.PROBE_EVERY
+                probing, next_probe = pool.submit(probes.answers, fwd.port, app), now + pacing.PROBE_EVERY
             if probing is not None and probing.done():
                 answered, probing = probing.result(), None
                 if answered:

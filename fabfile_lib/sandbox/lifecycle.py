@@ -183,16 +183,21 @@ def _check_no_clash(cfg: SandboxConfig) -> None:
 def ensure_venv(cfg: SandboxConfig, echo: Echo = _log.info) -> None:
     """The compute node's JupyterLab environment, made once and shared by every sandbox (a cache kept
     by ``down``). It is built with /usr/bin/python3 so the cluster user can run it."""
-    venv = Path(cfg.venv)
-    if (venv / READY_MARK).exists():
+    venv, wanted = Path(cfg.venv), sorted(cfg.jupyter_packages)
+    mark = venv / READY_MARK
+    have = mark.read_text().split() if mark.exists() else None
+    if have is not None and set(wanted) <= set(have):
         return
-    echo(f"python env: creating {venv} with {' '.join(cfg.jupyter_packages)} (once; about a minute)...")
-    if venv.exists():
-        shutil.rmtree(venv)
-    venv.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    run(["/usr/bin/python3", "-m", "venv", str(venv)])
-    run([str(venv / "bin" / "pip"), "install", "-q", *cfg.jupyter_packages], timeout=900)
-    (venv / READY_MARK).touch()
+    if have is None:
+        echo(f"python env: creating {venv} with {' '.join(wanted)} (once; a few minutes)...")
+        if venv.exists():
+            shutil.rmtree(venv)
+        venv.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        run(["/usr/bin/python3", "-m", "venv", str(venv)])
+    else:
+        echo(f"python env: adding {' '.join(sorted(set(wanted) - set(have)))} to {venv}...")
+    run([str(venv / "bin" / "pip"), "install", "-q", *wanted], timeout=1200)
+    mark.write_text(" ".join(sorted({*wanted, *(have or ())})) + "\n")
 
 
 SECOND_CLUSTER = "cluster-b"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import commands, lazy, modes, state
+from .. import apps, commands, config_trust, lazy, modes, state
 from ..errors import ConfigError, LabError, WaitTimeout
 from ..settings import DEFAULTS, LabSettings, local_lab, sbatch_options
 from ._errors import lab_config, user_errors
@@ -32,6 +32,7 @@ slurm = lazy.Module("fabfile_lib.slurm")
 start_ = lazy.Module("fabfile_lib.start")
 
 NAME = "lab name, so several labs can run at once (default: lab.name from config)"
+APP = "the web app to run (default: lab.app, jupyterlab; the apps task lists them)"
 
 
 RESOURCES = {"partition": "sbatch --partition for this run", "time": "sbatch --time, e.g. 2:00:00",
@@ -120,13 +121,13 @@ def _foreground(settings: LabSettings, record: state.LabRecord, browser: bool, h
         _hints(record, as_json)
 
 
-@task(help={"name": NAME, **RESOURCES}, iterable=["sbatch"])
+@task(help={"name": NAME, "app": APP, **RESOURCES}, iterable=["sbatch"])
 @user_errors
-def submit(c, name=None, profile=None, partition=None, time=None, cpus=None, mem=None, gpus=None, account=None,
-           constraint=None, qos=None, sbatch=None):
+def submit(c, name=None, app=None, profile=None, partition=None, time=None, cpus=None, mem=None, gpus=None,
+           account=None, constraint=None, qos=None, sbatch=None):
     """Upload the launch script into a private directory on the cluster and sbatch it."""
     settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
-                             gpus=gpus, account=account, constraint=constraint, qos=qos))
+                             gpus=gpus, account=account, constraint=constraint, qos=qos), app=app)
     with hops_.Hops(settings) as hops:
         record = lab.submit(settings, hops)
     print(f"submitted job {record.job_id} (lab {record.name}, via {record.via})")
@@ -201,10 +202,10 @@ def open_(c, name=None):
             "json": "print one JSON object (name, job_id, node, url, local_port, via, time_left) on stdout; "
                     "progress goes to stderr", **RESOURCES}, iterable=["sbatch"])
 @user_errors
-def start(c, name=None, no_browser=False, detach=False, via=None, local_port=None, json_=False, profile=None,
-          partition=None, time=None, cpus=None, mem=None, gpus=None, account=None, constraint=None, qos=None,
-          sbatch=None):
-    """Submit, wait for Jupyter, open the forwards and the browser: JupyterLab in one command.
+def start(c, name=None, app=None, no_browser=False, detach=False, via=None, local_port=None, json_=False,
+          profile=None, partition=None, time=None, cpus=None, mem=None, gpus=None, account=None, constraint=None,
+          qos=None, sbatch=None):
+    """Submit, wait for the app, open the forwards and the browser: JupyterLab (or --app) in one command.
 
     Shows the job's state, pending reason, time waited and expected start while it queues, then the URL
     (with its token). In the foreground, Ctrl-C while the job is pending cancels it (nothing is lost); once
@@ -214,7 +215,7 @@ def start(c, name=None, no_browser=False, detach=False, via=None, local_port=Non
     """
     settings = _run_settings(c, name, profile, sbatch, dict(partition=partition, time=time, cpus=cpus, mem=mem,
                              gpus=gpus, account=account, constraint=constraint, qos=qos),
-                             via=via, local_port=local_port)
+                             via=via, local_port=local_port, app=app)
     with hops_.Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
             def next_mode(rec: state.LabRecord, exc: LabError) -> None:
@@ -385,6 +386,20 @@ def profiles(c):
         print(f"{profile_name}: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in values.items()))
 
 
+@task(name="apps")
+@user_errors
+def apps_(c):
+    """The web apps a lab can run (`start --app NAME`): the built-in ones and those declared under lab.apps,
+    each with how it listens and where it was declared."""
+    config = dict(lab_config(c))
+    settings = LabSettings.from_config({**config, "login": config.get("login") or "-"})  # listing needs no cluster
+    for app in apps.catalogue(apps.declared(settings.apps, where=config_trust.origins("apps"))).values():
+        listens = "private socket" if app.has_socket else "TCP port"
+        guard = {"none": "no secret (lab.open_apps)"}.get(app.secret, f"secret by {app.secret}")
+        default = " (default)" if app.name == settings.app else ""
+        print(f"{app.name}{default}: {app.title}, `{app.command}`; {listens}, {guard}; {app.declared}")
+
+
 @task(help={"job": "also run a one-minute job: the node sees the remote directory and finds jupyter",
             "profile": RESOURCES["profile"], "partition": RESOURCES["partition"]})
 @user_errors
@@ -419,9 +434,9 @@ def vscode(c, name=None):
     print(f"then, in VS Code: Remote-SSH: Connect to Host... -> {ide.host_alias(record.name)}")
     if lab.forward_alive(record):
         print(f"Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server): {record.url()}")
-    elif modes.mode(record.via).loopback and record.jupyter_port:  # Remote-SSH on the node reaches it there
+    elif modes.mode(record.via).loopback and record.app_port:  # Remote-SSH on the node reaches it there
         print(f"Jupyter server URL, inside the Remote-SSH window: "
-              f"http://127.0.0.1:{record.jupyter_port}{record.url_path}?token={record.token}")
+              f"http://127.0.0.1:{record.app_port}{record.url_path}?token={record.token}")
     if not lab.forward_alive(record):
         print(f"for a local URL: {commands.run('tunnel')} --name {record.name} --detach")
 
@@ -481,7 +496,7 @@ def logout(c, name=None):
         print(f"background forwards wait for the next login (`{commands.run('login')}`) before they answer again")
 
 
-ns = Collection("lab", start, submit, wait, tunnel, open_, status, list_, logs, cancel, attach, profiles, doctor,
+ns = Collection("lab", start, submit, wait, tunnel, open_, status, list_, logs, cancel, attach, apps_, profiles, doctor,
                 vscode, login, logout)
 # sbatch is left out on purpose: a mapping here would make Invoke itself fail, with a traceback, on a user's
 # file that gives a string; LabSettings adds its defaults and says what is wrong in one line.

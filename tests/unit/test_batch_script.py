@@ -26,14 +26,35 @@ def test_launch_script_has_sbatch_options_and_no_secret():
     assert "#SBATCH --exclusive" in script and "--gpus" not in script
     assert '#SBATCH --output="/home/u/.fabfile-lab/my lab-0011aabb/job.log"' in script  # sbatch keeps it whole
     assert "LAB_DIR='/home/u/.fabfile-lab/my lab-0011aabb'" in script  # quoted for the shell
-    assert 'JUPYTER_TOKEN_FILE="$LAB_DIR/token"' in script and "JUPYTER_TOKEN=" not in script
+    assert 'JUPYTER_TOKEN_FILE="$LAB_SECRET_FILE"' in script and "JUPYTER_TOKEN=" not in script
+    assert 'LAB_SECRET_FILE="$LAB_DIR/token"' in script
     # compute mode over OpenSSH: a private socket in a new 0700 directory on the node's own disk, no port
-    assert '--ServerApp.sock="$LAB_SOCK_DIR/jupyter.sock" --ServerApp.sock_mode=0600' in script
-    assert "mktemp -d /tmp/fl-" in script and "--port=0" not in script
-    assert script.index("module load jupyter") < script.index('jupyter lab --no-browser "${LISTEN[@]}"')
+    assert '--ServerApp.sock="${LAB_SOCKET}" --ServerApp.sock_mode=0600' in script
+    assert "mktemp -d /tmp/fl-" in script and "--port=" not in script
+    assert script.index("module load jupyter") < script.index("jupyter lab --no-browser")
     # where Paramiko carries the forward, a port on the node's loopback that Jupyter picks itself
     tcp = batch_script.render(s, "/home/u/.fabfile-lab/my lab-0011aabb", openssh=False)
-    assert "--port=0 --ServerApp.port_retries=0" in tcp and "BIND=127.0.0.1" in tcp and "--ServerApp.sock=" not in tcp
+    assert '--port="${LAB_PORT}"' in tcp and "LAB_PORT=0" in tcp and "LAB_HOST=127.0.0.1" in tcp
+    assert "--ServerApp.sock=" not in tcp
+
+
+@pytest.mark.parametrize("app,words", [
+    ("marimo", ['--token-password-file="${LAB_SECRET_FILE}"', '--port="${LAB_PORT}"', "lab_free_port"]),
+    ("code-server", ['PASSWORD="$LAB_SECRET" code-server', '--socket="${LAB_SOCKET}"', "--socket-mode=600"]),
+    ("notebook", ["jupyter notebook --no-browser", '--ServerApp.sock="${LAB_SOCKET}"']),
+])
+def test_each_app_gets_its_words_and_its_secret_outside_any_argv(app, words):
+    script = batch_script.render(_settings(app=app), "/h/.fabfile-lab/x-0011aabb")
+    assert all(w in script for w in words), [ln for ln in script.splitlines() if app.split("-")[0] in ln]
+    assert "> >(lab_mask) 2>&1 &" in script  # what the app prints reaches the log with the secret masked
+
+
+def test_the_mask_hides_the_secret_in_what_the_app_prints(tmp_path):
+    """The batch script's own filter, run by bash: the secret in a line is masked, the rest kept."""
+    script = batch_script._BODY.split("lab_mask() {", 1)[1].split("\n}\n", 1)[0]
+    proc = subprocess.run(["bash", "-c", f'LAB_SECRET="s3 [*]cret"\nlab_mask() {{{script}\n}}\nlab_mask'],
+                          input="url ?t=s3 [*]cret&x\nplain\nlast", text=True, capture_output=True, check=True)
+    assert proc.stdout == "url ?t=<secret>&x\nplain\nlast\n"
 
 
 def test_sbatch_values_with_blanks_are_quoted_and_defaults_kept():

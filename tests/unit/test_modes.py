@@ -75,7 +75,7 @@ def test_a_reverse_hop_that_failed_names_the_other_modes():
 
 @pytest.mark.parametrize("via,openssh,present,absent", [
     ("compute", True, "--ServerApp.sock=", "ssh -N"),
-    ("compute", False, "BIND=127.0.0.1", "--ServerApp.sock="),
+    ("compute", False, "LAB_HOST=127.0.0.1", "--ServerApp.sock="),
     ("login", True, "NodeAddr=", "--ServerApp.sock="),
     ("reverse", True, "LAB_REVERSE_SOCKET=1\n", "NodeAddr="),
     ("reverse", False, "LAB_REVERSE_SOCKET=\n", "--ServerApp.sock="),

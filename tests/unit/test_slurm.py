@@ -25,7 +25,7 @@ def test_slurm_durations(text, seconds):
     (FakeResult("CANCELLED by 0\n", 0), "", "cancelled"),
     (FakeResult("", 1), "slurmstepd: error: *** JOB 7 ON n CANCELLED AT 2026 DUE TO TIME LIMIT ***", "time limit"),
     (FakeResult("", 1), "slurmstepd: error: *** JOB 7 ON n CANCELLED AT 2026 ***", "cancelled"),
-    (FakeResult("", 1), "fabfile-lab: jupyter exited with status 1\n", "status 1"),
+    (FakeResult("", 1), "fabfile-lab: jupyterlab exited with status 1\n", "status 1"),
     (FakeResult("", 1), "", "no longer lists"),
 ])
 def test_why_a_job_ended_from_sacct_else_the_log(monkeypatch, sacct, log, words):

@@ -49,10 +49,10 @@ def test_the_records_lock_holds_across_processes(tmp_path):
             "for _ in range(50):\n"
             "    with state._locked(d):\n"
             "        r = state.load(d, 'a')\n"
-            "        state._write(d, replace(r, jupyter_port=r.jupyter_port + 1))\n")
+            "        state._write(d, replace(r, app_port=r.app_port + 1))\n")
     procs = [subprocess.Popen([sys.executable, "-c", bump, str(tmp_path)], cwd=REPO) for _ in range(2)]
     assert all(p.wait(60) == 0 for p in procs)
-    assert state.load(tmp_path, "a").jupyter_port == 100
+    assert state.load(tmp_path, "a").app_port == 100
 
 
 def test_an_update_of_a_lab_cancelled_meanwhile_writes_nothing(tmp_path):

@@ -34,7 +34,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
     monkeypatch.setattr(tunnel, "TICK", 0.05)
     monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.1)
-    monkeypatch.setattr(tunnel.probes, "answers", lambda port, timeout=5: answers())
+    monkeypatch.setattr(tunnel.probes, "answers", lambda port, app=None, timeout=5: answers())
     monkeypatch.setattr(tunnel.slurm, "query", query)
     monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log, state="": "it was cancelled")
     monkeypatch.setattr(tunnel.lab_dir, "log_tail", lambda hops, where, lines: "")
