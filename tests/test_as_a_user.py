@@ -343,7 +343,7 @@ def test_config_init_then_doctor_start_and_cancel_from_any_directory(installed, 
     status_url = lab["url"].replace("/lab?", "/api/status?")
     assert requests.get(status_url, timeout=10).status_code == 200
     status = run("status")
-    assert "Jupyter on a private socket" in status.stdout and "(answers)" in status.stdout, status.stdout
+    assert "JupyterLab on a private socket" in status.stdout and "(answers)" in status.stdout, status.stdout
     cancelled = run("cancel")
     assert cancelled.returncode == 0, cancelled.stderr
     # (the 3-minute lab runs beside this one: only this lab's job and files are looked at)

@@ -161,7 +161,7 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     if via != "login" and transport == "auto":
         # OpenSSH carries the forward: Jupyter has no TCP port on the node (nor, in reverse mode, on the
         # login node), only a 0600 socket in a 0700 directory that another cluster user cannot connect to.
-        assert status["listens"] == "Jupyter on a private socket" and rec["app_port"] == 0
+        assert status["listens"] == "JupyterLab on a private socket" and rec["app_port"] == 0
         assert not _ports_of(sbx, "compute", _jupyter_pid(rec)) and status["remote_socket"] == rec["remote_socket"]
         if via == "reverse":  # the hop's far end on the login node: no port of sshd's beyond its own
             assert _forwarded_ports(sbx, "login") == []

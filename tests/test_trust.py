@@ -329,8 +329,9 @@ def test_a_login_node_without_stream_local_forwarding_gets_a_loopback_port_said_
     said = (Path(rec["remote_dir"]) / "reverse.log").read_text()
     assert "forwarding failed for listen path" in said and "(token-only)" in said, said
     status = json.loads(cli("lab.status", "--name", "nostream", "--json").stdout)
-    assert status["answers"] and status["listens"] == (f"Jupyter on port {rec['remote_port']} of "
-                                                       f"{sbx.hostname('login')}'s loopback (token-only)")
+    assert status["answers"] and status["listens"] == (f"JupyterLab on a private socket, reached through port "
+                                                       f"{rec['remote_port']} of {sbx.hostname('login')}'s loopback "
+                                                       "(token-only)")
     assert "(token-only)" in cli("lab.status", "--name", "nostream").stdout
     assert cli("lab.cancel", "--name", "nostream").returncode == 0
 
