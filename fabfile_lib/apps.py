@@ -116,8 +116,8 @@ def _checks(app: App, where: str) -> None:
         raise fault("socket_args must name the socket ({socket}), or be empty for an app that has none")
     if any("{socket}" in w for w in (*app.args, *app.port_args)):
         raise fault("{socket} belongs in socket_args only")
-    if not app.picks_port and not any("{port}" in w for w in app.port_args):
-        raise fault("port_args must name the port ({port})")
+    if not app.picks_port and not any("{port}" in w for w in (*app.port_args, *app.args)):
+        raise fault("port_args (or args) must name the port ({port})")
     for entry in app.env:
         if not _ENV_NAME.fullmatch(entry.partition("=")[0]) or "=" not in entry:
             raise fault(f"env entry {entry!r} is not NAME=VALUE")

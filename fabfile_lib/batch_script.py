@@ -209,6 +209,16 @@ def find_program(settings: LabSettings) -> list[str]:
             "fi"]
 
 
+def socket_flag_check(app: apps.App) -> list[str]:
+    """Doctor's job: whether the app's program knows its socket flag (its --help-all, or --help, says it)."""
+    if not app.has_socket:
+        return []
+    flag = shlex.quote(app.socket_args[0].split("=", 1)[0].split("{", 1)[0])
+    words = " ".join(shlex.quote(w) for w in shlex.split(app.command)[1:])
+    return [f'if {{ "$LAB_PROGRAM" {words} --help-all 2>/dev/null || "$LAB_PROGRAM" {words} --help 2>&1; }} '
+            f'| grep -qF -- {flag}; then echo "socket=yes"; else echo "socket=no"; fi']
+
+
 def setup(settings: LabSettings) -> list[str]:
     """The job's setup: ``lab.env`` rendered for a batch shell, then ``lab.setup`` as given."""
     return [*environment.setup_lines(settings.env), *settings.setup]
@@ -220,5 +230,6 @@ def doctor(settings: LabSettings, work_dir: str) -> str:
     options = {**settings.sbatch, "time": "00:01:00"}
     lines = ["#!/bin/bash", *_sbatch_words({"job-name": f"lab-doctor-{settings.name}", **options}, work_dir),
              f"WORK={shlex.quote(work_dir)}", 'echo "node=$(hostname)"', 'echo "marker=$(cat "$WORK/marker")"',
-             LAB_FAIL, *setup(settings), *find_program(settings), 'echo "program=$LAB_PROGRAM"']
+             LAB_FAIL, *setup(settings), *find_program(settings), 'echo "program=$LAB_PROGRAM"',
+             *socket_flag_check(settings.app_spec)]
     return "\n".join(lines) + "\n"

@@ -48,7 +48,7 @@ def run_checks(settings: LabSettings, job: bool = False) -> Iterator[Check]:
                     "host key verified")
         yield from _slurm(hops, settings)
         base = yield from _remote_dir(hops, settings)
-        yield _jupyter_on_login(hops, settings)
+        yield _program_on_login(hops, settings)
         if not job:
             yield Check(None, "compute node", f"not checked: `{commands.run('doctor')} --job` runs a one-minute job")
             return
@@ -113,8 +113,8 @@ def _setup_script(settings: LabSettings) -> str:
                       'echo "$LAB_PROGRAM"'])
 
 
-def _jupyter_on_login(hops: Hops, settings: LabSettings) -> Check:
-    program = shlex.split(settings.command)[0]
+def _program_on_login(hops: Hops, settings: LabSettings) -> Check:
+    program = settings.app_spec.program
     script = _setup_script(settings)
     result = run_command(hops.login(), bash_script(f"exec </dev/null 2>&1\n{script}") + " </dev/null",
                          timeout=settings.connect_timeout + 60)
@@ -155,14 +155,27 @@ def _job(hops: Hops, settings: LabSettings, base: str, login) -> Iterator[Check]
         yield Check(shared, f"remote directory on {node}", "shared with the login node" if shared else
                     "not seen by the node", "" if shared else "set lab.remote_dir to a shared file system")
         yield _job_program(settings, log, node)
+        yield from _socket_flag(settings, log, node)
     finally:
         if job_id:
             slurm.cancel(login, job_id)
         run_command(login, f"rm -rf -- {shlex.quote(where)}")
 
 
+def _socket_flag(settings: LabSettings, log: str, node: str) -> Iterator[Check]:
+    """Whether the app's program on the node knows the socket flag its declaration gives."""
+    app = settings.app_spec
+    said = next((ln.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("socket=")), "")
+    if not said:
+        return
+    flag = app.socket_args[0].split("=", 1)[0]
+    yield Check(said == "yes", f"{app.title}'s socket flag on {node}", f"`{app.program}` knows {flag}" if said == "yes"
+                else f"`{app.program}` does not mention {flag} in its help", "" if said == "yes" else
+                "update the app on the cluster, or declare it without socket_args (it then gets a TCP port)")
+
+
 def _job_program(settings: LabSettings, log: str, node: str) -> Check:
-    program = shlex.split(settings.command)[0]
+    program = settings.app_spec.program
     found = next((ln.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("program=")), "")
     if found:
         return Check(True, f"`{program}` on {node}", f"after lab.env and lab.setup: {found}")

@@ -40,31 +40,8 @@ from .conftest import REPO, LabCli, answers, forward_ended, ssh, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 UPLOAD_BYTES = 20_000_000
 WALLTIME = "00:03:00"
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run under CI: {what} is missing (tests/run installs it)")
-    pytest.skip(f"{what} is missing")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("Playwright (pip install playwright)")
-    if not CHROMIUM:
-        _missing("Chromium (apt install chromium)")
-    with sync_playwright() as driver:
-        # As root, Chromium's own sandbox cannot start; the pages it renders are the sandbox's own labs.
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        yield browser
-        browser.close()
 
 
 class Page:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import file_trust
 from ..errors import LabError
-from . import cluster, daemons, network
+from . import cluster, code_server, daemons, network
 from .config import SandboxConfig
 from .system import ensure_packages, require_root, run
 
@@ -86,7 +86,8 @@ def _check_root_owned(cfg: SandboxConfig) -> None:
     and writable by nobody else (a root-owned sticky ``/var/tmp`` is fine), or nothing is used."""
     venv = Path(cfg.venv)
     for what, path in (("sandbox.dir", cfg.path), ("sandbox.venv", venv), ("sandbox.venv", venv / "bin" / "pip"),
-                       ("sandbox.venv", venv / READY_MARK)):
+                       ("sandbox.venv", venv / READY_MARK),
+                       *((("sandbox.code_server", Path(cfg.code_server)),) if cfg.code_server else ())):
         why = file_trust.untrusted_because(path, owners={file_trust.ROOT})
         if why:
             raise LabError(f"{what} {path}: {why}, so root cannot trust what is there: remove it or choose another "
@@ -128,7 +129,7 @@ def status(cfg: SandboxConfig) -> SandboxStatus:
 
 def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     require_root()
-    ensure_packages(echo, mfa=cfg.mfa)
+    ensure_packages(echo, mfa=cfg.mfa, code_server=bool(cfg.code_server))
     before = recorded(cfg)
     if cfg.state_file.exists() and before.subnet != cfg.subnet:
         raise LabError(f"sandbox {cfg.name} is already up in {before.subnet}: `inv sandbox.down --name {cfg.name}` "
@@ -154,6 +155,8 @@ def up(cfg: SandboxConfig, echo: Echo = _log.info) -> SandboxStatus:
     for host in cfg.hosts:
         cluster.start_sshd(cfg, host)
     ensure_venv(cfg, echo)
+    if cfg.code_server:
+        code_server.ensure(Path(cfg.code_server), echo)
     write_client_configs(cfg)
     _wait_for_chain(cfg)
     _wait_for_node(cfg)
@@ -275,6 +278,7 @@ def lab_config_text(cfg: SandboxConfig) -> str:
         "    time: '02:00:00'\n"
         "  setup:\n"
         f"    - source {cfg.venv}/bin/activate\n"
+        + (f"    - export PATH={code_server.binary(Path(cfg.code_server)).parent}:$PATH\n" if cfg.code_server else "")
     )
 
 

@@ -56,8 +56,12 @@ def require_root() -> None:
         raise LabError(f"network namespaces are not available here: {reason}.")
 
 
-def missing_packages(mfa: bool = False) -> list[str]:
+def missing_packages(mfa: bool = False, code_server: bool = False) -> list[str]:
     missing = {pkg for prog, pkg in PACKAGES.items() if shutil.which(prog) is None}
+    if code_server:
+        from .code_server import missing_packages as for_code_server
+
+        missing.update(for_code_server())
     if mfa and not any(True for d in ("/lib", "/usr/lib") for _ in Path(d).glob("*/security/pam_oath.so")):
         missing.add("libpam-oath")
     if mfa and shutil.which("oathtool") is None:
@@ -69,10 +73,10 @@ def missing_packages(mfa: bool = False) -> list[str]:
     return sorted(missing)
 
 
-def ensure_packages(echo: Callable[[str], None] = _log.info, mfa: bool = False) -> None:
+def ensure_packages(echo: Callable[[str], None] = _log.info, mfa: bool = False, code_server: bool = False) -> None:
     """Install the Debian packages the sandbox runs, when any is missing (the machine has no systemd,
     so nothing starts by itself; we start every daemon ourselves)."""
-    missing = missing_packages(mfa)
+    missing = missing_packages(mfa, code_server)
     if not missing:
         return
     if shutil.which("apt-get") is None:

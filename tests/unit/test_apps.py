@@ -39,7 +39,7 @@ def test_lab_command_replaces_only_the_apps_command():
     ({"args": ["--token-file={secret_file}", "--listen={socket}"]}, "{socket} belongs in socket_args only"),
     ({"args": ["--token={secret}"]}, "{secret} in '--token={secret}' is not one of"),
     ({"args": []}, "secret file-arg needs {secret_file} in args"),
-    ({"port_args": ["--host={host}"]}, "port_args must name the port ({port})"),
+    ({"port_args": ["--host={host}"]}, "port_args (or args) must name the port ({port})"),
     ({"ready_path": "health"}, "ready_path 'health' is not a plain absolute path"),
     ({"secret": "env"}, "secret env needs secret_env"),
     ({"colour": "red"}, "'colour' is not a field of an app"),
