@@ -154,10 +154,11 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
                 raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         if time.monotonic() > deadline:
             if info.state == "UNKNOWN":  # not a timeout of the job: nothing can be said about it, or done
-                raise SchedulerError(f"Jupyter did not answer within {deadline - begun:.0f} s and Slurm is not "
-                                     f"answering (job {record.job_id}): the job and the record are kept.")
+                raise SchedulerError(f"{record.app_title} did not answer within {deadline - begun:.0f} s and Slurm "
+                                     f"is not answering (job {record.job_id}): the job and the record are kept.")
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
-            raise WaitTimeout(f"Jupyter did not answer within {deadline - begun:.0f} s (job {record.job_id} {why})")
+            raise WaitTimeout(f"{record.app_title} did not answer within {deadline - begun:.0f} s "
+                              f"(job {record.job_id} {why})")
         time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
 
 
@@ -184,9 +185,9 @@ def ended_early(record: LabRecord, log_text: str) -> str:
     lines = [untrusted.printable(ln.strip()) for ln in log_text.splitlines() if ln.strip()]
     ours = [ln.removeprefix("fabfile-lab: error: ") for ln in lines if ln.startswith("fabfile-lab: error: ")]
     if ours:
-        return f"job {record.job_id} ended before Jupyter answered: {ours[-1]} -- fix lab.env or lab.setup."
+        return f"job {record.job_id} ended before {record.app_title} answered: {ours[-1]} -- fix lab.env or lab.setup."
     tail = " | ".join(lines[-5:])
-    return (f"job {record.job_id} ended before Jupyter answered; log tail: {tail or '(empty)'} -- fix "
+    return (f"job {record.job_id} ended before {record.app_title} answered; log tail: {tail or '(empty)'} -- fix "
             "lab.env, lab.setup or lab.command and retry.")
 
 
@@ -230,8 +231,8 @@ def unreachable(hops: Hops, record: LabRecord, failure: LabError) -> LabError:
 
 
 def _mode_unreachable(record: LabRecord, why: str) -> ModeUnreachable:
-    return ModeUnreachable(f"Jupyter runs on {record.node} but {record.far} cannot be reached via {record.via} "
-                           f"({why}); set lab.via to {modes.others(record.via)}.")
+    return ModeUnreachable(f"{record.app_title} runs on {record.node} but {record.far} cannot be reached via "
+                           f"{record.via} ({why}); set lab.via to {modes.others(record.via)}.")
 
 
 @dataclass
@@ -359,7 +360,7 @@ def listens(record: LabRecord) -> str:
 def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> str:
     """Why an active lab's URL does not answer, and what to do, in a few words."""
     if not info.running:
-        return f"job {info.state.lower()}{f' ({info.reason})' if info.reason else ''}: no Jupyter yet"
+        return f"job {info.state.lower()}{f' ({info.reason})' if info.reason else ''}: not started yet"
     if not forwarding and record.hold:
         return (f"its background forwards are gone (their process ended): `{commands.run('tunnel')} --name "
                 f"{record.name} --detach` brings them back, with every lab held beside it")

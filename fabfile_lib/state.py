@@ -69,6 +69,10 @@ class LabRecord:
         return replace(self, remote_host=endpoint.host, remote_port=endpoint.port, remote_socket=endpoint.socket)
 
     @property
+    def app_title(self) -> str:
+        return self.app_spec.title
+
+    @property
     def app_spec(self) -> apps.App:
         """The app this lab runs (as declared when it started)."""
         return apps.lookup(self.app, apps.declared(self.settings.get("apps")))

@@ -526,7 +526,7 @@ def test_via_auto_tries_the_modes_in_order_and_remembers_what_works(lab_cli, sbx
     cli = lab_cli(ssh_config=str(cfg), via="auto")
     proc = cli("lab.start", "--name", "auto1", "--no-browser", "--detach")
     assert proc.returncode == 0, proc.stderr
-    assert "via compute does not reach Jupyter here" in proc.stdout and cli.record("auto1")["via"] == "login"
+    assert "via compute does not reach JupyterLab here" in proc.stdout and cli.record("auto1")["via"] == "login"
     assert json.loads((cli.state_dir / "clusters.json").read_text()).popitem()[1]["via"] == "login"
     again = cli("lab.start", "--name", "auto2", "--no-browser", "--detach")
     assert again.returncode == 0 and "does not reach" not in again.stdout, again.stdout

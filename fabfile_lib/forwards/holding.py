@@ -152,7 +152,7 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, 
         return False
     if info is not None:
         vigil.learn(info, time.monotonic())
-    raise ModeUnreachable(f"Jupyter not answering on the node: nothing answers through the forward to "
+    raise ModeUnreachable(f"{record.app_title} not answering on the node: nothing answers through the forward to "
                           f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
 
@@ -186,8 +186,8 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threa
                 if answered:
                     doubt = confirm = False
                 elif confirm:
-                    vigil.condition(f"forward down, reconnecting (Jupyter stopped answering through it; job "
-                                    f"{record.job_id} runs)")
+                    vigil.condition(f"forward down, reconnecting ({record.app_title} stopped answering through "
+                                    f"it; job {record.job_id} runs)")
                     return False
                 elif not doubt:
                     doubt = True

@@ -42,7 +42,7 @@ def line(info: JobInfo, waited: float, now: datetime | None = None) -> str:
     """``job 42: pending (Priority), 0:42 waited, starts ~14:05``."""
     why = f" ({info.reason})" if info.reason else ""
     if info.state == "RUNNING":
-        return f"job {info.job_id}: running on {info.node or '?'} after {clock(waited)}; waiting for Jupyter"
+        return f"job {info.job_id}: running on {info.node or '?'} after {clock(waited)}; waiting for the app to listen"
     text = f"job {info.job_id}: {info.state.lower()}{why}, {clock(waited)} waited"
     start = expected_start(info.start, now) if info.state == "PENDING" else ""
     return text + (f", starts ~{start}" if start else "")

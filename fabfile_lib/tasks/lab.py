@@ -1,4 +1,4 @@
-"""The lab tasks (`inv lab.*`, `fabfile-lab *`): JupyterLab on a compute node, in the local browser."""
+"""The lab tasks (`inv lab.*`, `fabfile-lab *`): JupyterLab (or another app) on a compute node, in the local browser."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, 
         left = slurm.query(hops.login(), record.job_id).time_left if hops else ""
         print(_summary(record, port, left), flush=True)
     else:
-        print(f"JupyterLab: {record.url(port)}", flush=True)
+        print(f"{record.app_spec.title}: {record.url(port)}", flush=True)
     if browser:  # through a private page: the token never goes on the browser's command line
         browser_page.open_lab(state.settings_of(record).state_path, record, port)
 
@@ -145,7 +145,7 @@ def wait(c, name=None, timeout=None):
         except WaitTimeout as exc:
             raise WaitTimeout(f"{exc}; the job and the lab are kept: `{commands.run('wait')} --name {record.name}` "
                               f"to wait longer, `{commands.run('cancel')} --name {record.name}` to end it.") from None
-    print(f"Jupyter answers on {record.node}, {lab.listens(record)} (job {record.job_id})")
+    print(f"{record.app_spec.title} answers on {record.node}, {lab.listens(record)} (job {record.job_id})")
 
 
 def _seconds(option: str, value) -> float | None:
@@ -219,8 +219,8 @@ def start(c, name=None, app=None, no_browser=False, detach=False, via=None, loca
     with hops_.Hops(settings) as hops:
         with QueueDisplay(_out(json_)) as display:
             def next_mode(rec: state.LabRecord, exc: LabError) -> None:
-                _say(json_, f"via {rec.via} does not reach Jupyter here ({exc}); job {rec.job_id} cancelled, "
-                            "trying the next mode")
+                _say(json_, f"via {rec.via} does not reach {rec.app_title} here ({exc}); job {rec.job_id} "
+                            "cancelled, trying the next mode")
                 display.restart()
 
             events = start_.StartEvents(queue=display, next_mode=next_mode, submitted=lambda rec: _say(

@@ -23,7 +23,7 @@ def test_wait_looks_often_while_a_job_starts_and_gently_once_it_queues():
 def test_the_batch_scripts_own_error_line_is_what_the_user_sees():
     record = LabRecord("n", {}, "42", "/d", "t", "compute")
     log = "fabfile-lab: job 42 on c1\nfabfile-lab: error: `jupyter` not found after setup (PATH=/usr/bin)\n"
-    assert ended_early(record, log) == ("job 42 ended before Jupyter answered: `jupyter` not found after setup "
+    assert ended_early(record, log) == ("job 42 ended before JupyterLab answered: `jupyter` not found after setup "
                                         "(PATH=/usr/bin) -- fix lab.env or lab.setup.")
     assert "log tail: a | b" in ended_early(record, "a\nb\n")
 
