@@ -61,6 +61,7 @@ class App:
     login: str = "url"  # one of LOGINS
     login_field: str = "token"  # the URL parameter (url) or the form's field (form)
     login_path: str = ""  # the form's action (form)
+    kernels: bool = False  # a Jupyter server: VS Code's Jupyter extension can use its kernels (`vscode`)
     declared: str = "built in"  # where it was declared, for `apps`
 
     @property
@@ -140,7 +141,8 @@ _JUPYTER = dict(
     socket_args=("--ServerApp.sock={socket}", "--ServerApp.sock_mode=0600"),
     port_args=("--ip={host}", "--port={port}", "--ServerApp.port_retries=0"),
     picks_port=True, env=("JUPYTER_RUNTIME_DIR={lab_dir}/runtime",), secret="file-env",
-    secret_env="JUPYTER_TOKEN_FILE", ready_path="/api", ready_text='"version"', login="url", login_field="token")
+    secret_env="JUPYTER_TOKEN_FILE", ready_path="/api", ready_text='"version"', login="url", login_field="token",
+    kernels=True)
 
 BUILT_IN: dict[str, App] = {app.name: app.check() for app in (
     App("jupyterlab", "JupyterLab", "jupyter lab", args=("--no-browser",), open_path="/lab", **_JUPYTER),
@@ -187,7 +189,7 @@ def _one(name: str, spec: object, where: str) -> App:
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"lab.apps.{name}.{key} must be a list of words, not {value!r}.")
             value = tuple(str(v) for v in value)
-        elif key == "picks_port":
+        elif key in ("picks_port", "kernels"):
             value = bool(value)
         else:
             value = str(value)

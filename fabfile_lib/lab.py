@@ -101,7 +101,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
 
 def _meta(record: LabRecord, settings: LabSettings) -> lab_dir.LabMeta:
     return lab_dir.LabMeta(record.name, record.job_id, record.via, record.created, version(), record.remote_dir,
-                           record.url_path, settings.reverse_target, record.login_host)
+                           record.url_path, settings.reverse_target, record.login_host, record.app)
 
 
 def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progress | None = None,

@@ -55,6 +55,7 @@ class LabMeta:
     url_path: str = "/lab"
     reverse_target: str = ""
     login_host: str = ""  # the login node the job was submitted from
+    app: str = "jupyterlab"  # which app (apps.py): an attaching machine must know it by that name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -231,7 +232,7 @@ def meta_of(data: object, base_dir: str | None = None) -> LabMeta:
         raise ValueError("not a JSON object")
     fields = {k: data[k] for k in LabMeta.__dataclass_fields__ if k in data}
     meta = LabMeta(**fields)
-    for key in ("name", "job_id", "via", "version", "remote_dir", "url_path", "reverse_target", "login_host"):
+    for key in ("name", "job_id", "via", "version", "remote_dir", "url_path", "reverse_target", "login_host", "app"):
         if not isinstance(getattr(meta, key), str):
             raise ValueError(f"{key} is not a string")
     if isinstance(meta.created, bool) or not isinstance(meta.created, (int, float)):
@@ -245,6 +246,8 @@ def meta_of(data: object, base_dir: str | None = None) -> LabMeta:
         raise ValueError(f"via {meta.via[:20]!r} is not a mode")
     if not _URL_PATH.fullmatch(meta.url_path) or meta.url_path.startswith("//"):
         raise ValueError(f"url_path {meta.url_path[:40]!r} is not a plain path")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", meta.app):
+        raise ValueError(f"app {meta.app[:40]!r} is not an app's name")
     if meta.login_host and not untrusted.host(meta.login_host):
         raise ValueError(f"login_host {meta.login_host[:40]!r} is not a host name")
     if meta.reverse_target and not untrusted.user_at_host(meta.reverse_target):

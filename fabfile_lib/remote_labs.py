@@ -63,10 +63,10 @@ def rebuild(settings: LabSettings, hops: Hops, found: RemoteLab) -> LabRecord:
         raise LabError(f"lab {meta.name!r} has a token that the tool did not make ({untrusted.quoted(token, 20)} in "
                        f"{meta.remote_dir}/{lab_dir.TOKEN_FILE}): refusing it; `{commands.run('cancel')} --job "
                        f"{meta.job_id}` ends that lab.")
-    here = LabSettings.from_config({**asdict(settings), "name": meta.name, "via": meta.via,
-                                    "reverse_target": meta.reverse_target})
+    here = LabSettings.from_config({**asdict(settings), "name": meta.name, "via": meta.via, "app": meta.app,
+                                    "reverse_target": meta.reverse_target})  # an app not known here: one line
     return LabRecord(name=meta.name, settings=asdict(here), job_id=meta.job_id, remote_dir=meta.remote_dir,
-                     token=token, via=meta.via, local_port=settings.local_port, url_path=meta.url_path,
+                     token=token, via=meta.via, local_port=settings.local_port, url_path=meta.url_path, app=meta.app,
                      created=meta.created, login_host=meta.login_host if untrusted.host(meta.login_host) else "")
 
 

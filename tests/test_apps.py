@@ -166,11 +166,17 @@ def _code_server(page, base: str, node: str, folder: Path) -> None:
     page.locator(".monaco-workbench").first.wait_for(timeout=120_000)  # VS Code's workbench
     page.wait_for_timeout(3000)
     page.keyboard.press("Control+Backquote")  # a terminal on the node
-    page.locator(".terminal-wrapper, .xterm").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(3000)
-    page.keyboard.type(f"hostname > {folder}/code-server-hostname\n")
+    page.locator(".xterm-rows", has_text=f"@{node}").first.wait_for(timeout=60_000)  # its prompt
     target = folder / "code-server-hostname"
-    wait_for(lambda: target.exists() and target.read_text().strip() == node, timeout=60)
+    for _ in range(3):  # keys typed before the terminal has the focus go elsewhere
+        page.locator(".xterm-screen").first.click()
+        page.keyboard.type(f"hostname > {folder}/code-server-hostname\n")
+        try:
+            wait_for(lambda: target.exists() and target.read_text().strip() == node, timeout=20)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"the terminal in code-server did not run hostname into {target}")
 
 
 @pytest.mark.browser

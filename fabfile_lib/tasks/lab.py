@@ -432,11 +432,13 @@ def vscode(c, name=None):
     print(f"add this line near the top of ~/.ssh/config (once; it covers every lab):\n  "
           f"{ide.include_line(settings.state_path)}")
     print(f"then, in VS Code: Remote-SSH: Connect to Host... -> {ide.host_alias(record.name)}")
+    what = "Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server)" if record.app_spec.kernels \
+        else f"{record.app_title} URL"
     if lab.forward_alive(record):
-        print(f"Jupyter server URL (Jupyter: Select Kernel -> Existing Jupyter Server): {record.url()}")
+        print(f"{what}: {record.url()}")
     elif modes.mode(record.via).loopback and record.app_port:  # Remote-SSH on the node reaches it there
-        print(f"Jupyter server URL, inside the Remote-SSH window: "
-              f"http://127.0.0.1:{record.app_port}{record.url_path}?token={record.token}")
+        print(f"{what}, inside the Remote-SSH window: "
+              f"http://127.0.0.1:{record.app_port}{record.url_path}{record.app_spec.url_query(record.token)}")
     if not lab.forward_alive(record):
         print(f"for a local URL: {commands.run('tunnel')} --name {record.name} --detach")
 
