@@ -61,6 +61,38 @@ def sandbox_up(cfg: SandboxConfig):
 def sbx() -> SandboxConfig:
     with sandbox_up(TEST_SANDBOX) as cfg:
         yield cfg
+        left = left_anywhere(cfg)  # after every test's own cleanup: what none of them owned up to
+        assert not left, f"left behind by the session: {'; '.join(left)}"
+
+
+def left_anywhere(cfg: SandboxConfig) -> list[str]:
+    """Whatever a lab leaves, from any test of the session: jobs, lab directories, socket directories on the
+    hosts' disks, and watchers of the tests' state directories."""
+    with contextlib.suppress(AssertionError):  # cancelled jobs show as completing (CG) for a few seconds
+        wait_for(lambda: not ssh(cfg, "login", f"squeue -h -u {cfg.username} -o %i").stdout.split(), timeout=30)
+    left = []
+    jobs = ssh(cfg, "login", f"squeue -h -u {cfg.username} -o '%i %j %T'").stdout.strip()
+    if jobs:
+        left.append(f"jobs {jobs!r}")
+    remote = cfg.home / ".fabfile-lab"
+    dirs = sorted(p.name for p in remote.glob("*-*")) if remote.exists() else []
+    if dirs:
+        left.append(f"lab directories {dirs}")
+    sockets = _socket_dirs(cfg)
+    if sockets:
+        left.append(f"socket directories {[str(p) for p in sockets]}")
+    watchers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
+                _read_bytes(p) and b"/pytest-of-" in _read_bytes(p)]
+    if watchers:
+        left.append(f"watcher processes {watchers}")
+    return left
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def ssh(cfg: SandboxConfig, host: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -166,10 +166,11 @@ def _code_server(page, base: str, node: str, folder: Path) -> None:
     page.locator(".monaco-workbench").first.wait_for(timeout=120_000)  # VS Code's workbench
     page.wait_for_timeout(3000)
     page.keyboard.press("Control+Backquote")  # a terminal on the node
-    page.locator(".xterm-rows", has_text=f"@{node}").first.wait_for(timeout=60_000)  # its prompt
+    page.locator(".xterm-screen").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)  # its shell's prompt (drawn on a canvas: not in the page's text)
     target = folder / "code-server-hostname"
     for _ in range(3):  # keys typed before the terminal has the focus go elsewhere
-        page.locator(".xterm-screen").first.click()
+        page.locator(".xterm-helper-textarea").first.focus()  # where xterm.js takes its keys
         page.keyboard.type(f"hostname > {folder}/code-server-hostname\n")
         try:
             wait_for(lambda: target.exists() and target.read_text().strip() == node, timeout=20)
