@@ -213,6 +213,7 @@ def test_each_app_opens_logged_in_and_runs_on_the_node(chromium, lab_cli, sbx, t
         assert rec["app_port"] == 0 and not _app_tcp_ports(sbx, rec)  # no TCP port of the app
         assert status["listens"].endswith("on a private socket"), status["listens"]
     assert rec["token"] not in _argvs()
+    assert rec["token"] not in (Path(rec["remote_dir"]) / "job.log").read_text()  # marimo prints its URL: masked
     assert cli("lab.cancel", "--name", name).returncode == 0
     assert_nothing_left(sbx, cli, name)
 

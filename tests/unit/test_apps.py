@@ -86,3 +86,15 @@ def test_the_browser_logs_in_the_apps_way(tmp_path):
     page = browser.redirect_file(tmp_path, _record(tmp_path, "code-server"), 4000).read_text()
     assert 'method="post" action="http://127.0.0.1:4000/login"' in page and 'name="password" value="T0K"' in page
     assert _record(tmp_path, "code-server").url() == "http://127.0.0.1:4000/"  # the secret goes by the form only
+
+
+def test_doctor_asks_the_apps_program_for_its_socket_flag_and_reads_the_answer():
+    from fabfile_lib import doctor
+
+    code = LabSettings.from_config({"login": "l", "app": "code-server"})
+    script = batch_script.doctor(code, "/h/.fabfile-lab/doctor-00aa11bb")
+    assert "grep -qF -- --socket" in script and 'echo "socket=yes"' in script
+    assert "socket=" not in batch_script.doctor(LabSettings.from_config({"login": "l", "app": "marimo"}), "/w")
+    said = list(doctor._socket_flag(code, "node=c1\nprogram=/x/code-server\nsocket=no\n", "c1"))
+    assert [c.ok for c in said] == [False] and "does not mention --socket" in said[0].detail
+    assert list(doctor._socket_flag(code, "socket=yes\n", "c1"))[0].ok

@@ -4,6 +4,7 @@ parameters. Invoke tasks are left out of the second: Invoke makes each of a task
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "fabfile_lib"
@@ -11,10 +12,10 @@ MAX_CLASS_LINES = 130  # "about 120"
 MAX_POSITIONAL = 5
 
 
-def _nodes():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            yield path.relative_to(PACKAGE.parent), node
+@functools.cache
+def _nodes() -> tuple:
+    return tuple((path.relative_to(PACKAGE.parent), node) for path in sorted(PACKAGE.rglob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text(), str(path))))
 
 
 def test_no_class_is_too_long_to_read_at_once():
