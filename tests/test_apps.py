@@ -244,6 +244,13 @@ def test_an_app_declared_in_a_config_file_goes_through_the_whole_lifecycle(lab_c
     assert cli("lab.tunnel", "--name", "echo", "--detach", "--no-browser").returncode == 0  # the same app again
     again = json.loads(cli("lab.status", "--name", "echo", "--json").stdout)["url"]
     assert session.get(again, timeout=10).status_code == 200  # the cookie is the host's, whatever the port
+    other = _echo_cli(lab_cli, sbx, folder, app="echo", state_dir=str(tmp_path / "elsewhere"))  # another laptop
+    attached = other("lab.attach", "--name", "echo", "--detach", "--no-browser")
+    assert attached.returncode == 0, attached.stderr
+    assert other.record("echo")["app"] == "echo" and "Echo: http://127.0.0.1:" in attached.stdout
+    theirs = json.loads(other("lab.status", "--name", "echo", "--json").stdout)
+    assert theirs["answers"] and "Echo on port" in theirs["listens"], theirs
+    assert other("lab.tunnel", "--name", "echo", "--stop").returncode == 0
     assert rec["token"] not in _argvs()
     assert cli("lab.cancel", "--name", "echo").returncode == 0
     assert_nothing_left(sbx, cli, "echo")
