@@ -255,7 +255,8 @@ class LabStatus:
     answers: bool = False  # Jupyter answered through the URL just now
     not_answering: str = ""  # why the URL does not answer, in a few words, while the job is active
     listens: str = ""  # where Jupyter listens on the cluster and who else can reach it (see listens())
-    remote_socket: str = ""  # the socket the forward reaches, when Jupyter is on one
+    remote_socket: str = ""  # the socket the forward reaches, when the app is on one
+    app: str = ""  # which app (apps.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -333,7 +334,7 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool)
                      info.time_left, record.via, record.remote_port, record.app_port, port,
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
                      "" if answers or not info.active else not_answering(record, info, forwarding),
-                     listens(record), record.remote_socket)
+                     listens(record), record.remote_socket, record.app)
 
 
 def listens(record: LabRecord) -> str:
