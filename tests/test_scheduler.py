@@ -84,7 +84,7 @@ def test_a_pending_lab_asks_rarely_and_a_scheduler_that_is_down_ends_nothing(lab
         restarted.join()
     out, err = waiting.communicate(timeout=200)
     assert waiting.returncode == 0, err
-    assert "Jupyter answers" in out
+    assert "JupyterLab answers" in out
     out, err = starting.communicate(timeout=200)  # lab.start's own wait went on, and it finished
     assert starting.returncode == 0, err
     assert answers(cli.record("during")["forward_port"])
