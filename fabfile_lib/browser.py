@@ -31,7 +31,7 @@ def redirect_file(state_dir: Path, record: LabRecord, port: int) -> Path:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     if app.login == "form":
-        action = f"http://127.0.0.1:{port or record.forward_port or record.local_port}{app.login_path}"
+        action = record.base_url(port) + app.login_path
         body = (f"<body><form id=\"login\" method=\"post\" action=\"{html.escape(action)}\">"
                 f"<input type=\"hidden\" name=\"{html.escape(app.login_field)}\" value=\"{html.escape(record.token)}\">"
                 f"<noscript><button type=\"submit\">{title}</button></noscript></form>"

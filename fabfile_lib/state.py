@@ -77,10 +77,15 @@ class LabRecord:
         """The app this lab runs (as declared when it started)."""
         return apps.lookup(self.app, apps.declared(self.settings.get("apps")))
 
+    def base_url(self, port: int | None = None) -> str:
+        """``http://127.0.0.1:PORT`` of the lab's local forward ("" while it has no port)."""
+        port = port or self.forward_port or self.local_port
+        return f"http://127.0.0.1:{port}" if port else ""
+
     def url(self, port: int | None = None) -> str:
         """The URL the browser opens: with the secret where the app logs in by URL."""
-        port = port or self.forward_port or self.local_port
-        return f"http://127.0.0.1:{port}{self.url_path}{self.app_spec.url_query(self.token)}" if port else ""
+        base = self.base_url(port)
+        return f"{base}{self.url_path}{self.app_spec.url_query(self.token)}" if base else ""
 
 
 HOST_FIELDS = ("node", "node_addr", "remote_host", "login_host")  # a record's hosts, all from the cluster

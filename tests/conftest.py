@@ -82,17 +82,37 @@ def left_anywhere(cfg: SandboxConfig) -> list[str]:
     if sockets:
         left.append(f"socket directories {[str(p) for p in sockets]}")
     watchers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
-                _read_bytes(p) and b"/pytest-of-" in _read_bytes(p)]
+                read_bytes(p) and b"/pytest-of-" in read_bytes(p)]
     if watchers:
         left.append(f"watcher processes {watchers}")
     return left
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, or b"" where it is gone (a /proc entry of a process that ended meanwhile)."""
     try:
         return path.read_bytes()
     except OSError:
         return b""
+
+
+def fake_browser(where: Path) -> tuple[Path, Path]:
+    """A BROWSER that records what the tool asks it to open: (the program, the file it writes)."""
+    seen, fake = where / "opened", where / "browser"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" > {seen}\n")
+    fake.chmod(0o755)
+    return fake, seen
+
+
+def start_for_browser(cli: LabCli, name: str, where: Path) -> tuple[dict, str]:
+    """``lab.start --detach`` with a fake browser: the lab's record and the page the tool opened (its
+    private redirect page, which holds the token; the browser's argv never does)."""
+    fake, seen = fake_browser(where)
+    proc = cli("lab.start", "--name", name, "--detach", env={"BROWSER": str(fake)})
+    assert proc.returncode == 0, proc.stderr
+    opened = seen.read_text().strip()
+    assert opened.startswith("file://") and cli.record(name)["token"] not in opened  # the private page
+    return cli.record(name), opened
 
 
 def ssh(cfg: SandboxConfig, host: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ import pytest
 
 from fabfile_lib.sandbox import SandboxConfig, code_server
 
-from .conftest import assert_nothing_left, one_line_error, ssh, wait_for
+from .conftest import assert_nothing_left, one_line_error, read_bytes, ssh, start_for_browser, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -89,48 +89,20 @@ def _setup(sbx: SandboxConfig) -> list[str]:
     return [f"source {sbx.venv}/bin/activate", f"export PATH={code_server.binary(Path(sbx.code_server)).parent}:$PATH"]
 
 
-def _fake_browser(where: Path) -> tuple[Path, Path]:
-    seen, fake = where / "opened", where / "browser"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" > {seen}\n")
-    fake.chmod(0o755)
-    return fake, seen
-
-
 def _argvs() -> str:
     """Every process's argv on the machine (every sandbox host's too)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue
-    return "\n".join(found)
+    return "\n".join(read_bytes(p).replace(b"\0", b" ").decode(errors="replace")
+                     for p in Path("/proc").glob("[0-9]*/cmdline"))
 
 
 def _app_tcp_ports(sbx: SandboxConfig, rec: dict) -> list[str]:
     """The TCP ports the app's own process listens on, on the compute node (its kernels' are not its)."""
     sock = json.loads((Path(rec["remote_dir"]) / "runtime" / "app.json").read_text())["sock"]
-    pids = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if sock.encode() in _read(p)]
+    pids = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if sock.encode() in read_bytes(p)]
     assert pids, f"no process of the app names its socket {sock}"
     out = subprocess.run(["nsenter", f"--net=/run/netns/{sbx.netns('compute')}", "ss", "-Hltnp"],
                          capture_output=True, text=True, check=True).stdout
     return [line.split()[3] for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b""
-
-
-def _start(cli, name: str, where: Path) -> tuple[dict, str]:
-    fake, seen = _fake_browser(where)
-    proc = cli("lab.start", "--name", name, "--detach", env={"BROWSER": str(fake)})
-    assert proc.returncode == 0, proc.stderr
-    opened = seen.read_text().strip()
-    assert opened.startswith("file://") and cli.record(name)["token"] not in opened  # the private page
-    return cli.record(name), opened
 
 
 def _notebook(page, base: str, node: str) -> None:
@@ -187,7 +159,7 @@ def test_each_app_opens_logged_in_and_runs_on_the_node(chromium, lab_cli, sbx, t
     folder = _folder(sbx, f"app-{app}-{via}")
     cli = lab_cli(via=via, app=app, notebook_dir=f"~/{folder.name}", setup=_setup(sbx), wait_timeout=120)
     name, node = f"{app.replace('-', '')}{via[0]}", sbx.hostname("compute")
-    rec, opened = _start(cli, name, tmp_path)
+    rec, opened = start_for_browser(cli, name, tmp_path)
     assert rec["app"] == app and rec["token"] not in _argvs()
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -233,7 +205,7 @@ def test_an_app_declared_in_a_config_file_goes_through_the_whole_lifecycle(lab_c
     cli = _echo_cli(lab_cli, sbx, folder, app="echo")
     listed = cli("lab.apps").stdout
     assert "echo (default): Echo, `python3 echo.py`; TCP port, secret by file-arg;" in listed, listed
-    rec, _ = _start(cli, "echo", tmp_path)
+    rec, _ = start_for_browser(cli, "echo", tmp_path)
     url = json.loads(cli("lab.status", "--name", "echo", "--json").stdout)["url"]
     assert url == f"http://127.0.0.1:{rec['forward_port']}/?token={rec['token']}"
     session = requests.Session()

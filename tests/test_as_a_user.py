@@ -36,7 +36,7 @@ import requests
 
 from fabfile_lib.sandbox import SandboxConfig
 
-from .conftest import REPO, LabCli, answers, forward_ended, ssh, wait_for
+from .conftest import REPO, LabCli, answers, forward_ended, ssh, start_for_browser, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -164,14 +164,6 @@ class Page:
         return False
 
 
-def _fake_browser(where: Path) -> tuple[Path, Path]:
-    """A BROWSER that records what the tool asks it to open."""
-    seen, fake = where / "opened", where / "browser"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" > {seen}\n")
-    fake.chmod(0o755)
-    return fake, seen
-
-
 def _folder(sbx: SandboxConfig, name: str) -> Path:
     """A fresh notebook directory in the cluster user's home (Jupyter's files, and the uploads, go there)."""
     folder = sbx.home / name
@@ -187,15 +179,6 @@ def _cli(sbx: SandboxConfig, where: Path, via: str, folder: str, **lab) -> LabCl
     return LabCli(sbx, where, via=via, notebook_dir=f"~/{folder}", setup=setup, **lab)
 
 
-def _start(cli: LabCli, name: str, where: Path) -> tuple[dict, str]:
-    fake, seen = _fake_browser(where)
-    proc = cli("lab.start", "--name", name, "--detach", env={"BROWSER": str(fake)})
-    assert proc.returncode == 0, proc.stderr
-    opened = seen.read_text().strip()
-    assert opened.startswith("file://") and cli.record(name)["token"] not in opened  # the private page
-    return cli.record(name), opened
-
-
 @pytest.fixture(scope="module")
 def walltime_lab(chromium, sbx, tmp_path_factory):
     """A lab with a 3-minute limit and its notebook open, started before the other browser tests and
@@ -203,7 +186,7 @@ def walltime_lab(chromium, sbx, tmp_path_factory):
     where = tmp_path_factory.mktemp("walltime")
     _folder(sbx, "browser-walltime")
     cli = _cli(sbx, where, "compute", "browser-walltime", sbatch={"partition": "debug", "time": WALLTIME})
-    rec, opened = _start(cli, "wall", where)
+    rec, opened = start_for_browser(cli, "wall", where)
     page = Page(chromium, where)
     with page.evidence("walltime lab opens and runs a cell"):
         page.open_lab(opened)
@@ -221,7 +204,7 @@ def test_jupyterlab_works_in_a_browser_and_lives_through_a_drop(chromium, wallti
     cli = _cli(sbx, tmp_path, via, folder.name)
     page = Page(chromium, tmp_path)
     try:
-        rec, opened = _start(cli, f"b{via}", tmp_path)
+        rec, opened = start_for_browser(cli, f"b{via}", tmp_path)
         node = sbx.hostname("compute")
         with page.evidence(f"{via}: the launcher"):
             page.open_lab(opened)

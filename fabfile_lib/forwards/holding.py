@@ -133,12 +133,12 @@ def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
 
 
 def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event) -> bool:
-    """Wait until Jupyter answers through the new forward's listener: True then; False if its job has
-    ended meanwhile (said); a ConnectError if the job runs (or Slurm cannot tell) and Jupyter does not."""
+    """Wait until the app answers through the new forward's listener: True then; False if its job has
+    ended meanwhile (said); a ConnectError if the job runs (or Slurm cannot tell) and the app does not."""
     deadline = time.monotonic() + READY_WITHIN
-    refused = fwd.refused()
+    refused, app = fwd.refused(), record.app_spec  # the app's declaration read once, not per probe
     while not stop.is_set():
-        if probes.answers(fwd.port, record.app_spec):
+        if probes.answers(fwd.port, app):
             return True
         if not fwd.alive() or time.monotonic() > deadline or fwd.refused() > refused:
             break  # a channel refused along a path that should be open: no point in waiting for it
