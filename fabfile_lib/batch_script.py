@@ -153,10 +153,14 @@ def listen_lines(app: apps.App, way: modes.Mode, openssh: bool) -> str:
 
 
 def sbatch_lines(settings: LabSettings, lab_dir: str) -> list[str]:
-    """``#SBATCH`` lines: the job's name, a warning signal before the time limit, ``lab.sbatch``, and
-    the log in ``lab_dir`` (the lab's private directory on the cluster)."""
+    """``#SBATCH`` lines: the job's name, a warning signal before the time limit, no requeue, ``lab.sbatch``,
+    and the log in ``lab_dir`` (the lab's private directory on the cluster).
+
+    A lab is never requeued: Slurm requeues a batch job whose node failed (or that a restarted slurmctld
+    finds gone), and the lab would start again later, perhaps on another node, holding an allocation that
+    nobody knows about -- its user was told it ended. ``lab.sbatch: {requeue: true}`` says otherwise."""
     # A warning signal to the batch shell 5 minutes before the time limit (logged in the job log).
-    return _sbatch_words({"job-name": f"lab-{settings.name}", "signal": "B:USR1@300",
+    return _sbatch_words({"job-name": f"lab-{settings.name}", "signal": "B:USR1@300", "no-requeue": True,
                           **{str(k): v for k, v in settings.sbatch.items()}}, lab_dir)
 
 

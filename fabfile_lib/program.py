@@ -96,6 +96,15 @@ _CORE_HELP = {
 
 
 class LabProgram(Program):
+    @property
+    def version(self) -> str:
+        """Looked up for ``--version`` only: the lookup reads the installed packages' metadata."""
+        return version()
+
+    @version.setter
+    def version(self, _given: str) -> None:
+        pass
+
     def print_help(self) -> None:
         """The commands first, then only the options that act (Invoke lists its own first, all of them)."""
         print(f"Usage: {self.binary} COMMAND [--options]   ({self.binary} --help COMMAND: a command's options)")
@@ -135,7 +144,7 @@ def namespace() -> Collection:
 
 
 program = LabProgram(namespace=namespace(), name="fabfile-lab", binary="fabfile-lab",
-                     binary_names=["fabfile-lab"], version=version(), config_class=LabConfig)
+                     binary_names=["fabfile-lab"], config_class=LabConfig)
 
 
 def _allow_file_word(argv: list[str]) -> list[str]:

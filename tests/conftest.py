@@ -75,17 +75,32 @@ def left_anywhere(cfg: SandboxConfig) -> list[str]:
     if jobs:
         left.append(f"jobs {jobs!r}")
     remote = cfg.home / ".fabfile-lab"
-    dirs = sorted(p.name for p in remote.glob("*-*")) if remote.exists() else []
-    if dirs:
-        left.append(f"lab directories {dirs}")
+    dirs = sorted(remote.glob("*-*")) if remote.exists() else []
+    if dirs:  # with what each holds, and when it was last written: which end of the lab failed to tidy
+        left.append("lab directories " + ", ".join(
+            f"{d.name} ({' '.join(sorted(f.name for f in d.iterdir()))}; {time.time() - d.stat().st_mtime:.0f} s ago)"
+            for d in dirs))
     sockets = _socket_dirs(cfg)
     if sockets:
         left.append(f"socket directories {[str(p) for p in sockets]}")
+    with contextlib.suppress(AssertionError):  # sessions that just closed are still ending (or being reaped)
+        wait_for(lambda: not _live_processes(cfg), timeout=10)
+    procs = _live_processes(cfg)
+    if procs:
+        left.append(f"processes of {cfg.username}: {procs!r}")
     watchers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
                 read_bytes(p) and b"/pytest-of-" in read_bytes(p)]
     if watchers:
         left.append(f"watcher processes {watchers}")
     return left
+
+
+def _live_processes(cfg: SandboxConfig) -> str:
+    """The cluster user's processes that still run (zombies left out: they have ended)."""
+    out = subprocess.run(["ps", "-u", cfg.username, "-o", "pid=,stat=,etimes=,args="], capture_output=True,
+                         text=True, check=False).stdout
+    return "\n".join(line.strip() for line in out.splitlines() if line.split()[1:2] and
+                     not line.split()[1].startswith("Z"))
 
 
 def read_bytes(path: Path) -> bytes:

@@ -101,3 +101,10 @@ def test_a_notebook_dir_under_the_home_is_the_jobs_home_and_percent_is_refused()
     for key in ("remote_dir", "notebook_dir"):
         with pytest.raises(ConfigError, match="'%'"):
             LabSettings.from_config({"login": "l", key: "~/labs/%u"})
+
+
+def test_a_lab_is_never_requeued_unless_lab_sbatch_says_so():
+    lines = batch_script.sbatch_lines(_settings(), "/h/.fabfile-lab/x-0011aabb")
+    assert "#SBATCH --no-requeue" in lines
+    asked = batch_script.sbatch_lines(_settings(sbatch={"requeue": True}), "/h/.fabfile-lab/x-0011aabb")
+    assert asked.index("#SBATCH --requeue") > asked.index("#SBATCH --no-requeue")  # sbatch keeps the last
