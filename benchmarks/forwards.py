@@ -213,6 +213,10 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="leave the benchmark sandbox up")
     args = ap.parse_args()
 
+    # As an installed package is: compiled (pip compiles on install; PYTHONDONTWRITEBYTECODE, set on some
+    # machines, would otherwise make every run compile what changed since the last compile).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "fabfile_lib", "tasks.py"], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
     sandbox.up(SBX, echo=lambda m: None)
     statedir = tempfile.mkdtemp(prefix="flbench-")
     blob = SBX.home / "bench.bin"
@@ -228,9 +232,9 @@ def main() -> None:
         tasks = bench_tasks(LabSettings.from_config(base), args)
     finally:
         blob.unlink(missing_ok=True)
-        shutil.rmtree(statedir, ignore_errors=True)
-        if args.transport != "paramiko":
+        if args.transport != "paramiko":  # before its socket's directory goes
             master.plan(LabSettings.from_config(base)).close()
+        shutil.rmtree(statedir, ignore_errors=True)
         if not args.keep:
             sandbox.down(SBX, echo=lambda m: None)
 

@@ -52,3 +52,8 @@ def open_lab(state_dir: Path, record: LabRecord, port: int) -> Path:
     path = redirect_file(state_dir, record, port)
     webbrowser.open(path.as_uri())
     return path
+
+
+def open_url(url: str) -> None:
+    """Open a URL that carries no secret (an added forward's: the app behind it has its own login, if any)."""
+    webbrowser.open(url)

@@ -17,9 +17,10 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import modes, slurm, state
+from . import added_ports, modes, slurm, state
 from .errors import LabError
 from .forwards import Forward
+from .forwards.added_forwards import AddedSource
 from .forwards.holding import hold
 from .forwards.lab_forward import node_link
 from .forwards.openssh_forward import NodeLink
@@ -133,7 +134,21 @@ def _hold(state_dir: Path, record: state.LabRecord, *, request: str, stop: threa
         state.amend(state_dir, record.name, lambda r: dict(job_ends_at=ends, job_end=info.end)
                     if r.hold == request else {})
 
-    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt, hops=hops, link=link)
+    hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt, hops=hops, link=link,
+         added=_added_source(state_dir, record.name, request))
+
+
+def _added_source(state_dir: Path, name: str, request: str) -> AddedSource:
+    """The forwards the record asks to add (read at each tick: a small local file), and their fate."""
+    def wanted() -> tuple[added_ports.Added, ...]:
+        record = _asked(state_dir, name, request)
+        return added_ports.from_record(record.added) if record else ()
+
+    def report(to: str, fate: added_ports.State, note: str) -> None:
+        state.amend(state_dir, name, lambda r: dict(added=added_ports.to_record(
+            added_ports.with_state(added_ports.from_record(r.added), to, fate, note))) if r.hold == request else {})
+
+    return AddedSource(wanted, report)
 
 
 def _let_go(state_dir: Path, name: str, request: str, failure: LabError | None, stopped: bool) -> None:

@@ -25,9 +25,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from . import (
-    batch_script,
+    added_ports,
     commands,
     detached,
     lab_dir,
@@ -43,13 +44,15 @@ from . import (
 from .detached import forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards.forward import check_port_free
-from .forwards.holding import hold
-from .forwards.lab_forward import tunnel
 from .hops import Hops, run
 from .probes import check_url, http_status
 from .settings import LabSettings
 from .state import LabRecord
 from .state import settings_of as settings_for
+
+if TYPE_CHECKING:  # imported when first used (``__getattr__`` below)
+    from .forwards.holding import hold
+    from .forwards.lab_forward import tunnel
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[slurm.JobInfo], None]
@@ -86,6 +89,8 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
         lab_dir.mkdir_private(sftp, where, new=True)
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), record.token)
         script = posixpath.join(where, lab_dir.SCRIPT)
+        from . import batch_script  # the start's alone: status and cancel never render a script
+
         lab_dir.write_private(sftp, script, batch_script.render(settings, where, hops.openssh))
         # Before the job exists: its id is found by its work directory (squeue's %Z) if we die in sbatch.
         lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
@@ -257,6 +262,7 @@ class LabStatus:
     listens: str = ""  # where Jupyter listens on the cluster and who else can reach it (see listens())
     remote_socket: str = ""  # the socket the forward reaches, when the app is on one
     app: str = ""  # which app (apps.py)
+    forwards: tuple = ()  # the forwards added to it (``added_forwards``), as mappings
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -334,7 +340,19 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool)
                      info.time_left, record.via, record.remote_port, record.app_port, port,
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
                      "" if answers or not info.active else not_answering(record, info, forwarding),
-                     listens(record), record.remote_socket, record.app)
+                     listens(record), record.remote_socket, record.app,
+                     added_forwards(record, forwarding and info.active))
+
+
+def added_forwards(record: LabRecord, held: bool) -> tuple[dict, ...]:
+    """The forwards added to the lab, each with its URL while it is up, and who else can reach its far end."""
+    shown = []
+    for entry in added_ports.from_record(record.added):
+        up = held and entry.state == "up"
+        shown.append({"to": entry.to, "local_port": entry.port, "url": entry.url if up else "",
+                      "state": entry.state if held else "not held", "note": entry.note,
+                      "shared_with": entry.target.shared_with(record.node, record.login_host)})
+    return tuple(shown)
 
 
 def listens(record: LabRecord) -> str:
@@ -452,3 +470,17 @@ def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
 __all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs",
            "hold", "http_status", "logs", "request_hold", "settings_for", "start_detached", "status", "statuses",
            "stop_detached", "submit", "tunnel", "wait", "listens"]
+
+
+def __getattr__(name: str):
+    """``hold`` and ``tunnel``, the forwards' machinery, imported when a task first holds a forward:
+    ``status`` and ``cancel`` never do."""
+    if name == "hold":
+        from .forwards.holding import hold
+
+        return hold
+    if name == "tunnel":
+        from .forwards.lab_forward import tunnel
+
+        return tunnel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

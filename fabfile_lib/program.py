@@ -155,10 +155,29 @@ def _allow_file_word(argv: list[str]) -> list[str]:
     return argv
 
 
+def _target_word(argv: list[str]) -> list[str]:
+    """``forward [OPTIONS] TARGET`` as ``forward [OPTIONS] --target TARGET`` (``forward --list`` has none)."""
+    if "forward" not in argv[1:]:
+        return argv
+    at = argv.index("forward", 1)
+    valued = {f"-{n}" if len(n) == 1 else f"--{n}" for arg in lab_tasks.forward.get_arguments()
+              if arg.kind is not bool for n in arg.names}
+    i = at + 1
+    while i < len(argv):
+        word = argv[i]
+        if word in valued:
+            i += 2
+            continue
+        if not word.startswith("-"):
+            return [*argv[:i], "--target", *argv[i:]]
+        i += 1
+    return argv
+
+
 def main() -> None:
     commands.use(commands.PROGRAM)  # hints in messages name `fabfile-lab start`, not `inv lab.start`
     install_guard()
-    program.run(_allow_file_word(sys.argv))
+    program.run(_target_word(_allow_file_word(sys.argv)))
 
 
 if __name__ == "__main__":

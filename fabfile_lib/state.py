@@ -52,6 +52,7 @@ class LabRecord:
     job_end: str = ""  # the same, as Slurm prints it
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
+    added: tuple = ()  # forwards added while it runs (``added_ports.Added`` as mappings), held by the watcher
 
     @property
     def reachable(self) -> bool:

@@ -24,6 +24,8 @@ class Forward:
     connections: int = 0
     # How many connections to the far end have been refused so far: Jupyter gone, its job may have ended.
     refusals: Callable[[], int] | None = None
+    # Another forward on the same connection: (far end, local port) -> a context holding it.
+    add: Callable[[str, int], contextlib.AbstractContextManager[Forward]] | None = None
 
     def refused(self) -> int:
         return self.refusals() if self.refusals else len(self.errors)

@@ -18,9 +18,10 @@ from ..errors import ConnectError, JobEnded, LabError, ModeUnreachable, PromptNe
 from ..hops import Hops, choose_transport
 from ..settings import LabSettings
 from ..state import LabRecord
+from .added_forwards import AddedForwards, AddedSource, Sides
 from .forward import Forward
 from .job_watch import JobWatch
-from .lab_forward import tunnel
+from .lab_forward import login_side, tunnel
 from .openssh_forward import NodeLink
 from .reconnect import Backoff
 from .vigil import Learnt, Log, Note, Vigil
@@ -37,7 +38,7 @@ READY_WITHIN = 15.0  # seconds a new forward has to answer end to end before it 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, *, log: Log = _log.info, hops: Hops | None = None,
          interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None,
-         learnt: Learnt | None = None, link: NodeLink | None = None) -> None:
+         learnt: Learnt | None = None, link: NodeLink | None = None, added: AddedSource | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
     A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
@@ -49,7 +50,8 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     the site-friendly limits of ``backoff``; a first attempt that fails is an error at once (a bad start
     is not a drop). ``hops``, if given, is used for the first attempt (no new login). ``note`` hears the
     forward's condition once per change, ``learnt`` each answer of Slurm about the running job. ``link``:
-    a link to the node opened on ``hops`` while the job started, for the first attempt.
+    a link to the node opened on ``hops`` while the job started, for the first attempt. ``added``: the
+    forwards added to the lab (``fabfile-lab forward``), held on the same connection as its own.
     """
     port = record.forward_port or record.local_port
     vigil = Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
@@ -76,8 +78,9 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     failures, failing_since, connected_once, waiting_since = 0, None, True, None
                     vigil.condition("")
                     on_ready(fwd)
-                    if _held(current, record, fwd, vigil, stop):
-                        return
+                    with _extras(added, current, record, fwd, log) as extras:
+                        if _held(current, record, fwd, vigil, stop, sync=extras.sync):
+                            return
         except JobEnded as exc:
             if not connected_once:
                 raise
@@ -156,12 +159,22 @@ def _until_answering(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, 
                           f"{record.node or 'the node'} (job {record.job_id} {info.state.lower() if info else 'runs'})")
 
 
-def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event) -> bool:
+def _extras(added: AddedSource | None, hops: Hops, record: LabRecord, fwd: Forward, log: Log) -> AddedForwards:
+    """The lab's added forwards on this connection (none asked for: nothing to do at each tick)."""
+    if added is None or fwd.add is None:
+        return AddedForwards(AddedSource(lambda: (), lambda *_: None), None)
+    sides = Sides(fwd.add, login_side(hops), record.node_addr, modes.mode(record.via).through_node)
+    return AddedForwards(added, sides, log)
+
+
+def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event, *,
+          sync: Callable[[], None] = lambda: None) -> bool:
     """Watch a held forward and its job; True once the job has ended, False when the forward stopped
     working (its connection dropped, or Jupyter stopped answering through it while the job runs).
 
     The probe and Slurm run beside the watch, never in its way: over a hop that just died they would
-    block until their timeouts, while the forward's own liveness check knows within seconds.
+    block until their timeouts, while the forward's own liveness check knows within seconds. ``sync``
+    keeps the lab's added forwards equal to what its record asks, once per tick.
     """
     timeout, app = hops.settings.connect_timeout + 10, record.app_spec
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="held")
@@ -177,6 +190,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threa
             if not fwd.alive():
                 vigil.condition("forward down, reconnecting (the connection to the cluster dropped)")
                 return False
+            sync()
             if fwd.refused() > refused:  # Jupyter refused a connection: its job may have just ended
                 refused, next_probe = fwd.refused(), now
             if probing is None and now >= next_probe:

@@ -7,6 +7,7 @@ cluster's master (the login node's side); on Paramiko, the Paramiko forwarder wi
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,15 +42,32 @@ def tunnel(record: LabRecord, hops: Hops, local_port: int | None = None, *,
             with contextlib.ExitStack() as stack:
                 link = stack.enter_context(link or node_link(record, hops))
                 with openssh_forward.on_link(link, record.far, port_wanted) as fwd:
+                    fwd.add = functools.partial(openssh_forward.on_link, link)
                     yield fwd
         except (HostKeyError, AuthenticationError) as exc:
             raise probes.unreachable_node(exc) from None
     elif hops.openssh:
         with openssh_forward.on_master(hops.master, record.far, port_wanted) as fwd:
+            fwd.add = functools.partial(openssh_forward.on_master, hops.master)
             yield fwd
     else:
         transport = probes.far_transport(hops, record)
         with Heartbeat(transport, hops.settings.keepalive) as beat, \
                 forward_local(transport, record.remote_host, record.remote_port, port_wanted) as fwd:
             fwd.alive = beat.alive
+            fwd.add = functools.partial(_paramiko_add, transport)
             yield fwd
+
+
+def login_side(hops: Hops):
+    """How to add a forward that ends on the login node (``login:PORT``), whatever the lab's mode."""
+    if hops.openssh:
+        return functools.partial(openssh_forward.on_master, hops.master)
+    return functools.partial(_paramiko_add, hops.login().transport)
+
+
+def _paramiko_add(transport, far: str, local_port: int):
+    host, sep, port = far.rpartition(":")
+    if not sep or not port.isdigit():
+        raise LabError(f"{far}: a Unix socket is forwarded by the OpenSSH transport only (lab.transport).")
+    return forward_local(transport, host.strip("[]"), int(port), local_port)

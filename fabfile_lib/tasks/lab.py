@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..hops import Hops
 
 # Imported when a task first uses them: Paramiko and Fabric come with the hops (lazy.py).
+add_port = lazy.Module("fabfile_lib.add_port")
 browser_page = lazy.Module("fabfile_lib.browser")
 doctor_ = lazy.Module("fabfile_lib.doctor")
 hops_ = lazy.Module("fabfile_lib.hops")
@@ -182,6 +183,45 @@ def tunnel(c, name=None, detach=False, stop=False, no_browser=False):
         raise LabError(f"lab {record.name} is already forwarded in the background: {record.url()} "
                        f"(`{commands.run('tunnel')} --name {record.name} --stop` to stop it).")
     _foreground(settings, record, browser=not no_browser)
+
+
+@task(help={
+    "target": "what to forward: a port on the node (8787), a port on the login node (login:6006), or a "
+              "Unix socket on the node (/path/to.sock); `fabfile-lab forward` takes it as a bare word",
+    "name": NAME, "list": "list the lab's added forwards", "stop": "stop the added forward TARGET or LOCAL_PORT",
+    "open": "open its URL in the browser", "local_port": "local port (default: any free one)"})
+@user_errors
+def forward(c, target=None, name=None, list_=False, stop=None, open_=False, local_port=0):
+    """Forward one more port of a running lab (a Dask dashboard, TensorBoard...) and print its URL.
+
+    It rides the lab's own connection, held in the background (asked for if it is not yet): it heals with
+    it and ends with the lab. A TCP port on the node can be reached by other users of the node too.
+    """
+    settings, record = _record(c, name)
+    if stop:
+        gone = add_port.stop(settings, record, str(stop))
+        print(f"stopped the forward to {gone.to} (was {gone.url})")
+        return
+    if list_ or not target:
+        entries = lab.added_forwards(record, lab.forward_alive(record))
+        if not entries:
+            print(f"lab {record.name} has no added forwards: `{commands.run('forward')} --name {record.name} PORT`")
+        for entry in entries:
+            print(_added_line(entry))
+        return
+    added = add_port.add(settings, record, str(target), int(local_port or 0))
+    shown = lab.added_forwards(state.load(settings.state_path, record.name), True)
+    print(next(_added_line(entry) for entry in shown if entry["to"] == added.to))
+    if open_:
+        browser_page.open_url(added.url)
+
+
+def _added_line(entry: dict) -> str:
+    """One added forward: its URL (or how it fares), what it reaches, who else can reach that."""
+    note = f": {entry['note']}" if entry["note"] else ""
+    where = entry["url"] or f"127.0.0.1:{entry['local_port']} ({entry['state']}{note})"
+    shared = f" (open to {entry['shared_with']})" if entry["shared_with"] else ""
+    return f"{where} -> {entry['to']}{shared}"
 
 
 @task(name="open", help={"name": NAME})
@@ -498,8 +538,8 @@ def logout(c, name=None):
         print(f"background forwards wait for the next login (`{commands.run('login')}`) before they answer again")
 
 
-ns = Collection("lab", start, submit, wait, tunnel, open_, status, list_, logs, cancel, attach, apps_, profiles, doctor,
-                vscode, login, logout)
+ns = Collection("lab", start, submit, wait, tunnel, forward, open_, status, list_, logs, cancel, attach, apps_,
+                profiles, doctor, vscode, login, logout)
 # sbatch is left out on purpose: a mapping here would make Invoke itself fail, with a traceback, on a user's
 # file that gives a string; LabSettings adds its defaults and says what is wrong in one line.
 ns.configure({"lab": {k: v for k, v in DEFAULTS.items() if k != "sbatch"}})
