@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import stat
 from pathlib import Path
 
 from . import daemons
@@ -264,11 +265,32 @@ def slurm_conf(cfg: SandboxConfig) -> str:
         # More CPUs than the machine has, so that several labs (one core each) run at once, as on a real
         # node; config_overrides makes slurmd take the configured count instead of draining the node.
         "SlurmdParameters=config_overrides",
+        # Two GPUs of a made-up type, so that --gpus is a real allocation (see gres_conf).
+        "GresTypes=gpu",
         f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={max(8, os.cpu_count() or 1)} "
-        "RealMemory=1024 State=UNKNOWN",
+        f"RealMemory=1024 Gres=gpu:{GPU_TYPE}:{len(GPU_DEVICES)} State=UNKNOWN",
         f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
         f"PartitionName=long Nodes={node} Default=NO MaxTime=INFINITE State=UP",
     ]) + "\n"
+
+
+GPU_TYPE = "sandbox"
+GPU_DEVICES = ("gpu0", "gpu1")
+
+
+def gres_conf(cfg: SandboxConfig) -> str:
+    """The node's GPUs: Slurm drops a GPU without ``File=`` ("Removing file-less GPU") and wants character
+    devices there, so each is a node like /dev/null's (``gpu_devices``) in the sandbox's directory."""
+    files = ",".join(str(cfg.path / "dev" / name) for name in GPU_DEVICES)
+    return f"NodeName={cfg.hostname('compute')} Name=gpu Type={GPU_TYPE} File={files}\n"
+
+
+def gpu_devices(cfg: SandboxConfig) -> None:
+    where = cfg.path / "dev"
+    where.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for name in GPU_DEVICES:
+        if not (where / name).exists():
+            os.mknod(where / name, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
 
 
 def start_slurm(cfg: SandboxConfig) -> None:
@@ -276,6 +298,8 @@ def start_slurm(cfg: SandboxConfig) -> None:
     for sub in ("state", "spool"):
         (sdir / sub).mkdir(parents=True, exist_ok=True)
     _write(cfg.slurm_conf, slurm_conf(cfg))
+    gpu_devices(cfg)
+    _write(sdir / "gres.conf", gres_conf(cfg))
     _write(sdir / "plugstack.conf", "")
     _write(sdir / "cgroup.conf", "CgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
     env = {**os.environ, "SLURM_CONF": str(cfg.slurm_conf)}

@@ -47,7 +47,8 @@ class SandboxConfig:
     dir: str = ""  # empty: /var/tmp/fabfile-lab/<name>
     user: str = ""
     venv: str = "/var/tmp/fabfile-lab/jupyter-venv"
-    jupyter_packages: tuple[str, ...] = ("jupyterlab", "notebook", "marimo")  # the apps tested here
+    # The apps tested here, and what labs start from their notebooks (Dask: LocalCluster, SLURMCluster).
+    jupyter_packages: tuple[str, ...] = ("jupyterlab", "notebook", "marimo", "distributed", "dask-jobqueue", "bokeh")
     code_server: str = "/var/tmp/fabfile-lab/code-server"  # where code-server is built once ("": none)
     mfa: bool = False  # the jump host demands publickey, then a TOTP code (keyboard-interactive, PAM)
     login_nodes: int = 1  # 2: a second login node with the first's host key, both behind one name
