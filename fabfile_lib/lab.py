@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import (
@@ -45,6 +45,7 @@ from .detached import forward_alive, forwarding_labs, request_hold, start_detach
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards.forward import check_port_free
 from .hops import Hops, run
+from .job_resources import Resources
 from .probes import check_url, http_status
 from .settings import LabSettings
 from .state import LabRecord
@@ -137,10 +138,10 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             if progress:
                 progress(info)
             # Asked while Jupyter starts (a second or so), not after: the far end needs the node's address.
-            record = replace(record, node=seen.node,
-                             node_addr=record.node_addr or slurm.node_address(hops.shell(), seen.node))
+            record = _started_on(hops, record, seen.node)
             if handoff:  # the watcher logs in to the node meanwhile
-                state.update(settings.state_path, record.name, node=record.node, node_addr=record.node_addr)
+                state.update(settings.state_path, record.name, node=record.node, node_addr=record.node_addr,
+                             resources=record.resources)
         if seen.node:
             record, ready, unreachable = _probe(hops, record, seen, probe=not handoff)
             if ready:  # merged under the lock: a background forward may have written its own fields meanwhile
@@ -167,7 +168,17 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
         time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
 
 
-_LEARNT = ("node", "node_addr", "app_port", "remote_host", "remote_port", "remote_socket")  # by lab.wait
+_LEARNT = ("node", "node_addr", "app_port", "remote_host", "remote_port", "remote_socket",
+           "resources")  # by lab.wait
+
+
+def _started_on(hops: Hops, record: LabRecord, node: str) -> LabRecord:
+    """The record once its job runs on ``node``: the node's address and what the job was given, asked in
+    one command while the app starts (the far end needs the address)."""
+    if record.node_addr:
+        return replace(record, node=node)
+    addr, given = slurm.on_start(hops.shell(), node, record.job_id)
+    return replace(record, node=node, node_addr=addr, resources=given.to_dict())
 
 
 def _ask(hops: Hops, record: LabRecord, asking: pacing.Asking, last: slurm.JobInfo) -> slurm.JobInfo:
@@ -263,6 +274,8 @@ class LabStatus:
     remote_socket: str = ""  # the socket the forward reaches, when the app is on one
     app: str = ""  # which app (apps.py)
     forwards: tuple = ()  # the forwards added to it (``added_forwards``), as mappings
+    resources: dict = field(default_factory=dict)  # what the job was given (``job_resources.Resources``)
+    given: str = ""  # the same in a few words: "4 CPUs, 16G, 1 GPU (a100)"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -336,12 +349,13 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool)
     port = record.forward_port if forwarding else record.local_port
     answers = answering and info.active
     why = "" if info.active else ended_because(hops, record)
+    given = Resources.from_dict(record.resources)
     return LabStatus(record.name, record.job_id, info.state, info.reason, info.node or record.node,
                      info.time_left, record.via, record.remote_port, record.app_port, port,
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
                      "" if answers or not info.active else not_answering(record, info, forwarding),
                      listens(record), record.remote_socket, record.app,
-                     added_forwards(record, forwarding and info.active))
+                     added_forwards(record, forwarding and info.active), given.to_dict(), given.describe())
 
 
 def added_forwards(record: LabRecord, held: bool) -> tuple[dict, ...]:

@@ -20,8 +20,10 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import job_resources
 from .errors import LabError, SchedulerError
 from .hops import run, run_command
+from .job_resources import Resources
 from .untrusted import host as valid_host
 from .untrusted import job_id as valid_job_id
 
@@ -232,6 +234,23 @@ def node_address(login: Connection, node: str) -> str:
                              "IP address: refusing to use it (something on the login node changes what scontrol "
                              "prints).")
     return listed or node
+
+
+def on_start(login: Connection, node: str, job_id: str) -> tuple[str, Resources]:
+    """As a job starts, in one command on the login node: its node's address (as :func:`node_address`) and
+    what the job was given (``job_resources``), from Slurm's record of it."""
+    if not valid_host(node) or not valid_job_id(job_id):
+        return node_address(login, node), Resources()
+    text = run_command(login, f"{shlex.join(['scontrol', '--local', 'show', 'node', node, '-o'])}; "
+                              f"{shlex.join(['scontrol', '--local', 'show', 'job', '-d', job_id, '-o'])}").stdout
+    node_lines = [ln for ln in text.splitlines() if ln.startswith("NodeName=")]
+    job_lines = [ln for ln in text.splitlines() if ln.startswith("JobId=")]
+    listed = _node_addr_word(node_lines[0]) if node_lines else ""
+    if listed and not valid_host(listed):
+        raise SchedulerError(f"Slurm gave node {node} the address {listed[:60]!r}, which is not a host name or an "
+                             "IP address: refusing to use it (something on the login node changes what scontrol "
+                             "prints).")
+    return listed or node, job_resources.parse(job_lines[0]) if job_lines else Resources()
 
 
 def node_addr_of(scontrol_text: str) -> str:

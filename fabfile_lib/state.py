@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import apps, commands, locks, untrusted
@@ -53,6 +53,7 @@ class LabRecord:
     created: float = 0.0
     login_host: str = ""  # the login node the job was submitted from, by its own name
     added: tuple = ()  # forwards added while it runs (``added_ports.Added`` as mappings), held by the watcher
+    resources: dict = field(default_factory=dict)  # what the job was given (``job_resources``), as it started
 
     @property
     def reachable(self) -> bool:

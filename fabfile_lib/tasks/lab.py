@@ -297,9 +297,12 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
             continue
         reason = f" ({st.reason})" if st.reason else ""
         ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""
-        print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}, "
-              f"time left {st.time_left or '-'}{ends}, via {st.via}{f', {st.listens}' if st.listens else ''}")
+        print(f"{st.name}: job {st.job_id} {st.state.lower()}{reason}, node {st.node or '-'}"
+              f"{f' ({st.given})' if st.given else ''}, time left {st.time_left or '-'}{ends}, via {st.via}"
+              f"{f', {st.listens}' if st.listens else ''}")
         print(f"  {st.url} (answers)" if st.answers else f"  not answering: {st.not_answering}")
+        for entry in st.forwards:
+            print(f"  forward {_added_line(entry)}")
 
 
 @task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
