@@ -28,9 +28,43 @@ mkdir -p "$LAB_DIR/runtime"
 # What the lab made on the hosts goes as soon as it is told to end: Slurm's SIGKILL follows its SIGTERM
 # after KillWait seconds, whether or not the app has finished shutting down by then.
 lab_tidy() {
+    lab_end_jobs
     if declare -F reverse_down >/dev/null; then reverse_down; fi  # at most 3 s
     [ -n "${LAB_SOCK_DIR:-}" ] && rm -rf "$LAB_SOCK_DIR"
     LAB_SOCK_DIR=
+}
+# The jobs the lab started (its sbatch, below, lists them) end with it, unless `cancel --keep-jobs` said
+# otherwise: one scancel, as the lab's own job is told to end.
+lab_end_jobs() {
+    local ids
+    [ -z "${LAB_JOBS_ENDED:-}" ] && [ -s "$LAB_DIR/jobs" ] && [ ! -e "$LAB_DIR/keep-jobs" ] || return 0
+    LAB_JOBS_ENDED=1
+    ids=$(grep -E '^[0-9]+(_[0-9]+)?$' "$LAB_DIR/jobs" | sort -u | tr '\n' ' ')
+    [ -n "$ids" ] || return 0
+    scancel $ids 2>/dev/null
+    echo "fabfile-lab: ended the jobs the lab had started: $ids"
+}
+# sbatch, for the app and all it starts (kernels, terminals, dask-jobqueue): the real one, with the job
+# marked as the lab's (--comment; a --comment of the caller's own comes later and wins) and its id listed
+# in $LAB_DIR/jobs, which the tool reads instead of asking Slurm.
+lab_own_jobs() {
+    local real
+    real=$(command -v sbatch) || return 0
+    mkdir -p "$LAB_DIR/bin" || return 0
+    {
+        echo '#!/bin/bash'
+        echo '# Written by fabfile-lab: a job submitted from the lab is the lab'"'"'s (fabfile-lab status lists it).'
+        printf 'real=%q jobs=%q tag=%q\n' "$real" "$LAB_DIR/jobs" "fabfile-lab:${SLURM_JOB_ID:-0}"
+        cat <<'LAB_SHIM'
+out=$("$real" --comment="$tag" "$@")
+status=$?
+[ -n "$out" ] && printf '%s\n' "$out"
+id=$(printf '%s\n' "$out" | sed -n -e 's/^Submitted batch job \([0-9][0-9]*\).*/\1/p' \
+                                  -e 's/^\([0-9][0-9]*\)\(;.*\)\{0,1\}$/\1/p' | head -n 1)
+[ -n "$id" ] && printf '%s\n' "$id" >> "$jobs"
+exit $status
+LAB_SHIM
+    } > "$LAB_DIR/bin/sbatch" && chmod 700 "$LAB_DIR/bin/sbatch" && export PATH="$LAB_DIR/bin:$PATH"
 }
 lab_end() {
     local status=$?
@@ -92,6 +126,7 @@ __SETUP__
 set -u
 # --- end of setup ---
 __FIND_PROGRAM__
+lab_own_jobs
 
 # --- where the app listens (this mode's and this app's) ---
 __LISTEN__

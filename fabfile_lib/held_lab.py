@@ -135,7 +135,9 @@ def _hold(state_dir: Path, record: state.LabRecord, *, request: str, stop: threa
                     if r.hold == request else {})
 
     hold(settings, record, on_ready, stop, log=say, interactive=False, note=note, learnt=learnt, hops=hops, link=link,
-         added=_added_source(state_dir, record.name, request))
+         added=_added_source(state_dir, record.name, request),
+         jobs_learnt=lambda jobs: state.amend(state_dir, record.name, lambda r: dict(jobs=jobs) if r.hold == request
+                                              else {}))
 
 
 def _added_source(state_dir: Path, name: str, request: str) -> AddedSource:

@@ -276,6 +276,7 @@ class LabStatus:
     forwards: tuple = ()  # the forwards added to it (``added_forwards``), as mappings
     resources: dict = field(default_factory=dict)  # what the job was given (``job_resources.Resources``)
     given: str = ""  # the same in a few words: "4 CPUs, 16G, 1 GPU (a100)"
+    jobs: tuple = ()  # the Slurm jobs the lab has started: job_id and state of each
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -307,24 +308,26 @@ def statuses(records: list[LabRecord], hops: Hops) -> list[LabStatus]:
     if not records:
         return []
     records = [known_job(hops, r) for r in records]
+    started = [j for r in records for j in r.jobs]  # the jobs the labs started: asked along with them
     with ThreadPoolExecutor(max_workers=min(8, len(records)) + 1) as pool:
         answering = [pool.submit(_answering, r) for r in records]
-        doubtful = [r for r in records if not _vouchable(r)]
-        asking = pool.submit(_ask_many, hops, doubtful) if doubtful else None
+        doubtful = [r.job_id for r in records if not _vouchable(r)]
+        asking = pool.submit(_ask_many, hops, doubtful + started) if doubtful or started else None
         answers = [a.result() for a in answering]
         infos = asking.result() if asking else {}
-    late = [r for r, ok in zip(records, answers, strict=True) if _vouchable(r) and not ok]
+    late = [r.job_id for r, ok in zip(records, answers, strict=True) if _vouchable(r) and not ok]
     infos.update(_ask_many(hops, late) if late else {})
     for record in records:
         if record.job_id not in infos:
             _log.debug("lab %s: vouched for by its own path (its URL answers; time limit as its watcher learnt it)",
                        record.name)
-    return [_status(r, hops, infos.get(r.job_id) or _vouched(r), ok) for r, ok in zip(records, answers, strict=True)]
+    return [_status(r, hops, infos.get(r.job_id) or _vouched(r), ok, infos)
+            for r, ok in zip(records, answers, strict=True)]
 
 
-def _ask_many(hops: Hops, records: list[LabRecord]) -> dict[str, slurm.JobInfo]:
-    infos = slurm.query_many(hops.shell(), [r.job_id for r in records], timeout=hops.settings.connect_timeout + 10)
-    return {r.job_id: infos.get(r.job_id, slurm.JobInfo(r.job_id, "ENDED")) for r in records}
+def _ask_many(hops: Hops, job_ids: list[str]) -> dict[str, slurm.JobInfo]:
+    infos = slurm.query_many(hops.shell(), job_ids, timeout=hops.settings.connect_timeout + 10)
+    return {j: infos.get(j, slurm.JobInfo(j, "ENDED")) for j in job_ids}
 
 
 def _vouchable(record: LabRecord) -> bool:
@@ -344,7 +347,8 @@ def _answering(record: LabRecord) -> bool:
                 and probes.answers(record.forward_port, record.app_spec))
 
 
-def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool) -> LabStatus:
+def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool,
+            infos: dict[str, slurm.JobInfo]) -> LabStatus:
     forwarding = detached.forward_alive(record)
     port = record.forward_port if forwarding else record.local_port
     answers = answering and info.active
@@ -355,7 +359,8 @@ def _status(record: LabRecord, hops: Hops, info: slurm.JobInfo, answering: bool)
                      record.url(port) if answers else "", forwarding, record.remote_dir, info.end, why, answers,
                      "" if answers or not info.active else not_answering(record, info, forwarding),
                      listens(record), record.remote_socket, record.app,
-                     added_forwards(record, forwarding and info.active), given.to_dict(), given.describe())
+                     added_forwards(record, forwarding and info.active), given.to_dict(), given.describe(),
+                     tuple({"job_id": j, "state": infos[j].state if j in infos else "UNKNOWN"} for j in record.jobs))
 
 
 def added_forwards(record: LabRecord, held: bool) -> tuple[dict, ...]:
@@ -443,14 +448,27 @@ def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], sto
             ended = not info.active and info.state != "UNKNOWN"
 
 
-def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = True) -> None:
-    """End the job, the background forward, the lab's directory on the cluster and (``forget``) the local
-    record."""
+@dataclass(frozen=True)
+class Cancelled:
+    """What a cancel ended, and what it left running on purpose."""
+
+    record: LabRecord
+    jobs_ended: tuple[str, ...] = ()  # the jobs the lab had started, ended with it
+    jobs_kept: tuple[str, ...] = ()  # the same, left running (keep_jobs)
+
+
+def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = True, *,
+           keep_jobs: bool = False) -> Cancelled:
+    """End the job, the jobs it started (unless ``keep_jobs``), the background forward, the lab's directory
+    on the cluster and (``forget``) the local record."""
     if state.exists(settings.state_path, record.name):
         detached.stop_detached(settings, record)  # its forwards close first; the watcher holds the others on
     login = hops.login()
     record = known_job(hops, record)
-    slurm.cancel(login, record.job_id)
+    started = tuple(dict.fromkeys((*record.jobs, *lab_dir.jobs(hops, record.remote_dir)))) if record.remote_dir else ()
+    if keep_jobs and started:  # before the job is told to end: its trap would end them
+        lab_dir.write_private(login.sftp(), posixpath.join(record.remote_dir, lab_dir.KEEP_JOBS), "")
+    slurm.cancel_many(login, (record.job_id, *(() if keep_jobs else started)))
     if record.job_id:
         _await_end(hops, record)
     # Never rm -rf anything the tool did not make: BASE/NAME-<8 hex>, right under this config's base.
@@ -460,6 +478,7 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
         _log.warning("not removing %r: it is not a lab directory under %s", record.remote_dir, settings.remote_dir)
     if forget:
         state.remove(settings.state_path, record.name)
+    return Cancelled(record, () if keep_jobs else started, started if keep_jobs else ())
 
 
 def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
@@ -481,9 +500,9 @@ def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
         time.sleep(0.25)
 
 
-__all__ = ["LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive", "forwarding_labs",
-           "hold", "http_status", "logs", "request_hold", "settings_for", "start_detached", "status", "statuses",
-           "stop_detached", "submit", "tunnel", "wait", "listens"]
+__all__ = ["Cancelled", "LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive",
+           "forwarding_labs", "hold", "http_status", "logs", "request_hold", "settings_for", "start_detached", "status",
+           "statuses", "stop_detached", "submit", "tunnel", "wait", "listens"]
 
 
 def __getattr__(name: str):

@@ -36,6 +36,8 @@ APP_FILE = "app.json"  # where the app listens, written by the batch script once
 SCRIPT = "launch.sh"
 NODE = "node"  # written by the job as it starts: the node it runs on
 ENDED = "ended"  # written by the job as it ends: the batch script's exit status
+JOBS = "jobs"  # the ids of the jobs the lab submitted (its sbatch, in the batch script), one per line
+KEEP_JOBS = "keep-jobs"  # written by `cancel --keep-jobs`: the job's end leaves them running
 # What the tool makes: the only shape `rm -rf` is ever given (see is_lab_dir).
 PATTERN = re.compile(r"/(?:[^/\x00-\x1f]+/)+[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{8}")
 READ_LIMIT = 1 << 20  # the most any small file of a lab's directory is read (a lab.json, a token, a log tail)
@@ -118,6 +120,13 @@ def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str 
             return fh.read(limit).decode(errors="replace")
     except OSError:
         return None
+
+
+def jobs(hops: Hops, lab_dir: str) -> tuple[str, ...]:
+    """The jobs the lab has submitted, as its directory lists them: job ids only (anything else in the
+    file is left out), each once, in the order submitted."""
+    text = read(hops, lab_dir, JOBS, limit=256 * 1024) or ""
+    return tuple(dict.fromkeys(w for w in text.split() if untrusted.job_id(w)))
 
 
 def runtime_info(hops: Hops, lab_dir: str) -> dict | None:

@@ -265,5 +265,11 @@ def _node_addr_word(scontrol_text: str) -> str:
 
 def cancel(login: Connection, job_id: str) -> None:
     """scancel ``job_id``; a job already gone is not an error."""
-    if valid_job_id(job_id):
-        run(login, ["scancel", job_id], check=False)
+    cancel_many(login, (job_id,))
+
+
+def cancel_many(login: Connection, job_ids: tuple[str, ...] | list[str]) -> None:
+    """One scancel of several jobs (one RPC); jobs already gone are not an error."""
+    ids = [j for j in job_ids if valid_job_id(j)]
+    if ids:
+        run(login, ["scancel", *ids], check=False)

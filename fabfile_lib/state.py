@@ -54,6 +54,7 @@ class LabRecord:
     login_host: str = ""  # the login node the job was submitted from, by its own name
     added: tuple = ()  # forwards added while it runs (``added_ports.Added`` as mappings), held by the watcher
     resources: dict = field(default_factory=dict)  # what the job was given (``job_resources``), as it started
+    jobs: tuple = ()  # the ids of the Slurm jobs the lab has started, as its watcher last read them
 
     @property
     def reachable(self) -> bool:

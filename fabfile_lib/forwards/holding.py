@@ -22,6 +22,7 @@ from .added_forwards import AddedForwards, AddedSource, Sides
 from .forward import Forward
 from .job_watch import JobWatch
 from .lab_forward import login_side, tunnel
+from .lab_jobs import Jobs, JobsSeen
 from .openssh_forward import NodeLink
 from .reconnect import Backoff
 from .vigil import Learnt, Log, Note, Vigil
@@ -38,7 +39,8 @@ READY_WITHIN = 15.0  # seconds a new forward has to answer end to end before it 
 def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward], None],
          stop: threading.Event, *, log: Log = _log.info, hops: Hops | None = None,
          interactive: bool = True, backoff: Backoff = Backoff(), note: Note | None = None,
-         learnt: Learnt | None = None, link: NodeLink | None = None, added: AddedSource | None = None) -> None:
+         learnt: Learnt | None = None, link: NodeLink | None = None, added: AddedSource | None = None,
+         jobs_learnt: Callable[[Jobs], None] | None = None) -> None:
     """Hold the forwards until ``stop`` is set or the job ends, warning before its time limit.
 
     A forward counts as up (``on_ready``) only once Jupyter has answered through our own listener. From
@@ -52,6 +54,7 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
     forward's condition once per change, ``learnt`` each answer of Slurm about the running job. ``link``:
     a link to the node opened on ``hops`` while the job started, for the first attempt. ``added``: the
     forwards added to the lab (``fabfile-lab forward``), held on the same connection as its own.
+    ``jobs_learnt`` hears the jobs the lab has started (``lab_jobs.py``) each time their list changes.
     """
     port = record.forward_port or record.local_port
     vigil = Vigil(JobWatch(record.name, record.job_id, log), log, note, learnt=learnt)
@@ -78,8 +81,9 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     failures, failing_since, connected_once, waiting_since = 0, None, True, None
                     vigil.condition("")
                     on_ready(fwd)
-                    with _extras(added, current, record, fwd, log) as extras:
-                        if _held(current, record, fwd, vigil, stop, sync=extras.sync):
+                    with _extras(added, current, record, fwd, log) as extras, \
+                            _jobs_seen(jobs_learnt, current, record) as seen:
+                        if _held(current, record, fwd, vigil, stop, sync=lambda: _beside(extras, seen)):
                             return
         except JobEnded as exc:
             if not connected_once:
@@ -165,6 +169,18 @@ def _extras(added: AddedSource | None, hops: Hops, record: LabRecord, fwd: Forwa
         return AddedForwards(AddedSource(lambda: (), lambda *_: None), None)
     sides = Sides(fwd.add, login_side(hops), record.node_addr, modes.mode(record.via).through_node)
     return AddedForwards(added, sides, log)
+
+
+def _jobs_seen(learnt: Callable[[Jobs], None] | None, hops: Hops, record: LabRecord) -> JobsSeen:
+    """The lab's started jobs, read beside the hold for whoever wants to hear of them (none: never read)."""
+    return JobsSeen(lambda: lab_dir.jobs(hops, record.remote_dir), learnt or (lambda _jobs: None),
+                    every=pacing.JOBS_EVERY if learnt else float("inf"))
+
+
+def _beside(extras: AddedForwards, seen: JobsSeen) -> None:
+    """What a held lab does at each tick besides watching its forward: its added forwards, its jobs."""
+    extras.sync()
+    seen.tick(time.monotonic())
 
 
 def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event, *,

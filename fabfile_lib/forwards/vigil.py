@@ -13,6 +13,7 @@ from ..errors import LabError, SchedulerError
 from ..hops import Hops
 from ..state import LabRecord
 from .job_watch import JobWatch
+from .lab_jobs import end_with_the_lab
 
 Log = Callable[[str], None]
 Note = Callable[[str], None]  # the forward's condition, said once per change: "" while its URL answers
@@ -52,6 +53,9 @@ class Vigil:
                 info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
         tail = lab_dir.log_tail(hops, record.remote_dir, 30)
         why = slurm.end_reason(hops.login(), record.job_id, tail, info.state)
+        with contextlib.suppress(LabError, OSError):
+            jobs = end_with_the_lab(hops, record, tail)
+            why = f"{why}; {jobs}" if jobs else why
         self.said = self.watch.ended(why)  # said by the watch
         if self.note:
             self.note(self.said)

@@ -303,6 +303,10 @@ def _print_statuses(results: list[lab.LabStatus]) -> None:
         print(f"  {st.url} (answers)" if st.answers else f"  not answering: {st.not_answering}")
         for entry in st.forwards:
             print(f"  forward {_added_line(entry)}")
+        if st.jobs:
+            active = [j for j in st.jobs if j["state"] in slurm.ACTIVE]
+            shown = ", ".join(f"{j['job_id']} {j['state'].lower()}" for j in active) or "all ended"
+            print(f"  jobs it started: {len(st.jobs)} ({shown}); they end with the lab")
 
 
 @task(help={"name": NAME + "; without it, all labs (a JSON list)", "json": "print JSON"})
@@ -365,9 +369,10 @@ def logs(c, name=None, follow=False):
 
 
 @task(help={"name": NAME + "; found on the cluster if this machine has no record of it",
-            "job": "the lab's job id, instead of --name"})
+            "job": "the lab's job id, instead of --name",
+            "keep_jobs": "leave running the Slurm jobs the lab started (by default they end with it)"})
 @user_errors
-def cancel(c, name=None, job=None):
+def cancel(c, name=None, job=None, keep_jobs=False):
     """scancel the job, stop the forwards, remove the lab's remote directory and local record.
 
     Works from any machine: a lab this machine has no record of is found on the cluster (`list --cluster`).
@@ -376,7 +381,7 @@ def cancel(c, name=None, job=None):
     if not job and state.exists(state_dir, lab_name):
         settings, record = _record(c, name)
         with hops_.Hops(settings) as hops:
-            lab.cancel(settings, record, hops)
+            done = lab.cancel(settings, record, hops, keep_jobs=keep_jobs)
     else:
         settings = _settings(c, name)
         with hops_.Hops(settings) as hops:
@@ -385,8 +390,12 @@ def cancel(c, name=None, job=None):
             recorded = state.recorded_job(state_dir, record.name)
             if recorded == record.job_id:
                 settings, record = _record(c, record.name)
-            lab.cancel(settings, record, hops, forget=recorded in (record.job_id, ""))
+            done = lab.cancel(settings, record, hops, forget=recorded in (record.job_id, ""), keep_jobs=keep_jobs)
     print(f"lab {record.name}: job {record.job_id} cancelled, forwards stopped, files removed")
+    if done.jobs_ended:
+        print(f"  and the jobs it had started: {' '.join(done.jobs_ended)}")
+    if done.jobs_kept:
+        print(f"  the jobs it had started keep running (--keep-jobs): {' '.join(done.jobs_kept)}")
 
 
 @task(help={"name": NAME + " (as found on the cluster)", "job": "the lab's job id, instead of --name",
