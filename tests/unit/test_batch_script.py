@@ -108,3 +108,39 @@ def test_a_lab_is_never_requeued_unless_lab_sbatch_says_so():
     assert "#SBATCH --no-requeue" in lines
     asked = batch_script.sbatch_lines(_settings(sbatch={"requeue": True}), "/h/.fabfile-lab/x-0011aabb")
     assert asked.index("#SBATCH --requeue") > asked.index("#SBATCH --no-requeue")  # sbatch keeps the last
+
+
+def _function(name: str) -> str:
+    """One shell function of the batch script, as it stands there."""
+    body = batch_script._BODY.split(f"{name}() {{", 1)[1].split("\n}\n", 1)[0]
+    return f"{name}() {{{body}\n}}\n"
+
+
+def test_the_lab_s_sbatch_marks_each_job_and_lists_it_and_its_end_cancels_them_once(tmp_path):
+    """The batch script's sbatch, run by bash over a fake sbatch and scancel: the comment goes first (a
+    caller's own comes later and wins), the output is the real one's, the id is listed; the job's end
+    cancels the listed jobs once, and not at all once `cancel --keep-jobs` has left its mark."""
+    fake = tmp_path / "slurm"
+    fake.mkdir()
+    (fake / "sbatch").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\necho "Submitted batch job 4$(wc -l < "$CALLS")"\n')
+    (fake / "scancel").write_text('#!/bin/sh\necho "scancel $*" >> "$CALLS"\n')
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    script = (_function("lab_own_jobs") + _function("lab_end_jobs") +
+              'lab_own_jobs\nsbatch --wrap "sleep 600"\nsbatch --parsable --comment=mine x.sh\n'
+              'command -v sbatch\nlab_end_jobs\nlab_end_jobs\n')
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "LAB_DIR": str(lab),
+           "SLURM_JOB_ID": "77"}
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["Submitted batch job 41", "Submitted batch job 42", str(lab / "bin" / "sbatch"),
+                                "fabfile-lab: ended the jobs the lab had started: 41 42 "]
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[:2] == ["--comment=fabfile-lab:77 --wrap sleep 600",
+                         "--comment=fabfile-lab:77 --parsable --comment=mine x.sh"]
+    assert calls[2:] == ["scancel 41 42"]  # once
+    assert (lab / "jobs").read_text() == "41\n42\n"
+    (lab / "keep-jobs").write_text("")
+    subprocess.run(["bash", "-c", _function("lab_end_jobs") + "lab_end_jobs"], env=env, check=True)
+    assert (tmp_path / "calls").read_text().splitlines()[2:] == ["scancel 41 42"]  # kept: not cancelled again
