@@ -35,6 +35,10 @@ from .errors import ConfigError
 SECRETS = ("file-env", "file-arg", "env", "none")  # how an app gets its secret
 LOGINS = ("url", "form", "none")  # how the browser logs in
 PLACEHOLDERS = ("socket", "host", "port", "secret_file", "lab_dir")
+# How an app is ended when it has not been used for lab.idle: "jupyter", the batch script asks the Jupyter
+# server's own API what it knows (no kernel busy, no browser connected, no request, for that long);
+# "args", the app's own setting does it (idle_args, {idle} in seconds).
+IDLE_KINDS = ("", "jupyter", "args")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
@@ -62,6 +66,8 @@ class App:
     login_field: str = "token"  # the URL parameter (url) or the form's field (form)
     login_path: str = ""  # the form's action (form)
     kernels: bool = False  # a Jupyter server: VS Code's Jupyter extension can use its kernels (`vscode`)
+    idle: str = ""  # how lab.idle ends it when unused: one of IDLE_KINDS ("": it cannot be)
+    idle_args: tuple[str, ...] = ()  # for idle "args": the app's own setting, {idle} in seconds
     declared: str = "built in"  # where it was declared, for `apps`
 
     @property
@@ -110,7 +116,7 @@ def _checks(app: App, where: str) -> None:
     if app.secret != "none" and app.login == "none":
         raise fault("an app with a secret needs a login (url or form) for the browser")
     all_words = (*app.args, *app.socket_args, *app.port_args, *app.env)
-    _check_placeholders(all_words, fault)
+    _check_placeholders((*all_words, *app.idle_args), fault)
     if app.secret == "file-arg" and not any("{secret_file}" in w for w in (*app.args, *app.env)):
         raise fault("secret file-arg needs {secret_file} in args (the argument that names the file)")
     if app.socket_args and not any("{socket}" in w for w in app.socket_args):
@@ -128,12 +134,18 @@ def _checks(app: App, where: str) -> None:
             raise fault(f"{label} {path!r} is not a plain absolute path")
     if app.login != "none" and not _FIELD.fullmatch(app.login_field):
         raise fault(f"login_field {app.login_field!r} is not a plain name")
+    if app.idle not in IDLE_KINDS:
+        raise fault(f"idle {app.idle!r} is unknown: use jupyter (a Jupyter server), args (idle_args) or leave it out")
+    if (app.idle == "args") != any("{idle}" in w for w in app.idle_args):
+        raise fault("idle: args goes with idle_args naming the seconds ({idle}), and idle_args with idle: args")
+    if any("{idle}" in w for w in all_words):
+        raise fault("{idle} belongs in idle_args only")
 
 
 def _check_placeholders(words: tuple[str, ...], fault) -> None:
     for word in words:
         for name in re.findall(r"\{([^{}]*)\}", word):
-            if name not in PLACEHOLDERS:
+            if name not in (*PLACEHOLDERS, "idle"):
                 raise fault(f"{{{name}}} in {word!r} is not one of {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
 
 
@@ -142,7 +154,7 @@ _JUPYTER = dict(
     port_args=("--ip={host}", "--port={port}", "--ServerApp.port_retries=0"),
     picks_port=True, env=("JUPYTER_RUNTIME_DIR={lab_dir}/runtime",), secret="file-env",
     secret_env="JUPYTER_TOKEN_FILE", ready_path="/api", ready_text='"version"', login="url", login_field="token",
-    kernels=True)
+    kernels=True, idle="jupyter")
 
 BUILT_IN: dict[str, App] = {app.name: app.check() for app in (
     App("jupyterlab", "JupyterLab", "jupyter lab", args=("--no-browser",), open_path="/lab", **_JUPYTER),
@@ -173,7 +185,7 @@ def declared(mapping: Mapping[str, object] | None, where: Mapping[str, str] | No
             for name, spec in mapping.items()}
 
 
-_TUPLES = ("args", "socket_args", "port_args", "env")
+_TUPLES = ("args", "socket_args", "port_args", "env", "idle_args")
 
 
 def _one(name: str, spec: object, where: str) -> App:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from . import apps, environment, modes
+from . import apps, environment, idle_watch, modes
 from .lab_dir import JOB_LOG
 from .settings import LabSettings
 
@@ -68,7 +68,7 @@ LAB_SHIM
 }
 lab_end() {
     local status=$?
-    kill ${APP_PID:-} ${REVERSE_PID:-} 2>/dev/null
+    kill ${APP_PID:-} ${REVERSE_PID:-} ${LAB_IDLE_PID:-} 2>/dev/null
     lab_tidy
     echo "$status" > "$LAB_DIR/ended"
 }
@@ -140,6 +140,7 @@ lab_await_app
 
 # --- once the app listens (this mode's) ---
 __AFTER_START__
+__IDLE__
 # Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep the app running.
 trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
 while :; do
@@ -158,7 +159,7 @@ LAB_SOCKET="$LAB_SOCK_DIR/app.sock"
 """
 _FREE_PORT = 'LAB_PORT=$(lab_free_port) || lab_fail "no free TCP port found on $(hostname)"'
 _SHELL_VARS = {"socket": "LAB_SOCKET", "host": "LAB_HOST", "port": "LAB_PORT", "secret_file": "LAB_SECRET_FILE",
-               "lab_dir": "LAB_DIR"}
+               "lab_dir": "LAB_DIR", "idle": "LAB_IDLE"}
 
 
 def shell_word(word: str) -> str:
@@ -168,15 +169,18 @@ def shell_word(word: str) -> str:
                    for i, p in enumerate(parts)) or "''"
 
 
-def app_line(app: apps.App, socket: bool) -> str:
-    """The line that starts the app: its environment (prefix assignments: in no argv), its words."""
+def app_line(app: apps.App, socket: bool, *, idle: bool = False) -> str:
+    """The line that starts the app: its environment (prefix assignments: in no argv), its words (with its
+    own idle setting, where it has one and lab.idle is set)."""
     env = [f"{name}={shell_word(value)}" for name, _, value in (e.partition("=") for e in app.env)]
     if app.secret == "file-env":
         env.append(f'{app.secret_env}="$LAB_SECRET_FILE"')
     elif app.secret == "env":
         env.append(f'{app.secret_env}="$LAB_SECRET"')
     listen = app.socket_args if socket else app.port_args
-    words = [shlex.quote(w) for w in shlex.split(app.command)] + [shell_word(w) for w in (*app.args, *listen)]
+    own_idle = app.idle_args if idle and app.idle == "args" else ()
+    words = [shlex.quote(w) for w in shlex.split(app.command)] + [shell_word(w) for w in (*app.args, *listen,
+                                                                                          *own_idle)]
     return " ".join([*env, *words])
 
 
@@ -216,7 +220,7 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
     """The batch script for one lab whose private directory on the cluster is ``lab_dir``. ``openssh``:
     OpenSSH carries the laptop's forward, so Jupyter can listen on a private socket (``modes.py``)."""
     target = shlex.quote(settings.reverse_target) if settings.reverse_target else '"${SLURM_SUBMIT_HOST}"'
-    way, app = modes.mode(settings.via), settings.app_spec
+    way, app, idle = modes.mode(settings.via), settings.app_spec, settings.idle_seconds
     head = [
         "#!/bin/bash",
         *sbatch_lines(settings, lab_dir),
@@ -227,6 +231,7 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
         f"LAB_REVERSE_TARGET={target}",
         f"LAB_REVERSE_SOCKET={'1' if way.pinned and way.private(openssh) else ''}",
         "LAB_REVERSE_DIR=",
+        f"LAB_IDLE={idle} LAB_IDLE_WARN={idle_watch.warn_before(idle)} LAB_IDLE_STEP={idle_watch.step(idle)}",
     ]
     notebook_dir = environment.shell_path(settings.notebook_dir) if settings.notebook_dir else '"$HOME"'
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
@@ -234,7 +239,8 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
             .replace("__SETUP__", "\n".join(setup(settings)) or ":")
             .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
-            .replace("__APP__", app_line(app, way.private(openssh) and app.has_socket)))
+            .replace("__APP__", app_line(app, way.private(openssh) and app.has_socket, idle=bool(idle)))
+            .replace("__IDLE__", f"{idle_watch.SHELL}lab_idle_watch" if idle and app.idle == "jupyter" else ":"))
     return "\n".join(head) + "\n" + body
 
 

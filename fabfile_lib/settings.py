@@ -201,6 +201,8 @@ class LabSettings:
     connect_timeout: float = _setting("number", 15, help="seconds for each hop's connect, banner and authentication")
     transport: str = _setting("text", "auto", help="`auto`, `openssh` or `paramiko`")
     persist: str = _setting("duration", "8h", help="how long the kept login lives after its last use (`0`: none kept)")
+    idle: str = _setting("duration", "0", help="end the lab once its app has not been used for this long, e.g. 2h "
+                         "(`0`: never); a running cell, an open browser tab or a request is use")
 
     @classmethod
     def from_config(cls, data: Mapping, *, profile: str | None = None, sbatch: Mapping | None = None,
@@ -246,6 +248,11 @@ class LabSettings:
         return replace(app, command=self.command) if self.command else app
 
     @property
+    def idle_seconds(self) -> int:
+        """``lab.idle`` in seconds; 0 for never."""
+        return duration_seconds(self.idle)
+
+    @property
     def state_path(self) -> Path:
         return state_path(self.state_dir)
 
@@ -259,6 +266,32 @@ class LabSettings:
         path = Path(self.ssh_config).expanduser() if self.ssh_config else None
         return path if path and path.exists() else None
 
+
+
+_DURATION = re.compile(r"(?:([0-9]+)([smhd]?))+")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``2h``, ``90m``, ``1h30m``, ``3600`` (seconds) or ``0``/empty (never) as seconds; a ConfigError else."""
+    word = str(text).strip().lower()
+    if word in ("", "0", "no", "off"):
+        return 0
+    if not _DURATION.fullmatch(word):
+        raise ConfigError(f"{text!r} is not a duration: use e.g. 2h, 30m, 1h30m, 3600, or 0 for never.")
+    return sum(int(n) * _UNIT[u] for n, u in re.findall(r"([0-9]+)([smhd]?)", word))
+
+
+def _check_idle(self: LabSettings) -> None:
+    try:
+        seconds = self.idle_seconds
+    except ConfigError as exc:
+        raise ConfigError(f"lab.idle {exc}") from None
+    if seconds and seconds < 60:
+        raise ConfigError(f"lab.idle {self.idle!r} is under a minute: a lab would end between two cells.")
+    if seconds and not self.app_spec.idle:
+        raise ConfigError(f"lab.idle is set, but {self.app_spec.title} has no way to tell when it is unused: set "
+                          "lab.idle: 0 for it, or declare its own idle setting (idle_args, docs/apps.md).")
 
 
 def _validate(self: LabSettings) -> None:
@@ -276,6 +309,7 @@ def _validate(self: LabSettings) -> None:
         raise ConfigError(f"lab.persist {self.persist!r} is not a duration: use e.g. 8h, 30m, 3600, or 0 for off.")
     if self.keepalive < 1:
         raise ConfigError(f"lab.keepalive {self.keepalive} must be at least 1 second.")
+    _check_idle(self)
     if self.ssh_config and self._ssh_config_set and not Path(self.ssh_config).expanduser().is_file():
         raise ConfigError(f"lab.ssh_config {self.ssh_config!r} does not exist: fix the path, or set it to "
                           f"\"\" to use ssh's defaults.")

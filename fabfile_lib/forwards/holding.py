@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .. import commands, lab_dir, master, modes, pacing, probes, slurm
+from .. import commands, idle_watch, lab_dir, master, modes, pacing, probes, slurm
 from ..errors import ConnectError, JobEnded, LabError, ModeUnreachable, PromptNeeded, SchedulerError
 from ..hops import Hops, choose_transport
+from ..notify import notify
 from ..settings import LabSettings
 from ..state import LabRecord
 from .added_forwards import AddedForwards, AddedSource, Sides
 from .forward import Forward
 from .job_watch import JobWatch
 from .lab_forward import login_side, tunnel
-from .lab_jobs import Jobs, JobsSeen
+from .lab_jobs import Jobs, JobsSeen, idle_note
 from .openssh_forward import NodeLink
 from .reconnect import Backoff
 from .vigil import Learnt, Log, Note, Vigil
@@ -82,8 +83,9 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     vigil.condition("")
                     on_ready(fwd)
                     with _extras(added, current, record, fwd, log) as extras, \
-                            _jobs_seen(jobs_learnt, current, record) as seen:
-                        if _held(current, record, fwd, vigil, stop, sync=lambda: _beside(extras, seen)):
+                            _jobs_seen(jobs_learnt, current, record) as seen, \
+                            _idle_seen(record, current, log) as idle:
+                        if _held(current, record, fwd, vigil, stop, sync=lambda: _beside(extras, seen, idle)):
                             return
         except JobEnded as exc:
             if not connected_once:
@@ -177,10 +179,25 @@ def _jobs_seen(learnt: Callable[[Jobs], None] | None, hops: Hops, record: LabRec
                     every=pacing.JOBS_EVERY if learnt else float("inf"))
 
 
-def _beside(extras: AddedForwards, seen: JobsSeen) -> None:
-    """What a held lab does at each tick besides watching its forward: its added forwards, its jobs."""
+def _idle_seen(record: LabRecord, hops: Hops, log: Log) -> JobsSeen:
+    """The job's note that lab.idle will end the lab soon (``idle_watch.py``), relayed to the forward's log
+    and the desktop once per change; never read for a lab without lab.idle."""
+    def heard(text: str) -> None:
+        if text:
+            log(f"lab {record.name}: {text}")
+            notify(f"{record.app_title} on the cluster", f"lab {record.name}: {text}.")
+
+    idle = bool(record.settings.get("idle") not in (None, "", "0", 0))
+    return JobsSeen(lambda: idle_note(lab_dir.read(hops, record.remote_dir, idle_watch.NOTE)), heard,
+                    every=pacing.JOBS_EVERY if idle else float("inf"))
+
+
+def _beside(extras: AddedForwards, *seen: JobsSeen) -> None:
+    """What a held lab does at each tick besides watching its forward: its added forwards, its jobs, its
+    idle note."""
     extras.sync()
-    seen.tick(time.monotonic())
+    for each in seen:
+        each.tick(time.monotonic())
 
 
 def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threading.Event, *,

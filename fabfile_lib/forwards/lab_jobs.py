@@ -10,6 +10,8 @@ job was killed before its trap ran -- the hold does it once, as it sees the lab'
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -53,6 +55,18 @@ class JobsSeen:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def idle_note(text: str | None) -> str:
+    """What the job's ``idle`` note (``idle_watch.NOTE``) means for the user, in one line; "" without one."""
+    if not text:
+        return ""
+    try:
+        ends = float(json.loads(text)["ends_at"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return (f"unused for a while: the lab ends at {time.strftime('%H:%M', time.localtime(ends))} unless it is "
+            "used (lab.idle)")
 
 
 def end_with_the_lab(hops: Hops, record: LabRecord, log_tail: str) -> str:
