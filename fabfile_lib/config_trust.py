@@ -36,7 +36,7 @@ _MOST = 1 << 20  # a config file is small; a larger one is refused unread
 # What a project may share: values that are data. (What else a `lab` mapping can hold reaches a shell, an
 # ssh option, a host, a path of the laptop or the state.)
 PROJECT_KEYS = frozenset({"name", "via", "app", "notebook_dir", "sbatch", "profiles", "local_port", "wait_timeout",
-                          "keepalive", "connect_timeout", "persist"})
+                          "keepalive", "connect_timeout", "persist", "idle"})
 # sbatch options a project may set: resources and bookkeeping, exactly these names (sbatch would take any
 # abbreviation of the options the tool sets itself; an exact list leaves none).
 PROJECT_SBATCH = frozenset({

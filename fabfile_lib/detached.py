@@ -74,7 +74,7 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     current = state.load(settings.state_path, record.name)
     if not (current.hold and watcher_pid(settings.state_path)):
         current = request_hold(settings, current)
-    request, deadline = current.hold, time.monotonic() + timeout
+    request, deadline, restarted = current.hold, time.monotonic() + timeout, False
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
         if current.hold != request:  # it ended by itself: why is in the note and the lab's log
@@ -82,7 +82,10 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
         if forward_alive(current) and current.forward_port and probes.answers(current.forward_port, current.app_spec):
             return current
         if not watcher_pid(settings.state_path):
-            break
+            if restarted:
+                break
+            ensure_watcher(settings.state_path)  # it was ending as we asked (told to end, or by itself)
+            restarted = True
         time.sleep(0.02)  # a read of a small local file: the start ends as soon as the watcher's URL answers
     stop_detached(settings, record)
     raise _why_not(settings, state.load(settings.state_path, record.name), within=timeout)

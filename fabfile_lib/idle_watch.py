@@ -62,8 +62,9 @@ def get(path):
         raise OSError(f"HTTP {answer.status}")
     return json.loads(body)
 
-def clock(seconds):
-    return f"{int(seconds) // 3600}:{int(seconds) % 3600 // 60:02d}"
+def clock(seconds):  # 2:05 (hours) or 7 min
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes // 60}:{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
 
 def say(text):
     print(f"fabfile-lab: {text}", flush=True)

@@ -8,12 +8,16 @@ token -- from which any machine with the user's login can find the lab again (``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import posixpath
 import re
 import shlex
 import stat
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -108,16 +112,32 @@ def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
         fh.write(text)
 
 
+_GUARD = threading.Lock()
+_SESSION_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _session(hops: Hops) -> Iterator[paramiko.SFTPClient]:
+    """The login's SFTP session, one request sequence at a time: Paramiko's SFTP client answers whichever
+    thread reads next, so two threads of a hold (its watch, its readers beside it) would take each other's
+    replies and wait for ever."""
+    sftp = hops.login().sftp()
+    with _GUARD:
+        lock = _SESSION_LOCKS.setdefault(sftp, threading.RLock())
+    with lock:
+        yield sftp
+
+
 def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str | None:
     """A text file in a lab's directory (at most ``limit`` bytes of it), or None while it does not exist
     (yet) or is not a regular file (a FIFO would never end)."""
-    sftp = hops.login().sftp()
     path = posixpath.join(lab_dir, *parts)
     try:
-        if not stat.S_ISREG(sftp.lstat(path).st_mode or 0):
-            return None
-        with sftp.open(path) as fh:
-            return fh.read(limit).decode(errors="replace")
+        with _session(hops) as sftp:
+            if not stat.S_ISREG(sftp.lstat(path).st_mode or 0):
+                return None
+            with sftp.open(path) as fh:
+                return fh.read(limit).decode(errors="replace")
     except OSError:
         return None
 
@@ -167,7 +187,8 @@ class Look:
 def look(hops: Hops, lab_dir: str) -> Look:
     """One listing of the lab's directory on the shared filesystem, and the files it shows."""
     try:
-        names = set(hops.login().sftp().listdir(lab_dir))
+        with _session(hops) as sftp:
+            names = set(sftp.listdir(lab_dir))
     except OSError:
         return Look()
     node = (read(hops, lab_dir, NODE) or "").strip() if NODE in names else ""
@@ -179,15 +200,15 @@ def look(hops: Hops, lab_dir: str) -> Look:
 
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:
     """The last ``lines`` of the job's log, from its last ``limit`` bytes (a huge log is not downloaded)."""
-    sftp = hops.login().sftp()
     path = posixpath.join(lab_dir, JOB_LOG)
     try:
-        info = sftp.lstat(path)
-        if not stat.S_ISREG(info.st_mode or 0):
-            return ""
-        with sftp.open(path) as fh:
-            fh.seek(max(0, (info.st_size or 0) - limit))
-            text = fh.read(limit).decode(errors="replace")
+        with _session(hops) as sftp:
+            info = sftp.lstat(path)
+            if not stat.S_ISREG(info.st_mode or 0):
+                return ""
+            with sftp.open(path) as fh:
+                fh.seek(max(0, (info.st_size or 0) - limit))
+                text = fh.read(limit).decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
@@ -197,7 +218,7 @@ def read_from(hops: Hops, path: str, offset: int, limit: int = READ_LIMIT) -> by
     """What a file holds past ``offset``, at most ``limit`` bytes of it (b"" while it is absent): a
     growing log is read once, not again and again from its start."""
     try:
-        with hops.login().sftp().open(path) as fh:
+        with _session(hops) as sftp, sftp.open(path) as fh:
             fh.seek(offset)
             return fh.read(limit)
     except OSError:
@@ -208,7 +229,8 @@ def tail_offset(hops: Hops, path: str, keep: int = 64 * 1024) -> int:
     """Where the last ``keep`` bytes of a file begin (0 while it is absent): following a huge log starts
     near its end, as ``tail -f`` does."""
     try:
-        return max(0, (hops.login().sftp().stat(path).st_size or 0) - keep)
+        with _session(hops) as sftp:
+            return max(0, (sftp.stat(path).st_size or 0) - keep)
     except OSError:
         return 0
 

@@ -200,7 +200,8 @@ _WHY = {"TIMEOUT": "it reached its time limit (walltime)", "CANCELLED": "it was 
         "PREEMPTED": "it was preempted", "DEADLINE": "it reached its deadline", "BOOT_FAIL": "its node failed to boot"}
 
 
-_ENDED_IDLE = re.compile(rf"^{re.escape(idle_watch.ENDED_IDLE)} (\d+:\d\d) \(lab\.idle (\d+:\d\d)\)$", re.MULTILINE)
+_ENDED_IDLE = re.compile(rf"^{re.escape(idle_watch.ENDED_IDLE)} (\d+:\d\d|\d+ min) \(lab\.idle [\d: min]+\)$",
+                         re.MULTILINE)
 _APP_EXITED = re.compile(r"^fabfile-lab: ([a-z][a-z0-9_-]{0,31}) exited with status (\d{1,3})$", re.MULTILINE)
 
 
@@ -209,7 +210,7 @@ def end_reason(login: Connection, job_id: str, log_text: str, state: str = "") -
     keeps accounting, else the job log. A lab that lab.idle ended says so first: to Slurm it just completed."""
     idle = _ENDED_IDLE.findall(log_text)
     if idle:
-        return f"idle for {idle[-1][0]}, lab.idle"
+        return f"idle for {idle[-1]}, lab.idle"
     if state in _WHY:
         return _WHY[state]
     result = run_command(login, f"sacct -n -X -P -j {shlex.quote(job_id)} -o State", timeout=15)

@@ -173,4 +173,8 @@ def main(state_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    code = main(sys.argv[1])
+    sys.stdout.flush()
+    # Not sys.exit: that waits for every thread, and a read stuck on a hop that died would keep a watcher
+    # that has let go of everything alive, and in the way of the next one.
+    os._exit(code)

@@ -8,6 +8,7 @@ import pytest
 
 from fabfile_lib import lab, lab_dir, slurm, state
 from fabfile_lib.errors import JobEnded, LabError, SchedulerError, WaitTimeout
+from fabfile_lib.job_resources import Resources
 from fabfile_lib.lab import ended_early
 from fabfile_lib.settings import LabSettings
 from fabfile_lib.state import LabRecord
@@ -67,7 +68,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
 
     monkeypatch.setattr(lab, "time", clock)
     monkeypatch.setattr(lab.slurm, "query", query)
-    monkeypatch.setattr(lab.slurm, "node_address", lambda login, node: "10.0.0.9")
+    monkeypatch.setattr(lab.slurm, "on_start", lambda login, node, job: ("10.0.0.9", Resources(1)))
     monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: (looks or (lambda t: lab_dir.Look()))(
         clock.now - 1000.0))
     monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen, probe=True: (record, False, "")))

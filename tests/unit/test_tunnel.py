@@ -38,6 +38,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     monkeypatch.setattr(tunnel.slurm, "query", query)
     monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log, state="": "it was cancelled")
     monkeypatch.setattr(tunnel.lab_dir, "log_tail", lambda hops, where, lines: "")
+    monkeypatch.setattr(tunnel.lab_dir, "jobs", lambda hops, where: ())  # it started none
     said: list[str] = []
     vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
     vigil.asking.pace = tunnel.pacing.Pace(first=0.2)
