@@ -1,0 +1,229 @@
+"""A lab that grows with the work and ends when it is not used -- against the sandbox: a port added while
+it runs (a Dask dashboard), the Slurm jobs its notebooks start (dask-jobqueue workers, plain sbatch) ended
+with it, an idle lab that gives its node back and a busy one that keeps it, and what the job was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import websocket
+
+from .conftest import assert_nothing_left, read_bytes, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+
+class Kernel:
+    """A kernel of the lab's Jupyter, through the lab's own URL: code runs in it as a notebook cell would."""
+
+    def __init__(self, rec: dict):
+        self.base, self.auth = f"http://127.0.0.1:{rec['forward_port']}", {"Authorization": f"token {rec['token']}"}
+        self.id = requests.post(f"{self.base}/api/kernels", headers=self.auth, json={}, timeout=30).json()["id"]
+
+    def run(self, code: str, timeout: float = 120, wait: bool = True) -> str:
+        """What ``code`` printed (and any error); with ``wait`` False, return once it is sent, the browser
+        closed while the cell runs."""
+        ws = websocket.create_connection(f"{self.base.replace('http', 'ws')}/api/kernels/{self.id}/channels",
+                                         header=[f"Authorization: {self.auth['Authorization']}"], timeout=timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3", "date": ""},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                            "allow_stdin": False}}))
+            out, deadline = [], time.monotonic() + timeout
+            while wait and time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return "".join(out)
+            if wait:
+                raise AssertionError(f"the cell did not finish within {timeout} s: {''.join(out)}")
+            time.sleep(1)  # the kernel has the request (it is busy) before the browser goes
+            return ""
+        finally:
+            ws.close()
+
+
+def _status(cli, name: str) -> dict:
+    proc = cli("lab.status", "--name", name, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        answer = requests.get(url, timeout=10)
+        return answer.status_code, answer.text
+    except requests.RequestException:
+        return 0, ""
+
+
+def _node_links_of(pid: int) -> list[int]:
+    """The watcher's links to compute nodes (its ssh children with a ControlMaster of their own)."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        fields = read_bytes(path).decode(errors="replace").rsplit(")", 1)[-1].split()
+        if fields and int(fields[1]) == pid and b"ControlPersist=no" in read_bytes(path.parent / "cmdline"):
+            found.append(int(path.parent.name))
+    return found
+
+
+def _active_jobs(sbx, ids: list[str]) -> list[str]:
+    out = ssh(sbx, "login", f"squeue -h -o '%i %T' -j {','.join(ids)}").stdout.split("\n")
+    return [line.split()[0] for line in out if line.split()[1:2] and line.split()[1] not in ("COMPLETING",)]
+
+
+def test_a_dask_dashboard_in_a_gpu_lab_is_one_forward_away_and_heals_with_the_lab(lab_cli, sbx):
+    cli = lab_cli()
+    proc = cli("lab.start", "--name", "dash", "--gpus", "1", "--detach", "--no-browser")
+    assert proc.returncode == 0, proc.stderr
+    rec = cli.record("dash")
+    given = _status(cli, "dash")
+    assert given["resources"]["gpus"] == 1 and given["resources"]["gpu_types"] == ["sandbox"], given
+    assert "1 GPU (sandbox)" in cli("lab.status", "--name", "dash").stdout
+
+    kernel = Kernel(rec)
+    out = kernel.run("from dask.distributed import Client, LocalCluster\n"
+                     "cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address='127.0.0.1:8787')\n"
+                     "client = Client(cluster)\nprint(client.submit(sum, [1, 2, 3]).result())")
+    assert out.strip().endswith("6"), out
+
+    proc = cli("lab.forward", "--name", "dash", "--target", "8787")
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"(http://127\.0\.0\.1:(\d+)/) -> 8787 \(open to other users of \S+\)", proc.stdout)
+    assert match, proc.stdout
+    url, port = match.group(1), int(match.group(2))
+    code, body = _get(url + "status")
+    assert code == 200 and "Dask" in body, (code, body[:200])
+    listed = _status(cli, "dash")["forwards"]
+    assert [(f["to"], f["local_port"], f["state"]) for f in listed] == [("8787", port, "up")]
+    assert "8787" in cli("lab.forward", "--name", "dash", "--list").stdout
+
+    # The connection that carries the lab resets: the lab and its added forward come back on their ports.
+    links = _node_links_of(rec["forward_pid"])
+    assert links, "no node link under the watcher"
+    for pid in links:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: _get(url + "status")[0] == 200 and _get(f"http://127.0.0.1:{rec['forward_port']}/api")[0] == 200,
+             timeout=60)
+
+    proc = cli("lab.forward", "--name", "dash", "--stop", "8787")
+    assert proc.returncode == 0 and "stopped the forward to 8787" in proc.stdout, proc.stdout + proc.stderr
+    assert _get(url + "status")[0] == 0
+    assert _status(cli, "dash")["forwards"] == []
+    assert cli("lab.cancel", "--name", "dash").returncode == 0
+    assert_nothing_left(sbx, cli)
+
+
+def _two_sleepers(kernel: Kernel) -> list[str]:
+    out = kernel.run("import subprocess\nfor _ in range(2):\n"
+                     "    print(subprocess.run(['sbatch', '--wrap', 'sleep 600'], capture_output=True, text=True,"
+                     " check=True).stdout.strip())")
+    ids = re.findall(r"Submitted batch job (\d+)", out)
+    assert len(ids) == 2, out
+    return ids
+
+
+def _listed(cli, name: str, ids: list[str]) -> bool:
+    return {j["job_id"] for j in _status(cli, name)["jobs"]} >= set(ids)
+
+
+def test_slurm_jobs_started_in_the_lab_are_its_own_and_end_with_it(lab_cli, sbx):
+    cli = lab_cli()
+    labs = start_side_by_side(cli, {"workers": "compute", "scancelled": "compute", "kept": "compute"})
+    up = time.monotonic()
+
+    # dask-jobqueue from a cell: two worker jobs run a computation; two plain jobs beside them.
+    kernel = Kernel(labs["workers"])
+    out = kernel.run(
+        "import socket\nfrom dask.distributed import Client\nfrom dask_jobqueue import SLURMCluster\n"
+        "cluster = SLURMCluster(cores=1, processes=1, memory='200MB', queue='debug', walltime='00:15:00',"
+        " scheduler_options={'host': '127.0.0.1', 'dashboard_address': ':0'}, worker_extra_args=['--host', '127.0.0.1'])\n"
+        "cluster.scale(jobs=2)\nclient = Client(cluster)\nclient.wait_for_workers(2, timeout=90)\n"
+        "print(sorted(set(client.run(socket.gethostname).values())), len(client.run(socket.gethostname)))",
+        timeout=150)
+    assert f"['{sbx.hostname('compute')}'] 2" in out, out
+    sleepers = _two_sleepers(kernel)
+    wait_for(lambda: len(_status(cli, "workers")["jobs"]) == 4, timeout=20)
+    started = [j["job_id"] for j in _status(cli, "workers")["jobs"]]
+    assert set(sleepers) < set(started) and all(j["state"] in ("RUNNING", "PENDING") for j in
+                                                _status(cli, "workers")["jobs"])
+    shown = ssh(sbx, "login", f"squeue -h -o '%i %k' -j {','.join(started)}").stdout
+    assert shown.count(f"fabfile-lab:{labs['workers']['job_id']}") == 4, shown
+    assert "jobs it started: 4" in cli("lab.status", "--name", "workers").stdout
+
+    # Held with its four jobs, the lab costs the scheduler what a lab alone does (once each hold has read
+    # its job's time limit, in its first 30 s).
+    time.sleep(max(0.0, 35 - (time.monotonic() - up)))
+    sdiag(sbx, "--reset")
+    time.sleep(60)
+    rpcs = user_rpcs(sbx)
+    print(f"slurmctld RPCs of the user in 60 s, three labs held, one with four jobs of its own: {rpcs}")
+    assert rpcs <= 1
+
+    began = time.monotonic()
+    proc = cli("lab.cancel", "--name", "workers")
+    assert proc.returncode == 0 and "and the jobs it had started" in proc.stdout, proc.stdout + proc.stderr
+    wait_for(lambda: not _active_jobs(sbx, started), timeout=15)
+    assert time.monotonic() - began <= 15 + 5  # the cancel's own time, and 15 s for the jobs
+
+    # The lab's job scancelled from elsewhere: its jobs end with it, with the laptop's forward told why.
+    sleepers = _two_sleepers(Kernel(labs["scancelled"]))
+    assert ssh(sbx, "login", f"scancel {labs['scancelled']['job_id']}").returncode == 0
+    ended = time.monotonic()
+    wait_for(lambda: not _active_jobs(sbx, sleepers), timeout=15)
+    assert time.monotonic() - ended <= 15
+    log = cli.state_dir / "labs" / "scancelled.forward.log"
+    wait_for(lambda: "ended with it" in log.read_text(), timeout=20)
+    assert f"the 2 jobs it had started ({' '.join(sleepers)}) ended with it" in log.read_text()
+
+    # --keep-jobs: they stay.
+    sleepers = _two_sleepers(Kernel(labs["kept"]))
+    proc = cli("lab.cancel", "--name", "kept", "--keep-jobs")
+    assert proc.returncode == 0 and "keep running (--keep-jobs)" in proc.stdout, proc.stdout + proc.stderr
+    time.sleep(5)
+    assert sorted(_active_jobs(sbx, sleepers)) == sorted(sleepers)
+    ssh(sbx, "login", f"scancel {' '.join(sleepers)}")
+    assert cli("lab.cancel", "--name", "scancelled").returncode == 0
+
+
+def test_an_idle_lab_gives_its_node_back_and_a_busy_one_keeps_it(lab_cli, sbx):
+    cli = lab_cli(idle="2m")
+    labs = start_side_by_side(cli, {"idle": "compute", "busy": "compute"})
+    began = time.monotonic()
+    Kernel(labs["idle"]).run("print('a cell, then nothing')")
+    Kernel(labs["busy"]).run("import time; time.sleep(240); print('done')", wait=False)  # browser closed
+
+    wait_for(lambda: _status(cli, "idle")["ended_because"], timeout=200, step=5)
+    took = time.monotonic() - began
+    print(f"an idle lab with lab.idle 2m ended {took:.0f} s after its last use")
+    assert took <= 180
+    assert _status(cli, "idle")["ended_because"].startswith("idle for 2 min, lab.idle")
+    assert "has ended: idle for 2 min, lab.idle" in cli("lab.status", "--name", "idle").stdout
+    log = (cli.state_dir / "labs" / "idle.forward.log").read_text()
+    assert log.index("unused for a while: the lab ends at") < log.index("has ended: idle for 2 min"), log
+
+    while time.monotonic() - began < 230:  # the cell runs 240 s: the lab is in use all along
+        assert _status(cli, "busy")["state"] == "RUNNING"
+        time.sleep(10)
+    assert "unused for a while" not in (cli.state_dir / "labs" / "busy.forward.log").read_text()
+    for name in labs:
+        assert cli("lab.cancel", "--name", name).returncode == 0
+    assert_nothing_left(sbx, cli)
