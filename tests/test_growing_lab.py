@@ -155,7 +155,8 @@ def test_slurm_jobs_started_in_the_lab_are_its_own_and_end_with_it(lab_cli, sbx)
     out = kernel.run(
         "import socket\nfrom dask.distributed import Client\nfrom dask_jobqueue import SLURMCluster\n"
         "cluster = SLURMCluster(cores=1, processes=1, memory='200MB', queue='debug', walltime='00:15:00',"
-        " scheduler_options={'host': '127.0.0.1', 'dashboard_address': ':0'}, worker_extra_args=['--host', '127.0.0.1'])\n"
+        " scheduler_options={'host': '127.0.0.1', 'dashboard_address': ':0'},"
+        " worker_extra_args=['--host', '127.0.0.1'])\n"
         "cluster.scale(jobs=2)\nclient = Client(cluster)\nclient.wait_for_workers(2, timeout=90)\n"
         "print(sorted(set(client.run(socket.gethostname).values())), len(client.run(socket.gethostname)))",
         timeout=150)
