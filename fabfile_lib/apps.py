@@ -169,7 +169,8 @@ BUILT_IN: dict[str, App] = {app.name: app.check() for app in (
         args=("--auth=password", "--disable-telemetry", "--disable-update-check", "--ignore-last-opened"),
         socket_args=("--socket={socket}", "--socket-mode=600"), port_args=("--bind-addr={host}:{port}",),
         secret="env", secret_env="PASSWORD", ready_path="/healthz", ready_text='"status"', open_path="/",
-        login="form", login_field="password", login_path="/login"),
+        login="form", login_field="password", login_path="/login",
+        idle="args", idle_args=("--idle-timeout-seconds={idle}",)),  # from code-server 4.106 on
 )}
 DEFAULT = "jupyterlab"
 

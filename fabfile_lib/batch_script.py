@@ -237,7 +237,7 @@ def render(settings: LabSettings, lab_dir: str, openssh: bool = True) -> str:
     body = (_BODY.replace("__LAB_FAIL__", LAB_FAIL)
             .replace("__LISTEN__", listen_lines(app, way, openssh)).replace("__AFTER_START__", way.after_start or ":")
             .replace("__SETUP__", "\n".join(setup(settings)) or ":")
-            .replace("__FIND_PROGRAM__", "\n".join(find_program(settings)))
+            .replace("__FIND_PROGRAM__", "\n".join(find_program(settings) + (idle_flag_check(app) if idle else [])))
             .replace("__NOTEBOOK_DIR__", notebook_dir)
             .replace("__APP__", app_line(app, way.private(openssh) and app.has_socket, idle=bool(idle)))
             .replace("__IDLE__", f"{idle_watch.SHELL}lab_idle_watch" if idle and app.idle == "jupyter" else ":"))
@@ -252,6 +252,18 @@ def find_program(settings: LabSettings) -> list[str]:
             f"    printf 'fabfile-lab: error: `%s` not found after setup (PATH=%s)\\n' {program} \"$PATH\"",
             "    exit 127",
             "fi"]
+
+
+def idle_flag_check(app: apps.App) -> list[str]:
+    """For an app whose own setting ends it when idle (``idle: args``): lines that end the job with one
+    line if the program here does not know that flag (code-server has it from 4.106 on)."""
+    if app.idle != "args":
+        return []
+    flag = shlex.quote(app.idle_args[0].split("=", 1)[0].split("{", 1)[0])
+    words = " ".join(shlex.quote(w) for w in shlex.split(app.command)[1:])
+    return [f'{{ "$LAB_PROGRAM" {words} --help-all 2>/dev/null || "$LAB_PROGRAM" {words} --help 2>&1; }} '
+            f'| grep -qF -- {flag} || lab_fail "$LAB_APP on $(hostname) has no {flag.strip(chr(39))}, which lab.idle '
+            f'needs: set lab.idle: 0 for it, or use a version that has it"']
 
 
 def socket_flag_check(app: apps.App) -> list[str]:
