@@ -228,3 +228,16 @@ def test_an_idle_lab_gives_its_node_back_and_a_busy_one_keeps_it(lab_cli, sbx):
     for name in labs:
         assert cli("lab.cancel", "--name", name).returncode == 0
     assert_nothing_left(sbx, cli)
+
+
+def test_a_code_server_without_its_own_idle_setting_says_so_in_one_line(lab_cli, sbx):
+    from fabfile_lib.sandbox import code_server
+
+    setup = [f"source {sbx.venv}/bin/activate",
+             f"export PATH={code_server.binary(Path(sbx.code_server)).parent}:$PATH"]
+    cli = lab_cli(idle="2m", app="code-server", setup=setup)
+    proc = cli("lab.start", "--name", "csidle", "--detach", "--no-browser")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "has no --idle-timeout-seconds, which lab.idle needs: set lab.idle: 0 for it" in last, proc.stderr
+    assert_nothing_left(sbx, cli)
