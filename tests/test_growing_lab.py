@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -123,6 +124,19 @@ def test_a_dask_dashboard_in_a_gpu_lab_is_one_forward_away_and_heals_with_the_la
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: _get(url + "status")[0] == 200 and _get(f"http://127.0.0.1:{rec['forward_port']}/api")[0] == 200,
              timeout=60)
+
+    # A socket on the node (Jupyter's own, here) and a port of the login node (its sshd) are forwarded too.
+    proc = cli("lab.forward", "--name", "dash", "--target", rec["remote_socket"])
+    assert proc.returncode == 0 and "open to" not in proc.stdout, proc.stdout + proc.stderr  # a 0600 socket
+    socket_url = re.search(r"(http://127\.0\.0\.1:\d+/)", proc.stdout).group(1)
+    assert _get(socket_url + "api")[0] == 200
+    proc = cli("lab.forward", "--name", "dash", "--target", "login:22")
+    assert proc.returncode == 0 and "open to other users of" in proc.stdout, proc.stdout + proc.stderr
+    login_port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout).group(1))
+    with socket.create_connection(("127.0.0.1", login_port), timeout=10) as conn:
+        assert conn.recv(64).startswith(b"SSH-2.0-")
+    for target in (rec["remote_socket"], "login:22"):
+        assert cli("lab.forward", "--name", "dash", "--stop", target).returncode == 0
 
     proc = cli("lab.forward", "--name", "dash", "--stop", "8787")
     assert proc.returncode == 0 and "stopped the forward to 8787" in proc.stdout, proc.stdout + proc.stderr
