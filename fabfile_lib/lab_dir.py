@@ -143,10 +143,22 @@ def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str 
 
 
 def jobs(hops: Hops, lab_dir: str) -> tuple[str, ...]:
-    """The jobs the lab has submitted, as its directory lists them: job ids only (anything else in the
-    file is left out), each once, in the order submitted."""
-    text = read(hops, lab_dir, JOBS, limit=256 * 1024) or ""
-    return tuple(dict.fromkeys(w for w in text.split() if untrusted.job_id(w)))
+    """The jobs the lab has submitted, as its directory lists them (:func:`job_ids`)."""
+    return job_ids(read(hops, lab_dir, JOBS, limit=256 * 1024))
+
+
+def job_ids(text: str | None) -> tuple[str, ...]:
+    """Job ids only (anything else in the file is left out), each once, in the order submitted."""
+    return tuple(dict.fromkeys(w for w in (text or "").split() if untrusted.job_id(w)))
+
+
+def read_by_command(shell, lab_dir: str, name: str, limit: int = 256 * 1024) -> str | None:
+    """A small regular file of the lab's directory read by one command on the login node (``hops.shell()``:
+    a plain ``ssh -S`` on OpenSSH), or None while it is not there: for a look now and then beside a hold,
+    which keeps no file session open for it."""
+    path = shlex.quote(posixpath.join(lab_dir, name))
+    result = run_command(shell, f"test -f {path} && head -c {int(limit)} -- {path}", timeout=30)
+    return result.stdout if result.exited == 0 else None
 
 
 def runtime_info(hops: Hops, lab_dir: str) -> dict | None:

@@ -175,7 +175,8 @@ def _extras(added: AddedSource | None, hops: Hops, record: LabRecord, fwd: Forwa
 
 def _jobs_seen(learnt: Callable[[Jobs], None] | None, hops: Hops, record: LabRecord) -> JobsSeen:
     """The lab's started jobs, read beside the hold for whoever wants to hear of them (none: never read)."""
-    return JobsSeen(lambda: lab_dir.jobs(hops, record.remote_dir), learnt or (lambda _jobs: None),
+    return JobsSeen(lambda: lab_dir.job_ids(lab_dir.read_by_command(hops.shell(), record.remote_dir, lab_dir.JOBS)),
+                    learnt or (lambda _jobs: None),
                     every=pacing.JOBS_EVERY if learnt else float("inf"))
 
 
@@ -188,7 +189,8 @@ def _idle_seen(record: LabRecord, hops: Hops, log: Log) -> JobsSeen:
             notify(f"{record.app_title} on the cluster", f"lab {record.name}: {text}.")
 
     idle = bool(record.settings.get("idle") not in (None, "", "0", 0))
-    return JobsSeen(lambda: idle_note(lab_dir.read(hops, record.remote_dir, idle_watch.NOTE)), heard,
+    return JobsSeen(lambda: idle_note(lab_dir.read_by_command(hops.shell(), record.remote_dir, idle_watch.NOTE)),
+                    heard,
                     every=pacing.JOBS_EVERY if idle else float("inf"))
 
 
