@@ -142,9 +142,12 @@ class Page:
         self.page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab:has-text(".ipynb")').first.click()
 
     def dismiss_dialogs(self) -> None:
-        """Close what JupyterLab said while its server could not be reached (a reset hop, a save)."""
+        """Close what JupyterLab said while its server could not be reached (a reset hop, a save); its
+        "Server Connection Error" too, which it raises when a poll falls into the few seconds of a reset (it
+        goes on reconnecting by itself, as the dialog says)."""
         for _ in range(5):
-            buttons = self.page.locator('.jp-Dialog button:has-text("Dismiss"), .jp-Dialog button:has-text("Ok")')
+            buttons = self.page.locator('.jp-Dialog button:has-text("Dismiss"), .jp-Dialog button:has-text("Ok"), '
+                                        '.jp-Dialog:has-text("Server Connection Error") button:has-text("Close")')
             if not buttons.count():
                 return
             with contextlib.suppress(Exception):
