@@ -58,16 +58,18 @@ def sandbox_up(cfg: SandboxConfig):
 
 
 @pytest.fixture(scope="session")
-def sbx() -> SandboxConfig:
+def sbx(tmp_path_factory) -> SandboxConfig:
     with sandbox_up(TEST_SANDBOX) as cfg:
         yield cfg
-        left = left_anywhere(cfg)  # after every test's own cleanup: what none of them owned up to
+        # after every test's own cleanup: what none of them owned up to (of this session: a second suite
+        # may run beside it, FLTEST_NAME)
+        left = left_anywhere(cfg, tmp_path_factory.getbasetemp())
         assert not left, f"left behind by the session: {'; '.join(left)}"
 
 
-def left_anywhere(cfg: SandboxConfig) -> list[str]:
+def left_anywhere(cfg: SandboxConfig, base: Path) -> list[str]:
     """Whatever a lab leaves, from any test of the session: jobs, lab directories, socket directories on the
-    hosts' disks, and watchers of the tests' state directories."""
+    hosts' disks, and watchers of the state directories under the session's ``base``."""
     with contextlib.suppress(AssertionError):  # cancelled jobs show as completing (CG) for a few seconds
         wait_for(lambda: not ssh(cfg, "login", f"squeue -h -u {cfg.username} -o %i").stdout.split(), timeout=30)
     left = []
@@ -89,7 +91,7 @@ def left_anywhere(cfg: SandboxConfig) -> list[str]:
     if procs:
         left.append(f"processes of {cfg.username}: {procs!r}")
     watchers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
-                read_bytes(p) and b"/pytest-of-" in read_bytes(p)]
+                read_bytes(p) and str(base).encode() in read_bytes(p)]
     if watchers:
         left.append(f"watcher processes {watchers}")
     return left
