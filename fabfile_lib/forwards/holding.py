@@ -7,6 +7,8 @@ watches the job, warns before its time limit, and returns once it has ended.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -82,10 +84,9 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     failures, failing_since, connected_once, waiting_since = 0, None, True, None
                     vigil.condition("")
                     on_ready(fwd)
-                    with _extras(added, current, record, fwd, log) as extras, \
-                            _jobs_seen(jobs_learnt, current, record) as seen, \
-                            _idle_seen(record, current, log) as idle:
-                        if _held(current, record, fwd, vigil, stop, sync=lambda: _beside(extras, seen, idle)):
+                    with _extras(added, current, record, fwd, log) as extras, contextlib.ExitStack() as stack:
+                        seen = [stack.enter_context(r) for r in _readers(settings, current, record, log, jobs_learnt)]
+                        if _held(current, record, fwd, vigil, stop, sync=functools.partial(_beside, extras, seen)):
                             return
         except JobEnded as exc:
             if not connected_once:
@@ -173,30 +174,28 @@ def _extras(added: AddedSource | None, hops: Hops, record: LabRecord, fwd: Forwa
     return AddedForwards(added, sides, log)
 
 
-def _jobs_seen(learnt: Callable[[Jobs], None] | None, hops: Hops, record: LabRecord) -> JobsSeen:
-    """The lab's started jobs, read beside the hold for whoever wants to hear of them (none: never read)."""
-    return JobsSeen(lambda: lab_dir.job_ids(lab_dir.read_by_command(hops.shell(), record.remote_dir, lab_dir.JOBS)),
-                    learnt or (lambda _jobs: None),
-                    every=pacing.JOBS_EVERY if learnt else float("inf"))
-
-
-def _idle_seen(record: LabRecord, hops: Hops, log: Log) -> JobsSeen:
-    """The job's note that lab.idle will end the lab soon (``idle_watch.py``), relayed to the forward's log
-    and the desktop once per change; never read for a lab without lab.idle."""
+def _readers(settings: LabSettings, hops: Hops, record: LabRecord, log: Log,
+             jobs_learnt: Callable[[Jobs], None] | None) -> list[JobsSeen]:
+    """What a held lab reads from its directory beside the hold, each for whoever wants to hear of it: the
+    jobs it started (``jobs_learnt``), and -- under lab.idle -- the job's note that lab.idle will end it soon
+    (``idle_watch.py``), relayed to the forward's log and the desktop once per change."""
     def heard(text: str) -> None:
         if text:
             log(f"lab {record.name}: {text}")
             notify(f"{record.app_title} on the cluster", f"lab {record.name}: {text}.")
 
-    idle = bool(record.settings.get("idle") not in (None, "", "0", 0))
-    return JobsSeen(lambda: idle_note(lab_dir.read_by_command(hops.shell(), record.remote_dir, idle_watch.NOTE)),
-                    heard,
-                    every=pacing.JOBS_EVERY if idle else float("inf"))
+    readers = []
+    if jobs_learnt:
+        readers.append(JobsSeen(lambda: lab_dir.job_ids(lab_dir.read_by_command(hops.shell(), record.remote_dir,
+                                                                                  lab_dir.JOBS)), jobs_learnt))
+    if settings.idle_seconds:
+        readers.append(JobsSeen(lambda: idle_note(lab_dir.read_by_command(hops.shell(), record.remote_dir,
+                                                                          idle_watch.NOTE)), heard))
+    return readers
 
 
-def _beside(extras: AddedForwards, *seen: JobsSeen) -> None:
-    """What a held lab does at each tick besides watching its forward: its added forwards, its jobs, its
-    idle note."""
+def _beside(extras: AddedForwards, seen: list[JobsSeen]) -> None:
+    """What a held lab does at each tick besides watching its forward: its added forwards, what it reads."""
     extras.sync()
     for each in seen:
         each.tick(time.monotonic())

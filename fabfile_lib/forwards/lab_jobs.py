@@ -36,7 +36,7 @@ class JobsSeen:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-jobs")
 
     def tick(self, now: float) -> None:
-        if self.pending is None and now >= self.next and self.every != float("inf"):
+        if self.pending is None and now >= self.next:
             self.pending, self.next = self.pool.submit(self.read), now + self.every
         if self.pending is None or not self.pending.done():
             return

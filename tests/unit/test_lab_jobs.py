@@ -40,8 +40,15 @@ def test_a_read_that_fails_is_not_a_change_and_never_reaches_the_hold():
     assert heard == []
 
 
-def test_a_hold_that_nobody_asked_about_jobs_never_reads():
-    reads = []
-    with JobsSeen(lambda: reads.append(1) or (), lambda _jobs: None, every=float("inf")) as seen:
-        _settle(seen, 0)
-    assert reads == []
+def test_a_hold_reads_only_what_is_asked_of_it(monkeypatch):
+    from fabfile_lib.forwards import holding
+    from fabfile_lib.settings import LabSettings
+    from fabfile_lib.state import LabRecord
+
+    record = LabRecord("h", {}, "42", "/h/.fabfile-lab/h-0011aabb", "t", "compute")
+    for idle, learnt, count in (("0", None, 0), ("off", None, 0), ("2m", None, 1), ("0", print, 1), ("2h", print, 2)):
+        settings = LabSettings.from_config({"login": "l", "idle": idle})
+        readers = holding._readers(settings, None, record, print, learnt)
+        assert len(readers) == count, (idle, learnt)
+        for reader in readers:
+            reader.close()
