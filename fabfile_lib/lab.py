@@ -482,22 +482,29 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
 
 
 def _await_end(hops: Hops, record: LabRecord, within: float = 20) -> None:
-    """Wait (at most ``within`` seconds) until a cancelled job has stopped writing into its directory:
-    its own end mark there, or -- for a job that never started, or one killed before it could write the
-    mark -- Slurm no longer listing it as active, asked at a short, bounded pace."""
+    """Wait (at most ``within`` seconds) until a cancelled job has stopped writing into its directory and
+    Slurm has let it go: its own end mark there (or -- for a job that never started, or one killed before
+    it could write the mark -- none after 5 s), then Slurm listing it neither as active nor as COMPLETING,
+    asked at a short, bounded pace. A user's ``squeue`` right after ``cancel`` shows nothing of it."""
     begun = time.monotonic()
     asking = pacing.Asking(pacing.AFTER_CANCEL)
     info = slurm.JobInfo(record.job_id, "PENDING")
+    marked = False
     while time.monotonic() - begun < within:
-        seen = lab_dir.look(hops, record.remote_dir)
-        if seen.ended:
-            return
-        waiting_for_mark = seen.node and time.monotonic() - begun < 5
+        if not marked:
+            seen = lab_dir.look(hops, record.remote_dir)
+            marked = bool(seen.ended)
+        waiting_for_mark = not marked and seen.node and time.monotonic() - begun < 5
         if not waiting_for_mark and asking.due(time.monotonic()):
             info = _ask(hops, record, asking, info)
-            if not info.active and info.state != "UNKNOWN":
+            if _let_go(info):
                 return
         time.sleep(0.25)
+
+
+def _let_go(info: slurm.JobInfo) -> bool:
+    """Slurm has finished with a job: neither active nor completing (its processes still being ended)."""
+    return not info.active and info.state not in ("UNKNOWN", "COMPLETING")
 
 
 __all__ = ["Cancelled", "LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive",

@@ -171,3 +171,33 @@ def test_a_failing_scheduler_is_never_taken_as_the_end_and_is_asked_more_slowly(
         lab.wait(settings, record, _Hops(), seen.append, timeout=300)
     assert len(asked) <= 6 and asked[1] - asked[0] >= 8  # 10 s, 20 s, 40 s... (with jitter)
     assert seen[0].state == "UNKNOWN" and "asking again in" in seen[0].reason
+
+
+def test_a_cancel_returns_once_slurm_has_let_the_job_go_not_at_its_end_mark(monkeypatch):
+    """The end mark says the job stopped writing; squeue still lists it COMPLETING for a moment after."""
+    clock, asked = _Clock(), []
+    answers = [slurm.JobInfo("42", "RUNNING"), slurm.JobInfo("42", "COMPLETING"), slurm.JobInfo("42", "CANCELLED")]
+
+    def query(login, job, timeout):
+        asked.append(clock.now - 1000.0)
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    looks = []
+    monkeypatch.setattr(lab, "time", clock)
+    monkeypatch.setattr(lab.slurm, "query", query)
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: looks.append(1) or lab_dir.Look("c1", ended=True))
+    lab._await_end(_Hops(), LabRecord("w", {}, "42", "/d", "t", "compute"))
+    assert len(asked) == 3 and len(looks) == 1 and clock.now - 1000.0 < 10
+
+
+def test_a_cancel_waits_a_bounded_time_for_a_scheduler_that_does_not_answer(monkeypatch):
+    clock = _Clock()
+
+    def query(login, job, timeout):
+        raise SchedulerError("Slurm did not answer")
+
+    monkeypatch.setattr(lab, "time", clock)
+    monkeypatch.setattr(lab.slurm, "query", query)
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: lab_dir.Look("c1", ended=True))
+    lab._await_end(_Hops(), LabRecord("w", {}, "42", "/d", "t", "compute"), within=20)
+    assert 20 <= clock.now - 1000.0 < 21
