@@ -338,16 +338,20 @@ def user_rpcs(cfg: SandboxConfig) -> int:
     return int(match.group(1)) if match else 0
 
 
-def start_side_by_side(cli: LabCli, names: dict[str, str]) -> dict[str, dict]:
-    """``lab.start --detach`` of one lab per (name, mode), all at once; their records."""
-    procs = {name: subprocess.Popen(["python3", "-m", "invoke", "-f", str(cli.path), "lab.start", "--name", name,
-                                     "--via", via, "--detach", "--no-browser"], cwd=REPO, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, via in names.items()}
-    for name, proc in procs.items():
+def start_side_by_side(cli: LabCli, names: dict[str, str], *, beside: tuple[LabCli, dict[str, str]] | None = None
+                       ) -> dict[str, dict]:
+    """``lab.start --detach`` of one lab per (name, mode), all at once -- and of ``beside``'s labs (another
+    configuration: its own state directory and watcher) at the same time; their records."""
+    groups = [(cli, names), *([beside] if beside else [])]
+    procs = {(c, name): subprocess.Popen(["python3", "-m", "invoke", "-f", str(c.path), "lab.start", "--name", name,
+                                          "--via", via, "--detach", "--no-browser"], cwd=REPO,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+             for c, group in groups for name, via in group.items()}
+    for (_, name), proc in procs.items():
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, f"{name}: {err}"
-    return {name: cli.record(name) for name in names}
+    return {name: c.record(name) for c, name in procs}
 
 
 def wait_for(predicate, timeout: float, step: float = 0.5) -> float:

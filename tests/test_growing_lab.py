@@ -18,6 +18,8 @@ import pytest
 import requests
 import websocket
 
+from fabfile_lib import idle_watch
+
 from .conftest import assert_nothing_left, read_bytes, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -159,10 +161,15 @@ def _listed(cli, name: str, ids: list[str]) -> bool:
     return {j["job_id"] for j in _status(cli, name)["jobs"]} >= set(ids)
 
 
-def test_slurm_jobs_started_in_the_lab_are_its_own_and_end_with_it(lab_cli, sbx):
-    cli = lab_cli()
-    labs = start_side_by_side(cli, {"workers": "compute", "scancelled": "compute", "kept": "compute"})
+def test_slurm_jobs_started_in_the_lab_end_with_it_and_an_idle_lab_beside_it_gives_its_node_back(lab_cli, sbx):
+    """Two long holds side by side (one sandbox, one test): three labs with jobs of their own, and -- under
+    lab.idle 2m, its own configuration and watcher -- an idle lab and a busy one."""
+    cli, idle_cli = lab_cli(), lab_cli(idle="2m")
+    labs = start_side_by_side(cli, {"workers": "compute", "scancelled": "compute", "kept": "compute"},
+                              beside=(idle_cli, {"idle": "compute", "busy": "compute"}))
     up = time.monotonic()
+    Kernel(labs["idle"]).run("print('a cell, then nothing')")
+    Kernel(labs["busy"]).run("import time; time.sleep(200); print('done')", wait=False)  # browser closed
 
     # dask-jobqueue from a cell: two worker jobs run a computation; two plain jobs beside them.
     kernel = Kernel(labs["workers"])
@@ -190,7 +197,7 @@ def test_slurm_jobs_started_in_the_lab_are_its_own_and_end_with_it(lab_cli, sbx)
     sdiag(sbx, "--reset")
     time.sleep(60)
     rpcs = user_rpcs(sbx)
-    print(f"slurmctld RPCs of the user in 60 s, three labs held, one with four jobs of its own: {rpcs}")
+    print(f"slurmctld RPCs of the user in 60 s, five labs held (two under lab.idle), one with four jobs: {rpcs}")
     assert rpcs <= 1
 
     began = time.monotonic()
@@ -218,31 +225,33 @@ def test_slurm_jobs_started_in_the_lab_are_its_own_and_end_with_it(lab_cli, sbx)
     ssh(sbx, "login", f"scancel {' '.join(sleepers)}")
     assert cli("lab.cancel", "--name", "scancelled").returncode == 0
 
+    _idle_and_busy(idle_cli, labs, up)
+    assert_nothing_left(sbx, cli)
 
-def test_an_idle_lab_gives_its_node_back_and_a_busy_one_keeps_it(lab_cli, sbx):
-    cli = lab_cli(idle="2m")
-    labs = start_side_by_side(cli, {"idle": "compute", "busy": "compute"})
-    began = time.monotonic()
-    Kernel(labs["idle"]).run("print('a cell, then nothing')")
-    Kernel(labs["busy"]).run("import time; time.sleep(240); print('done')", wait=False)  # browser closed
 
+
+
+def _idle_and_busy(cli, labs: dict, began: float) -> None:
+    """The idle lab ends within lab.idle and a step or two, warned first; the busy one (a cell running
+    all along, no browser) outlives that by more than two of the idle watcher's steps."""
     wait_for(lambda: _status(cli, "idle")["ended_because"], timeout=200, step=5)
     took = time.monotonic() - began
     print(f"an idle lab with lab.idle 2m ended {took:.0f} s after its last use")
     assert took <= 180
     assert _status(cli, "idle")["ended_because"].startswith("idle for 2 min, lab.idle")
     assert "has ended: idle for 2 min, lab.idle" in cli("lab.status", "--name", "idle").stdout
-    log = (cli.state_dir / "labs" / "idle.forward.log").read_text()
+    log_path = cli.state_dir / "labs" / "idle.forward.log"  # the watcher hears of the end on its own path
+    wait_for(lambda: "has ended: idle for 2 min" in log_path.read_text(), timeout=30, step=1)
+    log = log_path.read_text()
     warned, ended = log.find("unused for a while: the lab ends at"), log.find("has ended: idle for 2 min")
     assert 0 <= warned < ended, log
 
-    while time.monotonic() - began < 230:  # the cell runs 240 s: the lab is in use all along
+    while time.monotonic() - began < 120 + 3 * idle_watch.step(120):  # the cell runs 200 s: in use all along
         assert _status(cli, "busy")["state"] == "RUNNING"
         time.sleep(10)
     assert "unused for a while" not in (cli.state_dir / "labs" / "busy.forward.log").read_text()
-    for name in labs:
+    for name in ("idle", "busy"):
         assert cli("lab.cancel", "--name", name).returncode == 0
-    assert_nothing_left(sbx, cli)
 
 
 def test_a_code_server_without_its_own_idle_setting_says_so_in_one_line(lab_cli, sbx):

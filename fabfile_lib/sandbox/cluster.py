@@ -267,7 +267,7 @@ def slurm_conf(cfg: SandboxConfig) -> str:
         "SlurmdParameters=config_overrides",
         # Two GPUs of a made-up type, so that --gpus is a real allocation (see gres_conf).
         "GresTypes=gpu",
-        f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={max(8, os.cpu_count() or 1)} "
+        f"NodeName={node} NodeAddr={cfg.address('compute')} CPUs={max(12, os.cpu_count() or 1)} "
         f"RealMemory=1024 Gres=gpu:{GPU_TYPE}:{len(GPU_DEVICES)} State=UNKNOWN",
         f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
         f"PartitionName=long Nodes={node} Default=NO MaxTime=INFINITE State=UP",
