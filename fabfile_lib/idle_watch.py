@@ -35,7 +35,7 @@ def step(idle: int) -> int:
 _PYTHON = r'''
 import http.client, json, os, signal, socket, sys, time
 from datetime import datetime
-idle, warn, step = (int(a) for a in sys.argv[1:4])
+idle, warn, step = (float(a) for a in sys.argv[1:4])
 end, lab_dir, app_pid = sys.argv[4], sys.argv[5], int(sys.argv[6])
 token = open(os.path.join(lab_dir, "token")).read().strip()
 note = os.path.join(lab_dir, "idle")

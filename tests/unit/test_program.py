@@ -1,6 +1,6 @@
 """The ``fabfile-lab`` command: its config hierarchy, its errors, its names, run as a user would run it
-(a subprocess, from a directory with no tasks.py). No cluster is needed: ``logs`` names the lab it looks
-for, which shows which level gave ``lab.name``."""
+(a process of its own -- forked, ``forked.py`` -- from a directory with no tasks.py). No cluster is
+needed: ``logs`` names the lab it looks for, which shows which level gave ``lab.name``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile_lib import user_config
+from fabfile_lib import program, user_config
+
+from .forked import run_forked
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +23,7 @@ def _run(tmp_path: Path, *args: str, cwd: Path | None = None, **env: str) -> sub
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
     environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"),
                    PYTHONPATH=str(REPO), **env)
-    return subprocess.run([sys.executable, "-m", "fabfile_lib.program", *args], cwd=cwd or tmp_path, env=environ,
-                          capture_output=True, text=True, timeout=60)
+    return run_forked(program.main, ["fabfile-lab", *args], cwd=cwd or tmp_path, env=environ)
 
 
 def _file(path: Path, name: str, login: bool = True) -> Path:

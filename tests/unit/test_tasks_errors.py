@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from invoke.main import program as invoke_program
 
 from fabfile_lib.errors import ConfigError, ConnectError, JobEnded, LabError, WaitTimeout
 from fabfile_lib.settings import merge_conflict
 from fabfile_lib.tasks._errors import exit_code
+
+from .forked import run_forked
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,8 +29,7 @@ def test_exit_codes(exc, code):
 def _inv(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "HOME": str(tmp_path),
            "XDG_STATE_HOME": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False, env=env, stdin=subprocess.DEVNULL)
+    return run_forked(lambda: invoke_program.run(), ["inv", *args], cwd=REPO, env=env)
 
 
 @pytest.mark.parametrize("text,words", [
