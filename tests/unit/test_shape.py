@@ -13,6 +13,7 @@ MAX_POSITIONAL = 5
 
 
 @functools.cache
+@functools.cache
 def _nodes() -> tuple:
     return tuple((path.relative_to(PACKAGE.parent), node) for path in sorted(PACKAGE.rglob("*.py"))
                  for node in ast.walk(ast.parse(path.read_text(), str(path))))

@@ -32,8 +32,8 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
         return slurm.JobInfo(job_id, states[min(len(asks), len(states)) - 1], time_left="1:00:00")
 
     monkeypatch.setattr("fabfile_lib.forwards.job_watch.notify", lambda *a: False)
-    monkeypatch.setattr(tunnel, "TICK", 0.05)
-    monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.1)
+    monkeypatch.setattr(tunnel, "TICK", 0.02)
+    monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 0.05)
     monkeypatch.setattr(tunnel.probes, "answers", lambda port, app=None, timeout=5: answers())
     monkeypatch.setattr(tunnel.slurm, "query", query)
     monkeypatch.setattr(tunnel.slurm, "end_reason", lambda login, job, log, state="": "it was cancelled")
@@ -41,7 +41,7 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     monkeypatch.setattr(tunnel.lab_dir, "jobs", lambda hops, where: ())  # it started none
     said: list[str] = []
     vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
-    vigil.asking.pace = tunnel.pacing.Pace(first=0.2)
+    vigil.asking.pace = tunnel.pacing.Pace(first=0.1)
     fwd = Forward(8888, ("127.0.0.1", 1), refusals=refused)
     stop = threading.Event()
     threading.Timer(seconds, stop.set).start()
@@ -51,12 +51,12 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
 
 
 def test_a_lab_that_answers_asks_slurm_once_for_its_time_limit(monkeypatch):
-    result, asks, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.6)
+    result, asks, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.3)
     assert result is False and len(asks) == 1 and said == []
 
 
 def test_jupyter_gone_asks_slurm_at_once_and_an_ended_job_stops_the_hold(monkeypatch):
-    gone_at = time.monotonic() + 0.5
+    gone_at = time.monotonic() + 0.2
     result, asks, said = _holding(monkeypatch, lambda: time.monotonic() < gone_at, ["RUNNING", "CANCELLED"])
     assert result is True and len(asks) == 2
     assert asks[1] - gone_at < 1.0
@@ -64,7 +64,7 @@ def test_jupyter_gone_asks_slurm_at_once_and_an_ended_job_stops_the_hold(monkeyp
 
 
 def test_a_silent_path_while_the_job_runs_is_a_drop_not_an_end(monkeypatch):
-    gone_at = time.monotonic() + 0.3
+    gone_at = time.monotonic() + 0.15
     result, asks, said = _holding(monkeypatch, lambda: time.monotonic() < gone_at, ["RUNNING"])
     assert result is False and len(asks) == 2
     assert any("forward down, reconnecting" in line for line in said), said
@@ -73,7 +73,7 @@ def test_a_silent_path_while_the_job_runs_is_a_drop_not_an_end(monkeypatch):
 def test_a_refused_connection_is_a_signal_not_a_wait_for_the_next_probe(monkeypatch):
     monkeypatch.setattr(tunnel.pacing, "PROBE_EVERY", 600.0)
     refused = [0]
-    threading.Timer(0.5, lambda: refused.__setitem__(0, 1)).start()  # a browser tab meets a closed port
+    threading.Timer(0.2, lambda: refused.__setitem__(0, 1)).start()  # a browser tab meets a closed port
     result, asks, said = _holding(monkeypatch, lambda: refused[0] == 0, ["RUNNING", "CANCELLED"],
                                   refused=lambda: refused[0])
     assert result is True and len(asks) == 2
@@ -88,10 +88,10 @@ def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold
         asks.append(1)
         raise SchedulerError("Slurm did not answer on the login node: Socket timed out")
 
-    result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.3)
+    result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.15)
     monkeypatch.setattr(tunnel.slurm, "query", broken)
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
+    threading.Timer(0.3, stop.set).start()
     vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
     assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
     assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)
