@@ -11,57 +11,17 @@ import re
 import signal
 import socket
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-import websocket
 
 from fabfile_lib import idle_watch
 
 from .conftest import assert_nothing_left, read_bytes, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
+from .kernel import Kernel
 
 pytestmark = pytest.mark.sandbox
-
-
-class Kernel:
-    """A kernel of the lab's Jupyter, through the lab's own URL: code runs in it as a notebook cell would."""
-
-    def __init__(self, rec: dict):
-        self.base, self.auth = f"http://127.0.0.1:{rec['forward_port']}", {"Authorization": f"token {rec['token']}"}
-        self.id = requests.post(f"{self.base}/api/kernels", headers=self.auth, json={}, timeout=30).json()["id"]
-
-    def run(self, code: str, timeout: float = 120, wait: bool = True) -> str:
-        """What ``code`` printed (and any error); with ``wait`` False, return once it is sent, the browser
-        closed while the cell runs."""
-        ws = websocket.create_connection(f"{self.base.replace('http', 'ws')}/api/kernels/{self.id}/channels",
-                                         header=[f"Authorization: {self.auth['Authorization']}"], timeout=timeout)
-        try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False}}))
-            out, deadline = [], time.monotonic() + timeout
-            while wait and time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-                elif msg["msg_type"] == "error":
-                    out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                    return "".join(out)
-            if wait:
-                raise AssertionError(f"the cell did not finish within {timeout} s: {''.join(out)}")
-            time.sleep(1)  # the kernel has the request (it is busy) before the browser goes
-            return ""
-        finally:
-            ws.close()
 
 
 def _status(cli, name: str) -> dict:
@@ -102,7 +62,7 @@ def test_a_dask_dashboard_in_a_gpu_lab_is_one_forward_away_and_heals_with_the_la
     assert given["resources"]["gpus"] == 1 and given["resources"]["gpu_types"] == ["sandbox"], given
     assert "1 GPU (sandbox)" in cli("lab.status", "--name", "dash").stdout
 
-    kernel = Kernel(rec)
+    kernel = Kernel.of(rec)
     out = kernel.run("from dask.distributed import Client, LocalCluster\n"
                      "cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address='127.0.0.1:8787')\n"
                      "client = Client(cluster)\nprint(client.submit(sum, [1, 2, 3]).result())")
@@ -168,11 +128,11 @@ def test_slurm_jobs_started_in_the_lab_end_with_it_and_an_idle_lab_beside_it_giv
     labs = start_side_by_side(cli, {"workers": "compute", "scancelled": "compute", "kept": "compute"},
                               beside=(idle_cli, {"idle": "compute", "busy": "compute"}))
     up = time.monotonic()
-    Kernel(labs["idle"]).run("print('a cell, then nothing')")
-    Kernel(labs["busy"]).run("import time; time.sleep(200); print('done')", wait=False)  # browser closed
+    Kernel.of(labs["idle"]).run("print('a cell, then nothing')")
+    Kernel.of(labs["busy"]).run("import time; time.sleep(200); print('done')", wait=False)  # browser closed
 
     # dask-jobqueue from a cell: two worker jobs run a computation; two plain jobs beside them.
-    kernel = Kernel(labs["workers"])
+    kernel = Kernel.of(labs["workers"])
     out = kernel.run(
         "import socket\nfrom dask.distributed import Client\nfrom dask_jobqueue import SLURMCluster\n"
         "cluster = SLURMCluster(cores=1, processes=1, memory='200MB', queue='debug', walltime='00:15:00',"
@@ -207,7 +167,7 @@ def test_slurm_jobs_started_in_the_lab_end_with_it_and_an_idle_lab_beside_it_giv
     assert time.monotonic() - began <= 15 + 5  # the cancel's own time, and 15 s for the jobs
 
     # The lab's job scancelled from elsewhere: its jobs end with it, with the laptop's forward told why.
-    sleepers = _two_sleepers(Kernel(labs["scancelled"]))
+    sleepers = _two_sleepers(Kernel.of(labs["scancelled"]))
     assert ssh(sbx, "login", f"scancel {labs['scancelled']['job_id']}").returncode == 0
     ended = time.monotonic()
     wait_for(lambda: not _active_jobs(sbx, sleepers), timeout=15)
@@ -217,7 +177,7 @@ def test_slurm_jobs_started_in_the_lab_end_with_it_and_an_idle_lab_beside_it_giv
     assert f"the 2 jobs it had started ({' '.join(sleepers)}) ended with it" in log.read_text()
 
     # --keep-jobs: they stay.
-    sleepers = _two_sleepers(Kernel(labs["kept"]))
+    sleepers = _two_sleepers(Kernel.of(labs["kept"]))
     proc = cli("lab.cancel", "--name", "kept", "--keep-jobs")
     assert proc.returncode == 0 and "keep running (--keep-jobs)" in proc.stdout, proc.stdout + proc.stderr
     time.sleep(5)

@@ -10,14 +10,13 @@ import stat
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-import websocket
 
 from .conftest import assert_nothing_left, one_line_error, ssh, throwaway_user
+from .kernel import Kernel
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,32 +33,6 @@ def _url(proc: subprocess.CompletedProcess) -> str:
     match = re.search(r"JupyterLab: (http://127\.0\.0\.1:\d+/lab\?token=\S+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
     return match.group(1)
-
-
-def _execute(base: str, token: str, code: str) -> str:
-    """Start a kernel over REST and run ``code`` over its websocket; return what it printed."""
-    auth = {"Authorization": f"token {token}"}
-    kernel = requests.post(f"{base}/api/kernels", headers=auth, json={}, timeout=30).json()["id"]
-    ws = websocket.create_connection(f"{base.replace('http', 'ws')}/api/kernels/{kernel}/channels",
-                                     header=[f"Authorization: token {token}"], timeout=60)
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False},
-        }))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                return msg["content"]["text"]
-        raise AssertionError("no output from the kernel")
-    finally:
-        ws.close()
-        requests.delete(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
 
 
 def _answers_within(url: str, seconds: float) -> int:
@@ -153,7 +126,9 @@ def test_lab_lifecycle_in_each_mode(lab_cli, sbx, via, transport):
     assert requests.get(f"{base}/api/status", headers=auth, timeout=10).status_code == 200
     assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
     assert requests.get(f"http://[::1]:{port}/api/status", timeout=10).status_code == 403  # IPv6 loopback too
-    assert _execute(base, token, "print(6 * 7)").strip() == "42"
+    kernel = Kernel(base, token)
+    assert kernel.run("print(6 * 7)").strip() == "42"
+    kernel.close()
 
     rec = cli.record(f"m{via}")
     forwarder = _listeners_of(port)
