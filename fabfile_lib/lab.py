@@ -41,7 +41,7 @@ from . import (
     version,
     via_memory,
 )
-from .detached import forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
+from .detached import ensure_watcher, forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards.forward import check_port_free
 from .hops import Hops, run
@@ -507,9 +507,9 @@ def _let_go(info: slurm.JobInfo) -> bool:
     return not info.active and info.state not in ("UNKNOWN", "COMPLETING")
 
 
-__all__ = ["Cancelled", "LabRecord", "LabStatus", "cancel", "check_url", "follow_logs", "forward_alive",
-           "forwarding_labs", "hold", "http_status", "logs", "request_hold", "settings_for", "start_detached", "status",
-           "statuses", "stop_detached", "submit", "tunnel", "wait", "listens"]
+__all__ = ["Cancelled", "LabRecord", "LabStatus", "cancel", "check_url", "ensure_watcher", "follow_logs",
+           "forward_alive", "forwarding_labs", "hold", "http_status", "listens", "logs", "request_hold",
+           "settings_for", "start_detached", "status", "statuses", "stop_detached", "submit", "tunnel", "wait"]
 
 
 def __getattr__(name: str):

@@ -29,6 +29,9 @@ from pathlib import Path
 from . import locks, procs, state
 
 TURN = 0.2  # seconds between two looks at the records
+# A watcher started ahead of the lab it is for (``start --detach`` starts it before it submits, so that
+# its own start-up is paid while sbatch runs, not while Jupyter starts) waits this long for a first lab.
+AHEAD = 15.0
 HoldLab = Callable[[Path, str, str, threading.Event], None]  # (state dir, lab, request, stop): holds until done
 
 
@@ -134,12 +137,17 @@ def watcher_lock(state_dir: Path) -> Iterator[None]:
         yield
 
 
-def run(state_dir: Path, hold_lab: HoldLab, stop: threading.Event, turn: float = TURN) -> None:
-    """Reconcile until ``stop`` is set or nothing is held nor wanted (``watcher.json`` then removed)."""
+def run(state_dir: Path, hold_lab: HoldLab, stop: threading.Event, turn: float = TURN, ahead: float = AHEAD) -> None:
+    """Reconcile until ``stop`` is set or nothing is held nor wanted (``watcher.json`` then removed) -- but
+    not before ``ahead`` seconds if nothing was ever asked for: the lab it was started for is on its way."""
     watcher = Watcher(state_dir, hold_lab)
+    began, asked = time.monotonic(), False
     try:
         while not stop.wait(turn):
             if watcher.turn():
+                asked = True
+                continue
+            if not asked and time.monotonic() - began < ahead:
                 continue
             with watcher_lock(state_dir):
                 if wanted(state_dir) and watcher.turn():  # asked for meanwhile
