@@ -151,16 +151,18 @@ def test_lab_keys_outside_the_lab_mapping_say_where_they_belong(tmp_path, where)
     assert "login, via are lab settings outside the `lab:` mapping" in lines[0] and str(path) in lines[0]
 
 
-@pytest.mark.parametrize("args", [["status"], ["list"], ["config", "show"], ["--help"]])
-def test_what_needs_no_cluster_imports_no_transport(tmp_path, args):
-    """Paramiko and Fabric are most of the start-up: a status with no lab, a config show or the help
-    import neither (their tasks import them on first use, lazy.py)."""
+def test_what_needs_no_cluster_imports_no_transport(tmp_path):
+    """Paramiko and Fabric are most of the start-up: a status with no lab, a list, a config show or the
+    help import neither (their tasks import them on first use, lazy.py). Fresh interpreters, side by side."""
     _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "quick")
     code = ("import sys\nfrom fabfile_lib import program\nsys.argv = ['fabfile-lab', *sys.argv[1:]]\n"
             "try:\n    program.main()\nexcept SystemExit:\n    pass\n"
             "print('loaded:', sorted(m for m in ('paramiko', 'fabric') if m in sys.modules))")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
     environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=environ, capture_output=True,
-                          text=True, timeout=60)
-    assert "loaded: []" in proc.stdout, proc.stdout + proc.stderr
+    runs = {" ".join(args): subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=environ,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for args in (["status"], ["list"], ["config", "show"], ["--help"])}
+    for what, proc in runs.items():
+        out, err = proc.communicate(timeout=60)
+        assert "loaded: []" in out, (what, out + err)
