@@ -44,9 +44,9 @@ from . import (
 from .detached import ensure_watcher, forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards.forward import check_port_free
-from .hops import Hops, run
 from .job_resources import Resources
 from .probes import check_url, http_status
+from .remote import run
 from .settings import LabSettings
 from .state import LabRecord
 from .state import settings_of as settings_for
@@ -54,6 +54,7 @@ from .state import settings_of as settings_for
 if TYPE_CHECKING:  # imported when first used (``__getattr__`` below)
     from .forwards.holding import hold
     from .forwards.lab_forward import tunnel
+    from .hops import Hops
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[slurm.JobInfo], None]

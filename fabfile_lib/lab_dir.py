@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 
 from . import modes, untrusted
 from .errors import LabError
-from .hops import Hops, run_command
+from .remote import run_command
 from .untrusted import host as valid_host
 
 if TYPE_CHECKING:
     import paramiko
+
+    from .hops import Hops
 
 _log = logging.getLogger(__name__)
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from . import apps, modes
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
 from .forwards import openssh_stream
-from .hops import Hops, run_command
+from .remote import run_command
 from .state import LabRecord
 
 if TYPE_CHECKING:
     import paramiko
+
+    from .hops import Hops
 
 
 def unreachable_node(exc: LabError) -> LabError:

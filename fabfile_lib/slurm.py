@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from . import idle_watch, job_resources
 from .errors import LabError, SchedulerError
-from .hops import run, run_command
 from .job_resources import Resources
+from .remote import run, run_command
 from .untrusted import host as valid_host
 from .untrusted import job_id as valid_job_id
 
