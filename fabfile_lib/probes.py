@@ -12,9 +12,8 @@ import shlex
 import socket
 from typing import TYPE_CHECKING
 
-from . import apps, modes
+from . import apps, lazy, modes
 from .errors import AuthenticationError, ForwardingRefused, HostKeyError, LabError, ModeUnreachable, PromptNeeded
-from .forwards import openssh_stream
 from .remote import run_command
 from .state import LabRecord
 
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     import paramiko
 
     from .hops import Hops
+
+openssh_stream = lazy.Module("fabfile_lib.forwards.openssh_stream")  # a probe along the hops only
 
 
 def unreachable_node(exc: LabError) -> LabError:
@@ -142,12 +143,25 @@ def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:
     return status_code(head), str(failure or "")
 
 
+def _loopback(port: int, timeout: float) -> socket.socket:
+    """A connection to our own listener on 127.0.0.1 (an address, never a name to resolve: no resolver, and
+    none of the IDNA codec that a name's lookup imports)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def answers(port: int, app: apps.App = apps.BUILT_IN[apps.DEFAULT], timeout: float = 5) -> bool:
     """Whether the app answers through the local forward on ``port``, end to end: an unauthenticated
     ``GET`` of its ready path (Jupyter's ``/api`` answers with its version), so no secret goes to whatever
     holds the port."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with _loopback(port, timeout) as sock:
             sock.sendall(ready_request(app, "127.0.0.1"))
             head = b""
             while len(head) < 4096 and not _ready(head, app):  # not waiting for the close to come back
@@ -168,7 +182,7 @@ def _ready(head: bytes, app: apps.App) -> bool:
 def check_url(record: LabRecord, port: int, timeout: float = 10) -> int:
     """HTTP status of the app's ready path through the local forward on ``port`` (0 if nothing answers)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with _loopback(port, timeout) as sock:
             sock.sendall(ready_request(record.app_spec, "127.0.0.1"))
             return status_code(sock.recv(64))
     except OSError:

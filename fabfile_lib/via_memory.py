@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from . import master, modes, state
+from . import master_address, modes, state
 from .settings import LabSettings
 
 _log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def remembered(settings: LabSettings) -> str:
     """The mode that last worked on this cluster ("" if none is known)."""
     try:
         data = json.loads((settings.state_path / FILE).read_text())
-        via = data[master.cluster_key(settings)]["via"]
+        via = data[master_address.cluster_key(settings)]["via"]
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     return via if via in modes.NAMES else ""
@@ -47,7 +47,7 @@ def remember(settings: LabSettings, via: str) -> None:
     except (OSError, ValueError):
         data = {}
     data = data if isinstance(data, dict) else {}
-    data[master.cluster_key(settings)] = {"via": via, "login": settings.login}
+    data[master_address.cluster_key(settings)] = {"via": via, "login": settings.login}
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     state.write_private(path, json.dumps(data, indent=2))
     _log.info("lab.via auto: %s works on %s", via, settings.login)

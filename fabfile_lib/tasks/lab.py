@@ -273,6 +273,11 @@ def start(c, name=None, app=None, no_browser=False, detach=False, via=None, loca
             _foreground(started.settings, started.record, browser=not no_browser, hops=hops, as_json=json_)
 
 
+def _hops_when_needed(settings: LabSettings) -> Hops:
+    """The cluster's hops, made when a step first needs them: labs vouched for by their own paths need none."""
+    return lazy.Made(lambda: hops_.Hops(settings), settings=settings)
+
+
 def _statuses(c, names) -> list[lab.LabStatus]:
     """The labs' statuses, one question to Slurm per cluster (labs started on one cluster share it)."""
     by_cluster: dict[str, tuple[LabSettings, list[state.LabRecord]]] = {}
@@ -282,7 +287,7 @@ def _statuses(c, names) -> list[lab.LabStatus]:
         by_cluster.setdefault(key, (settings, []))[1].append(record)
     found: dict[str, lab.LabStatus] = {}
     for settings, records in by_cluster.values():
-        with hops_.Hops(settings) as hops:
+        with _hops_when_needed(settings) as hops:
             found.update((st.name, st) for st in lab.statuses(records, hops))
     return [found[n] for n in names]
 
@@ -316,7 +321,7 @@ def status(c, name=None, json_=False):
     state_dir, lab_name = local_lab(lab_config(c), name)
     if name:
         settings, record = _record(c, name)
-        with hops_.Hops(settings) as hops:
+        with _hops_when_needed(settings) as hops:
             results = [lab.status(record, hops)]
     else:
         results = _statuses(c, state.names(state_dir))
