@@ -4,10 +4,13 @@ needed: ``logs`` names the lab it looks for, which shows which level gave ``lab.
 
 from __future__ import annotations
 
+import http.server
 import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,49 @@ def test_what_needs_no_cluster_imports_no_transport(tmp_path):
     for what, proc in runs.items():
         out, err = proc.communicate(timeout=60)
         assert "loaded: []" in out, (what, out + err)
+
+
+class _Jupyter(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = b'{"version": "2.14.0"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_status_of_a_lab_that_vouches_for_itself_opens_and_imports_no_connection(tmp_path):
+    """Held by a live watcher (here: this process), its URL answering, its time limit known: ``status``
+    asks nothing of the cluster, so it imports none of the hops (lazy.Made)."""
+    from dataclasses import asdict
+
+    from fabfile_lib import state
+    from fabfile_lib.procs import start_time
+    from fabfile_lib.settings import LabSettings
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Jupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    where = tmp_path / "state" / "fabfile-lab"
+    settings = LabSettings.from_config({"login": "nowhere.invalid", "name": "v", "state_dir": str(where)})
+    state.make_dirs(where)
+    state.create(where, state.LabRecord(
+        name="v", settings=asdict(settings), job_id="42", remote_dir="/h/.fabfile-lab/v-0011aabb", token="t" * 43,
+        via="compute", node="n1", node_addr="10.0.0.9", hold="ab12", forward_pid=os.getpid(),
+        forward_started=start_time(os.getpid()) or "", forward_port=server.server_address[1],
+        job_ends_at=time.time() + 3600))
+    _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "v")
+    code = ("import sys\nfrom fabfile_lib import program\nsys.argv = ['fabfile-lab', 'status', '--name', 'v']\n"
+            "try:\n    program.main()\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', sorted(m for m in ('paramiko', 'fabric', 'fabfile_lib.hops') if m in sys.modules))")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
+    environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO))
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert "v: job 42 running, node n1" in proc.stdout and "(answers)" in proc.stdout, proc.stdout + proc.stderr
+    assert "loaded: []" in proc.stdout, proc.stdout + proc.stderr
