@@ -64,7 +64,11 @@ id=$(printf '%s\n' "$out" | sed -n -e 's/^Submitted batch job \([0-9][0-9]*\).*/
 [ -n "$id" ] && printf '%s\n' "$id" >> "$jobs"
 exit $status
 LAB_SHIM
-    } > "$LAB_DIR/bin/sbatch" && chmod 700 "$LAB_DIR/bin/sbatch" && export PATH="$LAB_DIR/bin:$PATH"
+    } > "$LAB_DIR/bin/sbatch" && chmod 700 "$LAB_DIR/bin/sbatch" && export PATH="$LAB_DIR/bin:$PATH" || return 0
+    # A terminal of the app runs a login shell, whose profile may set PATH anew: an exported function
+    # outlives that, so sbatch typed there is the lab's too (bash; Python's subprocess goes by PATH).
+    eval "sbatch() { $(printf '%q' "$LAB_DIR/bin/sbatch") \"\$@\"; }"
+    export -f sbatch
 }
 lab_end() {
     local status=$?

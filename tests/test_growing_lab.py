@@ -109,9 +109,11 @@ def test_a_dask_dashboard_in_a_gpu_lab_is_one_forward_away_and_heals_with_the_la
 
 
 def _two_sleepers(kernel: Kernel) -> list[str]:
-    out = kernel.run("import subprocess\nfor _ in range(2):\n"
-                     "    print(subprocess.run(['sbatch', '--wrap', 'sleep 600'], capture_output=True, text=True,"
-                     " check=True).stdout.strip())")
+    """Two jobs from a cell: one by Python's subprocess (PATH), one by a login shell, as a terminal of the
+    lab runs one (its profile sets PATH anew: the lab's sbatch is an exported function there)."""
+    out = kernel.run("import subprocess\nfor argv in (['sbatch', '--wrap', 'sleep 600'],"
+                     " ['bash', '-lc', 'sbatch --wrap \"sleep 600\"']):\n"
+                     "    print(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip())")
     ids = re.findall(r"Submitted batch job (\d+)", out)
     assert len(ids) == 2, out
     return ids

@@ -130,17 +130,20 @@ def test_the_lab_s_sbatch_marks_each_job_and_lists_it_and_its_end_cancels_them_o
     lab.mkdir()
     script = (_function("lab_own_jobs") + _function("lab_end_jobs") +
               'lab_own_jobs\nsbatch --wrap "sleep 600"\nsbatch --parsable --comment=mine x.sh\n'
-              'command -v sbatch\nlab_end_jobs\nlab_end_jobs\n')
+              'command -v sbatch\n'
+              'PATH=/usr/bin:/bin bash -c "sbatch --wrap date"\n'  # a login shell's profile set PATH anew
+              'lab_end_jobs\nlab_end_jobs\n')
     env = {"PATH": f"{fake}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "LAB_DIR": str(lab),
            "SLURM_JOB_ID": "77"}
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["Submitted batch job 41", "Submitted batch job 42", str(lab / "bin" / "sbatch"),
-                                "fabfile-lab: ended the jobs the lab had started: 41 42 "]
+    assert out.splitlines() == ["Submitted batch job 41", "Submitted batch job 42", "sbatch",
+                                "Submitted batch job 43", "fabfile-lab: ended the jobs the lab had started: 41 42 43 "]
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert calls[:2] == ["--comment=fabfile-lab:77 --wrap sleep 600",
-                         "--comment=fabfile-lab:77 --parsable --comment=mine x.sh"]
-    assert calls[2:] == ["scancel 41 42"]  # once
-    assert (lab / "jobs").read_text() == "41\n42\n"
+    assert calls[:3] == ["--comment=fabfile-lab:77 --wrap sleep 600",
+                         "--comment=fabfile-lab:77 --parsable --comment=mine x.sh",
+                         "--comment=fabfile-lab:77 --wrap date"]
+    assert calls[3:] == ["scancel 41 42 43"]  # once
+    assert (lab / "jobs").read_text() == "41\n42\n43\n"
     (lab / "keep-jobs").write_text("")
     subprocess.run(["bash", "-c", _function("lab_end_jobs") + "lab_end_jobs"], env=env, check=True)
-    assert (tmp_path / "calls").read_text().splitlines()[2:] == ["scancel 41 42"]  # kept: not cancelled again
+    assert (tmp_path / "calls").read_text().splitlines()[3:] == ["scancel 41 42 43"]  # kept: not cancelled again
