@@ -18,7 +18,7 @@ import requests
 
 from fabfile_lib import idle_watch
 
-from .conftest import assert_nothing_left, read_bytes, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
+from .conftest import assert_nothing_left, fake_browser, read_bytes, sdiag, ssh, start_side_by_side, user_rpcs, wait_for
 from .kernel import Kernel
 
 pytestmark = pytest.mark.sandbox
@@ -68,11 +68,13 @@ def test_a_dask_dashboard_in_a_gpu_lab_is_one_forward_away_and_heals_with_the_la
                      "client = Client(cluster)\nprint(client.submit(sum, [1, 2, 3]).result())")
     assert out.strip().endswith("6"), out
 
-    proc = cli("lab.forward", "--name", "dash", "--target", "8787")
+    browser, opened = fake_browser(cli.state_dir.parent)
+    proc = cli("lab.forward", "--name", "dash", "--target", "8787", "--open", env={"BROWSER": str(browser)})
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"(http://127\.0\.0\.1:(\d+)/) -> 8787 \(open to other users of \S+\)", proc.stdout)
     assert match, proc.stdout
     url, port = match.group(1), int(match.group(2))
+    assert opened.read_text().strip() == url  # --open: the browser gets the forward's own URL (no secret in it)
     code, body = _get(url + "status")
     assert code == 200 and "Dask" in body, (code, body[:200])
     listed = _status(cli, "dash")["forwards"]
