@@ -154,18 +154,26 @@ def test_lab_keys_outside_the_lab_mapping_say_where_they_belong(tmp_path, where)
     assert "login, via are lab settings outside the `lab:` mapping" in lines[0] and str(path) in lines[0]
 
 
-def test_what_needs_no_cluster_imports_no_transport(tmp_path):
-    """Paramiko and Fabric are most of the start-up: a status with no lab, a list, a config show or the
-    help import neither (their tasks import them on first use, lazy.py). Fresh interpreters, side by side."""
-    _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "quick")
+_TRANSPORTS = ("paramiko", "fabric", "fabfile_lib.hops")
+
+
+def _fresh(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """``fabfile-lab ARGS`` in a fresh interpreter (what it imports is the point), which then prints the
+    transports it loaded: ``loaded: [...]``."""
     code = ("import sys\nfrom fabfile_lib import program\nsys.argv = ['fabfile-lab', *sys.argv[1:]]\n"
             "try:\n    program.main()\nexcept SystemExit:\n    pass\n"
-            "print('loaded:', sorted(m for m in ('paramiko', 'fabric') if m in sys.modules))")
+            f"print('loaded:', sorted(m for m in {_TRANSPORTS!r} if m in sys.modules))")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
     environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO))
-    runs = {" ".join(args): subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=environ,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for args in (["status"], ["list"], ["config", "show"], ["--help"])}
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_what_needs_no_cluster_imports_no_transport(tmp_path):
+    """Paramiko and Fabric are most of the start-up: a status with no lab, a list, a config show or the
+    help import neither (their tasks import them on first use, lazy.py). Side by side."""
+    _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "quick")
+    runs = {" ".join(args): _fresh(tmp_path, *args) for args in (["status"], ["list"], ["config", "show"], ["--help"])}
     for what, proc in runs.items():
         out, err = proc.communicate(timeout=60)
         assert "loaded: []" in out, (what, out + err)
@@ -203,15 +211,9 @@ def test_the_status_of_a_lab_that_vouches_for_itself_opens_and_imports_no_connec
         forward_started=start_time(os.getpid()) or "", forward_port=server.server_address[1],
         job_ends_at=time.time() + 3600))
     _file(tmp_path / "cfg" / "fabfile-lab" / "config.yaml", "v")
-    code = ("import sys\nfrom fabfile_lib import program\nsys.argv = ['fabfile-lab', 'status', '--name', 'v']\n"
-            "try:\n    program.main()\nexcept SystemExit:\n    pass\n"
-            "print('loaded:', sorted(m for m in ('paramiko', 'fabric', 'fabfile_lib.hops') if m in sys.modules))")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FABFILE_", "INVOKE_", "FLAB_"))}
-    environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO))
     try:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True,
-                              text=True, timeout=60)
+        out, err = _fresh(tmp_path, "status", "--name", "v").communicate(timeout=60)
     finally:
         server.shutdown()
-    assert "v: job 42 running, node n1" in proc.stdout and "(answers)" in proc.stdout, proc.stdout + proc.stderr
-    assert "loaded: []" in proc.stdout, proc.stdout + proc.stderr
+    assert "v: job 42 running, node n1" in out and "(answers)" in out, out + err
+    assert "loaded: []" in out, out + err
