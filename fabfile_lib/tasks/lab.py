@@ -27,6 +27,7 @@ doctor_ = lazy.Module("fabfile_lib.doctor")
 hops_ = lazy.Module("fabfile_lib.hops")
 ide = lazy.Module("fabfile_lib.ide")
 lab = lazy.Module("fabfile_lib.lab")
+lab_status = lazy.Module("fabfile_lib.lab_status")  # status and list: not the life cycle
 master = lazy.Module("fabfile_lib.master")
 remote_labs = lazy.Module("fabfile_lib.remote_labs")
 slurm = lazy.Module("fabfile_lib.slurm")
@@ -67,7 +68,7 @@ def _record(c, name: str | None) -> tuple[LabSettings, state.LabRecord]:
     """A recorded lab and the settings it was started with (its cluster does not change with the config)."""
     state_dir, lab_name = local_lab(lab_config(c), name)
     record = state.load(state_dir, lab_name)
-    return lab.settings_for(record, state_dir=str(state_dir)), record
+    return state.settings_of(record, state_dir=str(state_dir)), record
 
 
 def _hints(record: state.LabRecord, as_json: bool = False) -> None:
@@ -278,21 +279,21 @@ def _hops_when_needed(settings: LabSettings) -> Hops:
     return lazy.Made(lambda: hops_.Hops(settings), settings=settings)
 
 
-def _statuses(c, names) -> list[lab.LabStatus]:
+def _statuses(c, names) -> list[lab_status.LabStatus]:
     """The labs' statuses, one question to Slurm per cluster (labs started on one cluster share it)."""
     by_cluster: dict[str, tuple[LabSettings, list[state.LabRecord]]] = {}
     for lab_name in names:
         settings, record = _record(c, lab_name)
         key = json.dumps([settings.ssh_config, settings.login, settings.jump, settings.transport])
         by_cluster.setdefault(key, (settings, []))[1].append(record)
-    found: dict[str, lab.LabStatus] = {}
+    found: dict[str, lab_status.LabStatus] = {}
     for settings, records in by_cluster.values():
         with _hops_when_needed(settings) as hops:
-            found.update((st.name, st) for st in lab.statuses(records, hops))
+            found.update((st.name, st) for st in lab_status.statuses(records, hops))
     return [found[n] for n in names]
 
 
-def _print_statuses(results: list[lab.LabStatus]) -> None:
+def _print_statuses(results: list[lab_status.LabStatus]) -> None:
     if not results:
         print(f"no labs recorded; start one with `{commands.run('start')}`")
     for st in results:
@@ -322,7 +323,7 @@ def status(c, name=None, json_=False):
     if name:
         settings, record = _record(c, name)
         with _hops_when_needed(settings) as hops:
-            results = [lab.status(record, hops)]
+            results = [lab_status.status(record, hops)]
     else:
         results = _statuses(c, state.names(state_dir))
     if json_:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from fabfile_lib import lab, procs, slurm
+from fabfile_lib import lab, lab_status, procs, slurm
 from fabfile_lib.settings import LabSettings
 from fabfile_lib.state import LabRecord
 
@@ -32,8 +32,8 @@ def test_labs_held_and_answering_cost_slurm_nothing_and_the_others_one_question(
         return {i: slurm.JobInfo(i, "PENDING", reason="Priority") for i in ids}
 
     monkeypatch.setattr(slurm, "query_many", query_many)
-    monkeypatch.setattr(lab, "_answering", lambda r: r.name != "silent")
-    monkeypatch.setattr(lab, "ended_because", lambda hops, r: "")
+    monkeypatch.setattr(lab_status, "_answering", lambda r: r.name != "silent")
+    monkeypatch.setattr(lab_status, "ended_because", lambda hops, r: "")
     records = [_record("a", "1", True), _record("b", "2", True), _record("c", "3", False),
                _record("silent", "4", True), _record("late", "5", True, ends_in=2)]
     out = {st.name: st for st in lab.statuses(records, _Hops())}
