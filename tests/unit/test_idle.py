@@ -90,7 +90,7 @@ class _Jupyter(BaseHTTPRequestHandler):
 def _watch(tmp_path, idle: float, warn: float, busy: bool, within: float) -> tuple[str, subprocess.Popen]:
     _Jupyter.busy, _Jupyter.last = busy, time.time()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Jupyter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     (tmp_path / "token").write_text("t" * 43)
     app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -107,15 +107,15 @@ def _watch(tmp_path, idle: float, warn: float, busy: bool, within: float) -> tup
 
 
 def test_the_watcher_warns_then_ends_an_unused_app_and_leaves_its_note(tmp_path):
-    out, app = _watch(tmp_path, idle=0.6, warn=0.3, busy=False, within=10)
+    out, app = _watch(tmp_path, idle=0.4, warn=0.2, busy=False, within=10)
     assert app.wait(timeout=10) != 0  # ended by the watcher (SIGTERM)
     lines = out.splitlines()
     assert lines[0].startswith("fabfile-lab: idle for") and "unless it is used (lab.idle)" in lines[0]
     assert lines[-1].startswith("fabfile-lab: ended: idle for")
-    assert json.loads((tmp_path / "idle").read_text())["idle"] == 0.6
+    assert json.loads((tmp_path / "idle").read_text())["idle"] == 0.4
     assert _Jupyter.untracked  # its own questions never count as use
 
 
 def test_a_busy_kernel_is_use_however_long_it_runs(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
-        _watch(tmp_path, idle=0.5, warn=0.25, busy=True, within=1.2)  # never ends it: the run times out instead
+        _watch(tmp_path, idle=0.3, warn=0.15, busy=True, within=0.9)  # never ends it: the run times out instead

@@ -201,7 +201,7 @@ def test_the_status_of_a_lab_that_vouches_for_itself_opens_and_imports_no_connec
     from fabfile_lib.settings import LabSettings
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Jupyter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     where = tmp_path / "state" / "fabfile-lab"
     settings = LabSettings.from_config({"login": "nowhere.invalid", "name": "v", "state_dir": str(where)})
     state.make_dirs(where)
