@@ -15,8 +15,18 @@ MAX_POSITIONAL = 5
 @functools.cache
 @functools.cache
 def _nodes() -> tuple:
+    """Every class and function of the package, nested ones included (statements only: a definition is
+    never inside an expression)."""
     return tuple((path.relative_to(PACKAGE.parent), node) for path in sorted(PACKAGE.rglob("*.py"))
-                 for node in ast.walk(ast.parse(path.read_text(), str(path))))
+                 for node in _statements(ast.parse(path.read_text(), str(path))))
+
+
+def _statements(node: ast.AST):
+    for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+        for child in getattr(node, field, None) or ():
+            if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case):
+                yield child
+                yield from _statements(child)
 
 
 def test_no_class_is_too_long_to_read_at_once():

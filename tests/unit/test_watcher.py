@@ -153,10 +153,10 @@ def test_the_node_is_heard_once_as_soon_as_the_record_names_it_and_the_lab_once_
 
 def test_a_watcher_started_ahead_of_its_lab_waits_for_it_and_ends_if_it_never_comes(tmp_path):
     holds, stop = FakeHolds(), threading.Event()
-    runner = threading.Thread(target=watcher.run, args=(tmp_path, holds, stop, 0.01, 0.5))
+    runner = threading.Thread(target=watcher.run, args=(tmp_path, holds, stop, 0.01, 0.3))
     began = time.monotonic()
     runner.start()
-    time.sleep(0.2)
+    time.sleep(0.1)
     _record(tmp_path, "a", hold="1")  # submitted meanwhile: its hold request comes
     _until(lambda: "a" in holds.running)
     state.remove(tmp_path, "a")
@@ -164,7 +164,7 @@ def test_a_watcher_started_ahead_of_its_lab_waits_for_it_and_ends_if_it_never_co
     assert not runner.is_alive()
 
     began = time.monotonic()
-    lonely = threading.Thread(target=watcher.run, args=(tmp_path, FakeHolds(), stop, 0.01, 0.3))
+    lonely = threading.Thread(target=watcher.run, args=(tmp_path, FakeHolds(), stop, 0.01, 0.15))
     lonely.start()
     lonely.join(5)  # the start failed before it asked: the watcher ends by itself
-    assert not lonely.is_alive() and 0.3 <= time.monotonic() - began < 2
+    assert not lonely.is_alive() and 0.15 <= time.monotonic() - began < 2
