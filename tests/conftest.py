@@ -90,10 +90,16 @@ def left_anywhere(cfg: SandboxConfig, base: Path) -> list[str]:
     procs = _live_processes(cfg)
     if procs:
         left.append(f"processes of {cfg.username}: {procs!r}")
-    watchers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
+    def watchers() -> list[str]:
+        return [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if b"fabfile_lib.watcher" in
                 read_bytes(p) and str(base).encode() in read_bytes(p)]
-    if watchers:
-        left.append(f"watcher processes {watchers}")
+
+    from fabfile_lib.watcher import AHEAD  # one started ahead of a start that failed ends by itself by then
+
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not watchers(), timeout=AHEAD + 5)
+    if watchers():
+        left.append(f"watcher processes {watchers()}")
     return left
 
 
