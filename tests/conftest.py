@@ -27,6 +27,16 @@ TEST_SANDBOX = SandboxConfig(name=_NAME, subnet=os.environ.get("FLTEST_SUBNET", 
                              dir=f"/var/tmp/fabfile-lab/{_NAME}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The sandbox tests share one sandbox (one per session, brought up once): with pytest-xdist they all
+    run in one worker, in order, while the other tests spread over the workers a module at a time (what a
+    module caches, it computes once)."""
+    for item in items:
+        group = "sandbox" if item.get_closest_marker("sandbox") else item.nodeid.partition("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def sandbox_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "the sandbox needs root"

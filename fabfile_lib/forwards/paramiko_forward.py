@@ -27,13 +27,16 @@ CHUNK = 32 * 1024
 Log = Callable[[str], None]
 
 
-def _pump(client: socket.socket, chan: paramiko.Channel, stop: threading.Event) -> None:
-    """Copy both ways until both sides have sent EOF; pass each EOF on as a half-close."""
+def _pump(client: socket.socket, chan: paramiko.Channel, stop: socket.socket) -> None:
+    """Copy both ways until both sides have sent EOF, or ``stop`` is readable (the forward closes); pass
+    each EOF on as a half-close."""
     import paramiko
     open_in = {client: True, chan: True}
     try:
-        while any(open_in.values()) and not stop.is_set():
-            readable, _, _ = select.select([s for s, o in open_in.items() if o], [], [], 1.0)
+        while any(open_in.values()):
+            readable, _, _ = select.select([s for s, o in open_in.items() if o] + [stop], [], [])
+            if stop in readable:
+                return
             for src in readable:
                 dst = chan if src is client else client
                 data = src.recv(CHUNK)
@@ -105,7 +108,9 @@ def forward_local(
 
     listeners = bind_loopback(local_port)
     fwd = Forward(listeners[0].getsockname()[1], f"{remote_host}:{remote_port}", alive=transport.is_active)
-    stop = threading.Event()
+    # Closing ``stopping`` makes ``stop`` readable in every select of the forward: its threads end at once,
+    # rather than at their next timeout.
+    stop, stopping = socket.socketpair()
     workers: list[threading.Thread] = []
 
     def serve(client: socket.socket) -> None:
@@ -122,8 +127,10 @@ def forward_local(
         _pump(client, chan, stop)
 
     def accept_loop() -> None:
-        while not stop.is_set():
-            ready, _, _ = select.select(listeners, [], [], 0.2)
+        while True:
+            ready, _, _ = select.select([*listeners, stop], [], [])
+            if stop in ready:
+                return
             for sock in ready:
                 try:
                     client, _ = sock.accept()
@@ -140,9 +147,11 @@ def forward_local(
     try:
         yield fwd
     finally:
-        stop.set()
+        stopping.close()
         acceptor.join(timeout=2)
         for sock in listeners:
             sock.close()
         for worker in workers:
             worker.join(timeout=2)
+        if not acceptor.is_alive() and not any(w.is_alive() for w in workers):
+            stop.close()  # else a thread still selects on it: it goes with the last of them

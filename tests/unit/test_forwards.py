@@ -141,11 +141,11 @@ class HeartbeatTransport:
 def test_a_dead_hop_is_noticed_after_three_unanswered_keepalives():
     from fabfile_lib.forwards.paramiko_forward import Heartbeat
 
-    with Heartbeat(HeartbeatTransport(answering=True), interval=0.1) as beat:
-        time.sleep(0.5)
+    with Heartbeat(HeartbeatTransport(answering=True), interval=0.05) as beat:
+        time.sleep(0.3)  # twice the deadline: answers keep it alive
         assert beat.alive()
     dead = HeartbeatTransport(answering=False)
-    with Heartbeat(dead, interval=0.1) as beat:
+    with Heartbeat(dead, interval=0.05) as beat:
         assert beat.alive()
-        time.sleep(0.6)  # 3 intervals and the slack (one more, at most 1 s)
+        time.sleep(0.3)  # 3 intervals and the slack (one more, at most 1 s)
         assert not beat.alive() and not dead.active  # and the transport is closed, so waiters fail now

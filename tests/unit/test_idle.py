@@ -118,4 +118,4 @@ def test_the_watcher_warns_then_ends_an_unused_app_and_leaves_its_note(tmp_path)
 
 def test_a_busy_kernel_is_use_however_long_it_runs(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
-        _watch(tmp_path, idle=0.3, warn=0.15, busy=True, within=0.9)  # never ends it: the run times out instead
+        _watch(tmp_path, idle=0.25, warn=0.1, busy=True, within=0.7)  # never ends it: the run times out instead

@@ -25,9 +25,11 @@ for name in ("getuid", "geteuid", "getgid", "getegid"):
 
 def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
     code = SIMULATION + textwrap.dedent(body)
+    env = {"PYTHONPATH": str(REPO), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+           "XDG_STATE_HOME": str(tmp_path / "state"),
+           "USERNAME": "researcher"}  # Windows always sets it: getpass.getuser() reads it there
     return subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env={"PYTHONPATH": str(REPO), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
-                                           "XDG_STATE_HOME": str(tmp_path / "state")})
+                          timeout=60, env=env)
 
 
 def test_every_module_imports_without_fcntl_or_user_ids(tmp_path):

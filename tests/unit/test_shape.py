@@ -13,7 +13,6 @@ MAX_POSITIONAL = 5
 
 
 @functools.cache
-@functools.cache
 def _nodes() -> tuple:
     """Every class and function of the package, nested ones included (statements only: a definition is
     never inside an expression)."""

@@ -44,9 +44,12 @@ def _holding(monkeypatch, answers, states, refused=None, seconds=3.0):
     vigil.asking.pace = tunnel.pacing.Pace(first=0.1)
     fwd = Forward(8888, ("127.0.0.1", 1), refusals=refused)
     stop = threading.Event()
-    threading.Timer(seconds, stop.set).start()
-    result = tunnel._held(_Hops(), RECORD, fwd, vigil, stop)
-    stop.set()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        result = tunnel._held(_Hops(), RECORD, fwd, vigil, stop)
+    finally:
+        timer.cancel()  # a hold that ended by itself leaves no timer for the interpreter to wait out
     return result, asks, said
 
 
@@ -91,9 +94,13 @@ def test_a_scheduler_that_does_not_answer_is_asked_later_and_never_ends_the_hold
     result, _, said = _holding(monkeypatch, lambda: True, ["RUNNING"], seconds=0.15)
     monkeypatch.setattr(tunnel.slurm, "query", broken)
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
     vigil = tunnel.Vigil(JobWatch("h", "42", said.append), said.append, None)
-    assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
+    try:
+        assert tunnel._held(_Hops(), RECORD, Forward(8888, ("127.0.0.1", 1)), vigil, stop) is False
+    finally:
+        timer.cancel()
     assert len(asks) == 1  # the next question waits pacing.AFTER_FAILURE (10 s and more)
     assert any("asking again in" in line for line in said), said
 
