@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,24 +47,9 @@ def config_args(ssh_config: Path | None) -> list[str]:
     return ["-F", str(ssh_config)] if ssh_config else []
 
 
-# One command resolves the same host more than once (its hops, then the master's address): the answer is
-# kept this long, so a long-running watcher still sees an edited config within seconds.
-EFFECTIVE_FRESH_FOR = 5.0
-_effective: dict[tuple[str, ...], tuple[float, Options]] = {}
-
-
 def effective(dest: str, ssh_config: Path | None, extra: Sequence[str] = (), timeout: float = 10) -> Options:
     """OpenSSH's effective options for ``dest`` (``ssh -G``): lower-case keys, every value of each."""
     argv = [ssh_binary() or "ssh", *config_args(ssh_config), *extra, "-G", destination(dest)]
-    now = time.monotonic()
-    when, known = _effective.get(tuple(argv), (0.0, None))
-    if known is None or now - when > EFFECTIVE_FRESH_FOR:
-        known = _effective_now(argv, dest, timeout)
-        _effective[tuple(argv)] = (now, known)
-    return {key: list(values) for key, values in known.items()}  # the caller's own copy
-
-
-def _effective_now(argv: list[str], dest: str, timeout: float) -> Options:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                               check=False)

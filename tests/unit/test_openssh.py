@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from fabfile_lib import LabError, openssh
@@ -69,24 +66,3 @@ def test_ssh_dash_G_is_the_source_of_truth(tmp_path):
     opts = openssh.effective("login", cfg)
     assert openssh.first(opts, "hostname") == "10.9.9.7" and openssh.first(opts, "user") == "carol"
     assert openssh.first(opts, "port") == "2200" and openssh.first(opts, "hostkeyalias") == "login-alias"
-
-
-def test_one_command_asks_ssh_dash_g_once_per_host_and_a_long_running_one_sees_an_edit(monkeypatch):
-    runs = []
-
-    def fake_run(argv, **kwargs):
-        runs.append(argv)
-        return subprocess.CompletedProcess(argv, 0, f"hostname node{len(runs)}\nuser carol\n", "")
-
-    now = [1000.0]
-    monkeypatch.setattr(openssh.subprocess, "run", fake_run)
-    monkeypatch.setattr(openssh.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(openssh, "_effective", {})
-    first = openssh.effective("login", Path("/cfg"))
-    first["hostname"].append("changed by the caller")
-    assert openssh.effective("login", Path("/cfg")) == {"hostname": ["node1"], "user": ["carol"]}
-    assert len(runs) == 1
-    openssh.effective("login", Path("/cfg"), ["-J", "jump"])  # other words: another question
-    now[0] += openssh.EFFECTIVE_FRESH_FOR + 1
-    assert openssh.first(openssh.effective("login", Path("/cfg")), "hostname") == "node3"
-    assert len(runs) == 3
