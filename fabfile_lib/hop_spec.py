@@ -100,9 +100,9 @@ def node_spec(login: HopSpec, address: str) -> HopSpec:
                    identities_only=login.identities_only, known_hosts=login.known_hosts, accept_new=login.accept_new)
 
 
-def resolve_openssh(spec: str, settings: LabSettings) -> HopSpec:
+def resolve_openssh(spec: str, settings: LabSettings, *, memo: dict | None = None) -> HopSpec:
     """The same, read from ``ssh -G``: OpenSSH's own answer (Include, Match, defaults and all)."""
-    opts = openssh.effective(spec, settings.ssh_config_path)
+    opts = openssh.effective(spec, settings.ssh_config_path, memo=memo)
     first = openssh.first
     files = " ".join(opts.get("userknownhostsfile", ["~/.ssh/known_hosts"])).split()
     return HopSpec(

@@ -67,10 +67,7 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
     """
     settings = replace(settings, via=via_memory.candidates(settings)[0])
     check_port_free(settings.local_port)
-    login = hops.login()
-    sftp = login.sftp()
     base = lab_dir.base(hops, settings.remote_dir)
-    lab_dir.mkdir_private(sftp, base)
     where = posixpath.join(base, f"{settings.name}-{secrets.token_hex(4)}")
     app = settings.app_spec
     # The job is submitted from this login node: reverse mode's far end will live there (its own name,
@@ -86,21 +83,21 @@ def submit(settings: LabSettings, hops: Hops) -> LabRecord:
         raise LabError(f"a lab named {settings.name!r} is already recorded: `{commands.run('status')} --name "
                        f"{settings.name}`, or `{commands.run('cancel')} --name {settings.name}` first.")
     try:
-        lab_dir.mkdir_private(sftp, where, new=True)
-        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), record.token)
-        script = posixpath.join(where, lab_dir.SCRIPT)
         from . import batch_script  # the start's alone: status and cancel never render a script
 
-        lab_dir.write_private(sftp, script, batch_script.render(settings, where, hops.openssh))
-        # Before the job exists: its id is found by its work directory (squeue's %Z) if we die in sbatch.
-        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
-        record = replace(record, job_id=slurm.submit(login, script, where))
+        script = posixpath.join(where, lab_dir.SCRIPT)
+        # The lab.json is there before the job exists: its id is found by its work directory (squeue's %Z)
+        # if we die in sbatch. Directory, files and sbatch in one command: no file session to open first.
+        files = {lab_dir.TOKEN_FILE: record.token, lab_dir.SCRIPT: batch_script.render(settings, where, hops.openssh),
+                 lab_dir.META: _meta(record, settings).to_json()}
+        submitted = lab_dir.create(hops, base, where, files, then=slurm.sbatch_command(script))
+        record = replace(record, job_id=slurm.job_id_of(submitted))
     except BaseException:
-        run(login, ["rm", "-rf", "--", where], check=False)
+        run(hops.shell(), ["rm", "-rf", "--", where], check=False)
         state.remove(settings.state_path, settings.name)
         raise
     state.update(settings.state_path, record.name, job_id=record.job_id)
-    lab_dir.write_private(sftp, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
+    lab_dir.write(hops, posixpath.join(where, lab_dir.META), _meta(record, settings).to_json())
     return record
 
 
@@ -132,10 +129,11 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
         if seen.ended:
             raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         seen.checked_node(record.remote_dir)
-        if seen.node and not info.running:
-            info = slurm.JobInfo(record.job_id, "RUNNING", node=seen.node)
-            if progress:
-                progress(info)
+        if seen.node and record.node != seen.node:  # the job has just written its node (Slurm may have said so)
+            if not info.running:
+                info = slurm.JobInfo(record.job_id, "RUNNING", node=seen.node)
+                if progress:
+                    progress(info)
             # Asked while Jupyter starts (a second or so), not after: the far end needs the node's address.
             record = _started_on(hops, record, seen.node)
             if handoff:  # the watcher logs in to the node meanwhile
@@ -224,7 +222,7 @@ def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look, probe: bool = True
     runtime = seen.runtime
     if not runtime or not isinstance(runtime.get("port"), int):
         return record, False, ""
-    node_addr = record.node_addr or slurm.node_address(hops.login(), seen.node)
+    node_addr = record.node_addr or slurm.node_address(hops.shell(), seen.node)
     record = replace(record, node=seen.node, node_addr=node_addr, app_port=int(runtime["port"]))
     endpoint = modes.mode(record.via).endpoint(runtime, node_addr,
                                                lambda name: lab_dir.read(hops, record.remote_dir, name))

@@ -81,10 +81,15 @@ def is_lab_dir(path: object, base_dir: str | None = None) -> bool:
 
 def base(hops: Hops, remote_dir: str) -> str:
     """``remote_dir`` as an absolute path on the cluster (``~`` and relative paths are from the home)."""
-    home = hops.login().sftp().normalize(".")
+    if remote_dir.startswith("/"):
+        return remote_dir
+    home = hops.home()
+    if not untrusted.home(home):
+        raise LabError(f"the login node gives {untrusted.quoted(home)} as your home directory, which is not an "
+                       "absolute path: set lab.remote_dir to one.")
     if remote_dir == "~" or remote_dir.startswith("~/"):
         return posixpath.join(home, remote_dir[2:])
-    return remote_dir if remote_dir.startswith("/") else posixpath.join(home, remote_dir)
+    return posixpath.join(home, remote_dir)
 
 
 def mkdir_private(sftp: paramiko.SFTPClient, path: str, *, new: bool = False) -> bool:
@@ -112,6 +117,55 @@ def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
     with sftp.open(path, "w") as fh:
         fh.chmod(0o600)  # before any byte is written
         fh.write(text)
+
+
+# One command on the login node: the base (if missing) and the lab's new directory made 0700, the files
+# unpacked from a tar stream on stdin (umask 077: 0600, whatever modes an archive claims), then the command
+# that uses them, run in that directory.
+_CREATE = ('umask 077 && { [ -d "$1" ] || mkdir -m 700 -- "$1" 2>/dev/null || [ -d "$1" ]; } || exit 71; '
+           'mkdir -m 700 -- "$2" || exit 72; cd -- "$2" && tar -xmf - || exit 73; ')
+_WRITE = 'umask 077 && cat > "$1"'
+_NOT_MADE = {71: "cannot create {base} on the login node.", 72: "cannot create {where} on the login node."}
+
+
+def create(hops: Hops, base_dir: str, where: str, files: dict[str, str], then: str):
+    """Make the lab's private directory ``where`` (new) under ``base_dir``, write ``files`` in it (0600),
+    and run ``then`` there -- one command on the login node, the files (a token among them) on its standard
+    input, never in a command line. Returns ``then``'s Result; a LabError if the directory or its files
+    could not be made."""
+    script = _CREATE + then
+    command = f"sh -c {shlex.quote(script)} sh {shlex.quote(base_dir)} {shlex.quote(where)}"
+    result = run_command(hops.feeder(), command, data=_archive(files), timeout=hops.settings.connect_timeout + 60)
+    if result.exited in _NOT_MADE:
+        raise LabError(_NOT_MADE[result.exited].format(base=base_dir, where=where))
+    if result.exited == 73:
+        lines = result.stderr.strip().splitlines()
+        raise LabError(f"cannot write the lab's files in {where} on the login node: "
+                       f"{untrusted.printable(lines[-1]) if lines else 'tar failed'}")
+    return result
+
+
+def write(hops: Hops, path: str, text: str) -> None:
+    """Replace a small file of the lab's directory (0600), its text on the command's standard input."""
+    command = f"sh -c {shlex.quote(_WRITE)} sh {shlex.quote(path)}"
+    result = run_command(hops.feeder(), command, data=text.encode(), timeout=hops.settings.connect_timeout + 30)
+    if result.exited != 0:
+        raise LabError(f"cannot write {path} on the login node: exit {result.exited}")
+
+
+def _archive(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+    import time
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 _GUARD = threading.Lock()

@@ -25,21 +25,22 @@ import re
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from . import commands, locks, master_login, openssh, untrusted
-from .errors import LabError, PromptNeeded
+from .errors import ConnectError, LabError, PromptNeeded
 from .master_address import MasterAddress, cluster_key, control_dir, describe
-from .master_marks import MasterMarks, pinned_nodes
+from .master_marks import LoginFacts, MasterMarks, pinned_nodes
 from .settings import LabSettings
 
-__all__ = ["Master", "MasterInfo", "cluster_key", "control_dir", "masters", "plan"]
+__all__ = ["LoginFacts", "Master", "MasterInfo", "cluster_key", "control_dir", "masters", "plan"]
 
 log = logging.getLogger(__name__)
 
 _PID = re.compile(r"pid=(\d+)")
+_SEEN_FOR = 2.0  # seconds a master just seen alive counts as alive (no second ``-O check`` right after open)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Master:
     """The process behind one :class:`MasterAddress`: started, checked, asked to forward, ended."""
 
     address: MasterAddress
+    _seen: dict = field(default_factory=dict, compare=False, repr=False)  # the last check that found it alive
 
     @cached_property
     def marks(self) -> MasterMarks:
@@ -69,23 +71,48 @@ class Master:
         proc = _run(a.argv("-O", "check", a.dest), timeout=10)
         log.debug("master of %s: %s", a.label, proc.stderr.strip() or f"exit {proc.returncode}")
         match = _PID.search(proc.stderr)
-        return MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0, self.marks.created())
+        info = MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0, self.marks.created())
+        if info.alive:
+            self._seen.update(info=info, when=time.monotonic())
+        return info
+
+    def _alive(self) -> MasterInfo:
+        """The master as just seen (by ``open``), else as ``-O check`` finds it now."""
+        if self._seen and time.monotonic() - self._seen["when"] < _SEEN_FOR:
+            return self._seen["info"]
+        return self.check()
 
     def landed(self) -> tuple[str, ...]:
         """The names of the login node this (live) master is connected to -- ``hostname`` and, where it
         differs, ``hostname -f`` -- learnt once per master process and kept beside its socket."""
-        info = self.check()
+        facts = self.facts()
+        return facts.names if facts else ()
+
+    def home(self) -> str:
+        """The user's home directory on the login node this (live) master is connected to (learnt once,
+        with its names); a ConnectError if the master cannot say."""
+        facts = self.facts()
+        if facts is None:
+            raise ConnectError(f"cannot learn the home directory on {self.label} through its master.")
+        return facts.home
+
+    def facts(self) -> LoginFacts | None:
+        """What this master process learnt of its login node (one command, the first time), or None
+        while no master lives or the login node does not say."""
+        info = self._alive()
         if not info.alive:
-            return ()
+            return None
         known = self.marks.landed(info.pid)
         if known is not None:
             return known
         a = self.address
-        proc = _run(a.command(shlex.join(untrusted.NAMES_COMMAND)), timeout=a.connect_timeout + 10)
-        names = untrusted.host_names(proc.stdout)
-        if proc.returncode == 0 and names:
-            self.marks.learnt(info.pid, names)
-        return names
+        proc = _run(a.command(shlex.join(untrusted.FACTS_COMMAND)), timeout=a.connect_timeout + 10)
+        home, names = untrusted.login_facts(proc.stdout)
+        if proc.returncode != 0 or not names or not home:
+            return None
+        facts = LoginFacts(names, home)
+        self.marks.learnt(info.pid, facts)
+        return facts
 
     def open(self, *, interactive: bool) -> bool:
         """Make sure a master lives; return True if this call started it.
@@ -139,6 +166,7 @@ class Master:
             deadline = time.monotonic() + 5
             while self.check().alive and time.monotonic() < deadline:
                 time.sleep(0.1)
+        self._seen.clear()
         self.marks.ended()
         return alive
 
@@ -162,19 +190,19 @@ def _run(argv: list[str], timeout: float, detach: bool = False) -> subprocess.Co
         return subprocess.CompletedProcess(argv, 255, "", f"`{' '.join(argv[:1])}` timed out after {timeout} s")
 
 
-def plan(settings: LabSettings, pin: str = "") -> Master:
+def plan(settings: LabSettings, pin: str = "", *, memo: dict | None = None) -> Master:
     """The master for ``settings``' cluster: the user's own if their config names a ControlPath, else ours.
 
     ``pin``: the master must reach the login node of that name -- the cluster's own master if it is
     there now, else a master of its own to that node."""
-    shared = Master(describe(settings))
+    shared = Master(describe(settings, memo=memo))
     if not pin:
         return shared
     if not untrusted.host(pin):
         raise LabError(f"{pin!r} is not a host name: the lab's record is damaged.")
     if pin in shared.landed():
         return shared
-    return Master(describe(settings, pin))
+    return Master(describe(settings, pin, memo=memo))
 
 
 def masters(settings: LabSettings) -> list[Master]:

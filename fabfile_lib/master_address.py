@@ -70,12 +70,13 @@ class MasterAddress:
         return " ".join(shlex.quote(w) for w in words) + f" -W %h:%p {shlex.quote(self.dest.replace('%', '%%'))}"
 
 
-def describe(settings: LabSettings, pin: str = "") -> MasterAddress:
+def describe(settings: LabSettings, pin: str = "", *, memo: dict | None = None) -> MasterAddress:
     """The address of ``settings``' cluster (``pin``: of a master to that login node): the user's own
-    master if their config names a ControlPath, else ours. Reads the ssh config (``ssh -G``); starts nothing."""
+    master if their config names a ControlPath, else ours. Reads the ssh config (``ssh -G``, asked once per
+    ``memo``: see ``openssh.effective``); starts nothing."""
     cfg = settings.ssh_config_path
     jump = ["-J", settings.jump] if settings.jump else []
-    opts = openssh.effective(settings.login, cfg, jump)
+    opts = openssh.effective(settings.login, cfg, jump, memo=memo)
     words = [*openssh.config_args(cfg), *jump,
              "-o", f"ConnectTimeout={max(1, int(settings.connect_timeout))}",
              "-o", f"ServerAliveInterval={settings.keepalive}", "-o", "ServerAliveCountMax=3"]

@@ -3,7 +3,8 @@
 - ``KEY.json`` beside the socket: when the tool started that master and for which cluster and login
   node (so ``logout`` finds the masters pinned to the cluster's login nodes).
 - ``KEY.log``: what the master says once in the background (a channel sshd refused), via ``ssh -E``.
-- ``KEY.PID.landed``: the names of the login node that master process landed on, learnt once.
+- ``KEY.PID.landed``: the names of the login node that master process landed on, and the home directory
+  there, learnt once.
 - ``CLUSTER.logged-out``: the user logged out; nothing logs in again by itself until they log in.
 
 A master on the user's own ControlPath leaves nothing here but the logout mark.
@@ -33,6 +34,14 @@ def _read_json(path: Path) -> object:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class LoginFacts:
+    """What one master process learnt of the login node it landed on: its names and the user's home."""
+
+    names: tuple[str, ...]
+    home: str
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,18 @@ class MasterMarks:
             _write_json(Path(f"{a.control_path}.json"),
                         {"created": when, "persist": a.persist, "label": a.label, "cluster": a.cluster, "pin": a.pin})
 
-    def landed(self, pid: int) -> tuple[str, ...] | None:
-        """The login node's names learnt by master process ``pid``, if learnt."""
-        names = _read_json(self._landed_path(pid))
-        return tuple(str(n) for n in names) if isinstance(names, list) else None
+    def landed(self, pid: int) -> LoginFacts | None:
+        """What master process ``pid`` learnt of its login node, if it did (checked again as it is read)."""
+        data = _read_json(self._landed_path(pid))
+        if not isinstance(data, dict) or not isinstance(data.get("names"), list):
+            return None
+        names = tuple(str(n) for n in data["names"] if untrusted.host(n))
+        home = data.get("home")
+        return LoginFacts(names, home) if names and untrusted.home(home) else None
 
-    def learnt(self, pid: int, names: tuple[str, ...]) -> None:
+    def learnt(self, pid: int, facts: LoginFacts) -> None:
         self.forget_landed()  # of masters that have ended
-        _write_json(self._landed_path(pid), list(names))
+        _write_json(self._landed_path(pid), {"names": list(facts.names), "home": facts.home})
 
     def forget_landed(self) -> None:
         for known in self._dir.glob(f"{self.address.key}.*.landed"):

@@ -37,8 +37,15 @@ class MasterShell:
         self.master, self.host = master, host
 
     def run(self, command: str, *, hide: bool = True, warn: bool = True, in_stream: object = False,
-            timeout: float | None = None) -> Result:
-        """``command`` on the login node; a non-zero exit is returned, not raised (``warn``)."""
-        proc = subprocess.run(self.master.address.command(command), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-        return Result(command, proc.stdout, proc.stderr, proc.returncode)
+            timeout: float | None = None, data: bytes | None = None) -> Result:
+        """``command`` on the login node; a non-zero exit is returned, not raised (``warn``). ``data``: the
+        command's standard input (else none)."""
+        stdin = {"input": data} if data is not None else {"stdin": subprocess.DEVNULL}
+        proc = subprocess.run(self.master.address.command(command), capture_output=True, timeout=timeout,
+                              check=False, **stdin)
+        return Result(command, text_of(proc.stdout), text_of(proc.stderr), proc.returncode)
+
+
+def text_of(data: bytes) -> str:
+    """What a command printed, as text mode reads it (universal newlines); an undecodable byte replaced."""
+    return data.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")

@@ -47,9 +47,17 @@ def config_args(ssh_config: Path | None) -> list[str]:
     return ["-F", str(ssh_config)] if ssh_config else []
 
 
-def effective(dest: str, ssh_config: Path | None, extra: Sequence[str] = (), timeout: float = 10) -> Options:
-    """OpenSSH's effective options for ``dest`` (``ssh -G``): lower-case keys, every value of each."""
+def effective(dest: str, ssh_config: Path | None, extra: Sequence[str] = (), timeout: float = 10, *,
+              memo: dict | None = None) -> Options:
+    """OpenSSH's effective options for ``dest`` (``ssh -G``): lower-case keys, every value of each.
+    ``memo``: answers already given in this run (one dict per carrier, so an edited config is read anew by
+    the next run), by the same words."""
     argv = [ssh_binary() or "ssh", *config_args(ssh_config), *extra, "-G", destination(dest)]
+    if memo is not None:
+        key = tuple(argv)
+        if key not in memo:
+            memo[key] = effective(dest, ssh_config, extra, timeout)
+        return memo[key]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                               check=False)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import openssh
 from .errors import AuthenticationError, ConnectError, HostKeyError, PromptNeeded
-from .hop_spec import HopSpec, pinned
+from .hop_spec import HopSpec, pinned, resolve_openssh
 from .master import Master, plan
 from .master_shell import MasterShell
 from .prompts import Prompter
@@ -41,12 +41,14 @@ class OpenSSHCarrier:
         self._opened: list = []
         self._login: Connection | None = None
         self._login_spec: HopSpec | None = None
+        self._shell: MasterShell | None = None
+        self._asked: dict = {}  # ssh -G's answers in this run: the master's address and the login's spec agree
 
     @property
     def master(self) -> Master:
         """The cluster's master (pinned to one login node when ``pin`` says so), opened on first use."""
         if self._master is None:
-            master = plan(self.settings, self.pin)
+            master = plan(self.settings, self.pin, memo=self._asked)
             try:
                 self._started_master = master.open(interactive=self.interactive)
             except (HostKeyError, AuthenticationError, PromptNeeded):
@@ -65,7 +67,7 @@ class OpenSSHCarrier:
     def _shared_on_pin(self) -> Master | None:
         """The cluster's own master, if it lands on the pinned node: where that node's own name does not
         resolve from the proxy, the cluster's name may still lead there (always, with one login node)."""
-        shared = plan(self.settings)
+        shared = plan(self.settings, memo=self._asked)
         try:
             self._started_master = shared.open(interactive=self.interactive)
         except ConnectError:
@@ -75,7 +77,7 @@ class OpenSSHCarrier:
     def login_spec(self) -> HopSpec:
         """The login node as ``ssh -G`` resolves it (pinned where the lab lives on one): nothing opened."""
         if self._login_spec is None:
-            self._login_spec = pinned(self.resolve(self.settings.login), self.pin)
+            self._login_spec = pinned(resolve_openssh(self.settings.login, self.settings, memo=self._asked), self.pin)
         return self._login_spec
 
     def login(self) -> Connection:
@@ -89,13 +91,21 @@ class OpenSSHCarrier:
             self._opened.append(self._login)
         return self._login
 
-    def shell(self) -> Connection | MasterShell:
-        """The login Connection if one is open, else plain ``ssh -S`` commands (no Fabric loaded)."""
-        if self._login is not None:
-            return self._login
-        spec = self.login_spec()
-        self._say(spec)
-        return MasterShell(self.master, spec.hostname)
+    def shell(self) -> MasterShell:
+        """Plain ``ssh -S`` commands (no Fabric loaded): cheaper than the login Connection's runner even when
+        that is open."""
+        if self._shell is None:
+            spec = self.login_spec()
+            self._say(spec)
+            self._shell = MasterShell(self.master, spec.hostname)
+        return self._shell
+
+    def feeder(self) -> MasterShell:
+        """The same: ``ssh -S`` takes a command's standard input whole."""
+        return self.shell()
+
+    def home(self) -> str:
+        return self.master.home()
 
     def _say(self, spec: HopSpec) -> None:
         _log.debug("hop %s: %s@%s:%s through %s (OpenSSH master)", spec.label, spec.user, spec.hostname,
@@ -141,3 +151,4 @@ class OpenSSHCarrier:
             self._master.close()  # lab.persist 0: no login is kept between tasks
         self._master = None
         self._login = None
+        self._shell = None

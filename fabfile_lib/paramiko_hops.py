@@ -23,6 +23,7 @@ from fabric import Config, Connection
 from . import untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError
 from .hop_spec import HopSpec, pinned
+from .master_shell import Result, text_of
 from .prompts import Prompter
 from .remote import run
 from .settings import LabSettings
@@ -130,6 +131,23 @@ def proxy_command(words: str) -> paramiko.ProxyCommand:
     return paramiko.ProxyCommand(words)
 
 
+class FedShell:
+    """Commands on a Paramiko Connection with their standard input given whole (an upload in one command):
+    Invoke's runner would read an ``in_stream`` a byte at a time, seconds for a few kilobytes."""
+
+    def __init__(self, conn: Connection):
+        self.conn, self.host = conn, conn.host
+
+    def run(self, command: str, *, hide: bool = True, warn: bool = True, in_stream: object = False,
+            timeout: float | None = None, data: bytes | None = None) -> Result:
+        stdin, stdout, stderr = self.conn.client.exec_command(command, timeout=timeout)
+        with stdin:
+            stdin.write(data or b"")
+            stdin.channel.shutdown_write()
+        out, err = stdout.read(), stderr.read()
+        return Result(command, text_of(out), text_of(err), stdout.channel.recv_exit_status())
+
+
 class ParamikoCarrier:
     """The hops of one run as Paramiko Connections: jump host (``lab.jump``, else the login alias's
     ProxyJump or ProxyCommand), login node, compute nodes through the login node."""
@@ -191,6 +209,12 @@ class ParamikoCarrier:
 
     def shell(self) -> Connection:
         return self.login()
+
+    def feeder(self) -> FedShell:
+        return FedShell(self.login())
+
+    def home(self) -> str:
+        return self.login().sftp().normalize(".")
 
     def login_names(self) -> tuple[str, ...]:
         return untrusted.host_names(run(self.login(), untrusted.NAMES_COMMAND, check=False))

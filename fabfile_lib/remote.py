@@ -13,12 +13,14 @@ from .errors import ConnectError, LabError
 _log = logging.getLogger(__name__)
 
 
-def run_command(conn, command: str, *, timeout: float = 60):
+def run_command(conn, command: str, *, timeout: float = 60, data: bytes | None = None):
     """Run a shell ``command`` on ``conn`` and return Invoke's Result (any exit status); a connection that
-    fails on the way -- SSH error, dead ProxyCommand or master, timeout -- becomes a ConnectError."""
+    fails on the way -- SSH error, dead ProxyCommand or master, timeout -- becomes a ConnectError.
+    ``data``: the command's standard input, for a ``conn`` that takes it whole (``Hops.feeder()``)."""
     _log.debug("on %s: %s", conn.host, command)
+    stdin = {"data": data} if data is not None else {"in_stream": False}
     try:
-        result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        result = conn.run(command, hide=True, warn=True, timeout=timeout, **stdin)
     except LabError:
         raise
     except (TimeoutError, OSError, EOFError) as exc:

@@ -61,8 +61,16 @@ class JobInfo:
 
 def submit(login: Connection, script_path: str, workdir: str) -> str:
     """``sbatch --parsable`` the script; return the job id. umask 077 keeps the job log private."""
-    cmd = f"cd {shlex.quote(workdir)} && umask 077 && sbatch --parsable {shlex.quote(script_path)}"
-    result = run_command(login, cmd)
+    return job_id_of(run_command(login, f"cd {shlex.quote(workdir)} && {sbatch_command(script_path)}"))
+
+
+def sbatch_command(script_path: str) -> str:
+    """The command that submits ``script_path`` (in its lab's directory), its output read by :func:`job_id_of`."""
+    return f"umask 077 && sbatch --parsable {shlex.quote(script_path)}"
+
+
+def job_id_of(result) -> str:
+    """The job id ``sbatch --parsable`` printed, or why it submitted nothing."""
     if result.exited != 0:
         lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
         raise SchedulerError(f"sbatch refused the job: {lines[-1] if lines else f'exit {result.exited}'}")

@@ -76,6 +76,22 @@ def user_at_host(text: object) -> bool:
 
 
 NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names
+# The login's home directory (physical, as SFTP's realpath gives it) on the first line, then its names.
+FACTS_COMMAND = ["sh", "-c", "cd && pwd -P; hostname; hostname -f 2>/dev/null || true"]
+HOME_MAX = 1024
+
+
+def home(text: object) -> bool:
+    """An absolute directory path with no control characters and no ``.``/``..`` parts: the base of every
+    lab directory (it is always shell-quoted where it is used)."""
+    return (isinstance(text, str) and 0 < len(text) <= HOME_MAX and text.startswith("/") and text.isprintable()
+            and not any(part in (".", "..") for part in text.split("/")))
+
+
+def login_facts(text: str) -> tuple[str, tuple[str, ...]]:
+    """What ``FACTS_COMMAND`` printed: the home ("" if it is not a valid one) and the host names."""
+    first, _, rest = text.partition("\n")
+    return (first if home(first) else ""), host_names(rest)
 
 
 def host_names(text: str, most: int = 2) -> tuple[str, ...]:

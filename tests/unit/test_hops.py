@@ -103,7 +103,8 @@ class _Master:
 def test_a_pinned_node_whose_name_does_not_resolve_is_reached_through_the_clusters_name(monkeypatch, landed, ok):
     """The pinned master cannot connect (the node's own name does not resolve from the proxy): the
     cluster's own master is used when it lands on that node; otherwise one line names the node."""
-    monkeypatch.setattr(openssh_hops, "plan", lambda settings, pin="": _Master(pin, opens=not pin, landed=landed))
+    monkeypatch.setattr(openssh_hops, "plan",
+                        lambda settings, pin="", memo=None: _Master(pin, opens=not pin, landed=landed))
     settings = LabSettings.from_config({"login": "cluster", "transport": "openssh"})
     pinned = hops.Hops(settings, interactive=False, pin="login1")
     if ok:

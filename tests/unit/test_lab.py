@@ -55,7 +55,7 @@ class _Hops:
 _ASKED: list[float] = []  # when the last _waiting asked Slurm, seconds into its wait
 
 
-def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, looks=None):
+def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, looks=None, handoff=False):
     """Run lab.wait against scripted Slurm answers (the last one repeats), lab-directory looks (``looks(t)``
     at t seconds into the wait) and a scripted probe; return (record, progress seen, times Slurm was asked)."""
     clock, seen, asked = _Clock(), [], []
@@ -76,7 +76,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path), "wait_timeout": 60})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
     state.create(tmp_path, record)
-    return lab.wait(settings, record, _Hops(), seen.append, timeout=timeout), seen, asked
+    return lab.wait(settings, record, _Hops(), seen.append, timeout=timeout, handoff=handoff), seen, asked
 
 
 def test_wait_gives_up_after_the_timeout_it_was_given_and_says_why(monkeypatch, tmp_path):
@@ -124,6 +124,25 @@ def test_wait_returns_and_records_the_lab_once_jupyter_answers(monkeypatch, tmp_
     assert state.load(tmp_path, "w") == result
     assert [i.state for i in seen][0] == "PENDING" and seen[-1].state == "RUNNING" and seen[-1].node == "c1"
     assert len(asked) <= 2  # at once, then about 3 s later: the start itself is read from the lab directory
+
+
+def test_a_node_slurm_named_first_is_still_told_to_the_watcher_as_soon_as_the_job_writes_it(monkeypatch, tmp_path):
+    """Slurm's first answer may already say RUNNING (free resources): the node's address is still asked, and
+    the record still names the node, while Jupyter starts -- so the watcher logs in to the node meanwhile,
+    not after Jupyter listens."""
+    recorded = []
+
+    def probe(hops, record, seen, probe=True):
+        recorded.append(state.load(tmp_path, "w").node_addr)
+        return record, seen.runtime is not None, ""
+
+    def looks(t):
+        return lab_dir.Look(node="c1" if t > 1 else "", runtime={"port": 1} if t > 3 else None)
+
+    result, seen, _ = _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "RUNNING", node="c1")], probe,
+                               timeout=60, looks=looks, handoff=True)
+    assert recorded and set(recorded) == {"10.0.0.9"}  # in the record from the first look that saw the node on
+    assert result.node_addr == "10.0.0.9" and [i.state for i in seen] == ["RUNNING"]  # said once
 
 
 def test_what_wait_learnt_is_merged_into_the_record_never_over_it(monkeypatch, tmp_path):

@@ -46,3 +46,63 @@ def test_rm_rf_is_only_ever_given_a_directory_the_tool_made(path, ok):
 def test_the_guard_also_wants_the_configured_base():
     assert lab_dir.is_lab_dir("/home/u/.fabfile-lab/x-0011aabb", "/home/u/.fabfile-lab")
     assert not lab_dir.is_lab_dir("/home/u/other/x-0011aabb", "/home/u/.fabfile-lab")
+
+
+class _LocalShell:
+    """A login node that is this machine: the command runs under ``sh -c`` with the data on its stdin."""
+
+    host = "here"
+
+    def __init__(self):
+        self.commands: list[str] = []
+
+    def run(self, command, *, hide=True, warn=True, in_stream=False, timeout=None, data=None):
+        import subprocess
+
+        from fabfile_lib.master_shell import Result, text_of
+
+        self.commands.append(command)
+        proc = subprocess.run(["sh", "-c", command], input=data or b"", capture_output=True, timeout=30, check=False)
+        return Result(command, text_of(proc.stdout), text_of(proc.stderr), proc.returncode)
+
+
+class _FeedHops:
+    def __init__(self):
+        from fabfile_lib.settings import LabSettings
+
+        self.settings, self.shell = LabSettings.from_config({"login": "l"}), _LocalShell()
+
+    def feeder(self):
+        return self.shell
+
+
+def test_the_directory_its_files_and_the_command_are_one_command_with_the_secret_on_stdin(tmp_path):
+    import stat
+
+    hops, base, secret = _FeedHops(), tmp_path / "labs", "s3cret-token-value"
+    where = base / "lab-0011aabb"
+    files = {lab_dir.TOKEN_FILE: secret, lab_dir.SCRIPT: "#!/bin/bash\necho hi\n", lab_dir.META: "{}"}
+    result = lab_dir.create(hops, str(base), str(where), files, then="pwd; ls")
+    assert result.exited == 0 and result.stdout.split() == [str(where), "lab.json", "launch.sh", "token"]
+    assert (where / lab_dir.TOKEN_FILE).read_text() == secret
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700 and stat.S_IMODE(where.stat().st_mode) == 0o700
+    assert {stat.S_IMODE((where / name).stat().st_mode) for name in files} == {0o600}
+    assert len(hops.shell.commands) == 1 and secret not in hops.shell.commands[0]
+    lab_dir.write(hops, str(where / lab_dir.META), '{"job_id": "7"}')
+    assert (where / lab_dir.META).read_text() == '{"job_id": "7"}' and secret not in hops.shell.commands[1]
+
+
+def test_a_base_that_exists_keeps_its_mode_and_what_cannot_be_made_says_which_directory(tmp_path):
+    import stat
+
+    hops, base = _FeedHops(), tmp_path / "project"
+    base.mkdir(mode=0o750)
+    base.chmod(0o750)
+    assert lab_dir.create(hops, str(base), str(base / "a-0011aabb"), {"token": "t"}, then="true").exited == 0
+    assert stat.S_IMODE(base.stat().st_mode) == 0o750  # a group's project directory is left as it is
+    with pytest.raises(lab_dir.LabError, match=r"cannot create .*/a-0011aabb on the login node"):
+        lab_dir.create(hops, str(base), str(base / "a-0011aabb"), {"token": "t"}, then="true")  # not new
+    (tmp_path / "file").write_text("")
+    with pytest.raises(lab_dir.LabError, match=r"cannot create .*/file on the login node"):
+        lab_dir.create(hops, str(tmp_path / "file"), str(tmp_path / "file" / "b-0011aabb"), {}, then="true")
+    assert lab_dir.create(hops, str(base), str(base / "c-0011aabb"), {}, then="exit 3").exited == 3  # then's own

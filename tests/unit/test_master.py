@@ -82,3 +82,56 @@ def test_a_planted_symlink_for_the_socket_directory_is_refused(tmp_path, monkeyp
     os.symlink(elsewhere, tmp_path / f"fabfile-lab-{os.getuid()}")
     with pytest.raises(LabError, match="not a directory of yours"):
         master_address.control_dir(long_state)
+
+
+def _fake_ssh(monkeypatch, facts_output: str) -> list[list[str]]:
+    """``ssh`` as the master's commands see it: a live master (pid 4242) and the login's FACTS_COMMAND."""
+    ran: list[list[str]] = []
+
+    def run(argv, timeout, detach=False):
+        ran.append(argv)
+        if "-O" in argv:
+            return subprocess.CompletedProcess(argv, 0, "", "Master running (pid=4242)\n")
+        return subprocess.CompletedProcess(argv, 0, facts_output, "")
+
+    monkeypatch.setattr(master, "_run", run)
+    return ran
+
+
+@needs_ssh
+def test_a_master_learns_its_login_nodes_home_and_names_once_and_is_not_checked_twice_in_a_row(tmp_path, monkeypatch):
+    ran = _fake_ssh(monkeypatch, "/home/u\nlogin1\nlogin1.example.org\n")
+    plan = master.plan(_settings(tmp_path))
+    assert plan.open(interactive=False) is False  # alive already
+    assert plan.home() == "/home/u" and plan.landed() == ("login1", "login1.example.org")
+    assert [w for argv in ran for w in argv if w in ("check", "-T")] == ["check", "-T"]  # one check, one command
+    again = master.plan(_settings(tmp_path))  # another run: kept beside the socket
+    assert again.home() == "/home/u" and len(ran) == 3 and "check" in ran[-1]
+
+
+@needs_ssh
+@pytest.mark.parametrize("output", ["../etc\nlogin1\n", "/home/u\x1b[2J\nlogin1\n", "/home/u\n$(id)\n", ""])
+def test_a_home_or_names_that_are_not_what_they_should_be_are_not_learnt(tmp_path, monkeypatch, output):
+    from fabfile_lib.errors import ConnectError
+
+    _fake_ssh(monkeypatch, output)
+    plan = master.plan(_settings(tmp_path))
+    assert plan.facts() is None and plan.landed() == ()
+    with pytest.raises(ConnectError, match="home directory"):
+        plan.home()
+    assert not list(plan.address.socket_dir.glob("*.landed"))
+
+
+@needs_ssh
+def test_ssh_dash_G_is_asked_once_per_run_for_the_same_words(tmp_path, monkeypatch):
+    asked = []
+    real = subprocess.run
+    monkeypatch.setattr(openssh.subprocess, "run", lambda argv, **kw: asked.append(argv) or real(argv, **kw))
+    settings, memo = _settings(tmp_path), {}
+    address = master_address.describe(settings, memo=memo)
+    from fabfile_lib.hop_spec import resolve_openssh
+
+    assert resolve_openssh("login", settings, memo=memo).hostname == "10.9.9.6" and len(asked) == 1
+    assert address.dest == "login"
+    master_address.describe(settings)  # without a memo (another run): asked again, an edited config read anew
+    assert len(asked) == 2

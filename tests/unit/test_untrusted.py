@@ -60,3 +60,16 @@ def test_socket_paths(good):
                                  "/tmp/x:1", "/tmp/%h", "/tmp/'s'", "/tmp/$(id)", "/" + "a" * 100, *NOT_STRINGS])
 def test_anything_else_is_not_a_socket_path(bad):
     assert not untrusted.socket_path(bad)
+
+
+@pytest.mark.parametrize("text,ok", [("/home/u", True), ("/gpfs/home/a b", True), ("/", True), ("home/u", False),
+                                     ("/home/../etc", False), ("/home/./u", False), ("/home/u\n", False),
+                                     ("/home/\x1b[2Ju", False), ("", False), (None, False), ("/" + "a" * 2000, False)])
+def test_a_home_directory_is_an_absolute_plain_path(text, ok):
+    assert untrusted.home(text) is ok
+
+
+def test_the_login_facts_are_the_home_then_the_names():
+    facts = untrusted.login_facts("/home/u\nlogin1\nlogin1.example.org\n")
+    assert facts == ("/home/u", ("login1", "login1.example.org"))
+    assert untrusted.login_facts("$(id)\nlogin1\n") == ("", ("login1",))
