@@ -125,7 +125,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     unreachable_since: float | None = None
     info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
-        seen = lab_dir.look(hops, record.remote_dir)
+        seen = lab_dir.look(hops, record.remote_dir, node=record.node)
         if seen.ended:
             raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         seen.checked_node(record.remote_dir)

@@ -252,14 +252,18 @@ class Look:
         return self.node
 
 
-def look(hops: Hops, lab_dir: str) -> Look:
-    """One listing of the lab's directory on the shared filesystem, and the files it shows."""
+def look(hops: Hops, lab_dir: str, *, node: str = "") -> Look:
+    """One listing of the lab's directory on the shared filesystem, and the files it shows. ``node``: what
+    an earlier look read from the node file (the job writes it once as it starts), not read again."""
     try:
         with _session(hops) as sftp:
             names = set(sftp.listdir(lab_dir))
     except OSError:
         return Look()
-    node = (read(hops, lab_dir, NODE) or "").strip() if NODE in names else ""
+    if NODE not in names:
+        node = ""
+    elif not node:
+        node = (read(hops, lab_dir, NODE) or "").strip()
     if node and not valid_host(node):
         return Look("", ENDED in names, None, forged_node=untrusted.quoted(node, 40))
     runtime = runtime_info(hops, lab_dir) if node and RUNTIME_DIR in names else None
