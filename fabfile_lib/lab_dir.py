@@ -122,8 +122,11 @@ def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
 # One command on the login node: the base (if missing) and the lab's new directory made 0700, the files
 # unpacked from a tar stream on stdin (umask 077: 0600, whatever modes an archive claims), then the command
 # that uses them, run in that directory.
-_CREATE = ('umask 077 && { [ -d "$1" ] || mkdir -m 700 -- "$1" 2>/dev/null || [ -d "$1" ]; } || exit 71; '
-           'mkdir -m 700 -- "$2" || exit 72; cd -- "$2" && tar -xmf - || exit 73; ')
+# A directory made in a setgid one (a group's project directory) would inherit the bit: chmod clears it,
+# as SFTP's chmod did (and `chmod 700` alone would not: it keeps a directory's set-id bits).
+_CREATE = ('umask 077 && { [ -d "$1" ] || { mkdir -m 700 -- "$1" && chmod u=rwx,go=,g-s -- "$1"; } 2>/dev/null '
+           '|| [ -d "$1" ]; } || exit 71; mkdir -m 700 -- "$2" && chmod u=rwx,go=,g-s -- "$2" || exit 72; '
+           'cd -- "$2" && tar -xmf - || exit 73; ')
 _WRITE = 'umask 077 && cat > "$1"'
 _NOT_MADE = {71: "cannot create {base} on the login node.", 72: "cannot create {where} on the login node."}
 

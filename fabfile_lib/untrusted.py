@@ -76,8 +76,9 @@ def user_at_host(text: object) -> bool:
 
 
 NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names
-# The login's home directory (physical, as SFTP's realpath gives it) on the first line, then its names.
-FACTS_COMMAND = ["sh", "-c", "cd && pwd -P; hostname; hostname -f 2>/dev/null || true"]
+# The login node's names, then the home directory (physical, as SFTP's realpath gives it) on the last line:
+# whatever a login shell's rc file prints comes first, so the home is never taken from it.
+FACTS_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true; cd && pwd -P"]
 HOME_MAX = 1024
 
 
@@ -90,8 +91,8 @@ def home(text: object) -> bool:
 
 def login_facts(text: str) -> tuple[str, tuple[str, ...]]:
     """What ``FACTS_COMMAND`` printed: the home ("" if it is not a valid one) and the host names."""
-    first, _, rest = text.partition("\n")
-    return (first if home(first) else ""), host_names(rest)
+    rest, _, last = text.rstrip("\n").rpartition("\n")
+    return (last if home(last) else ""), host_names(rest)
 
 
 def host_names(text: str, most: int = 2) -> tuple[str, ...]:

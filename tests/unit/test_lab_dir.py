@@ -106,3 +106,6 @@ def test_a_base_that_exists_keeps_its_mode_and_what_cannot_be_made_says_which_di
     with pytest.raises(lab_dir.LabError, match=r"cannot create .*/file on the login node"):
         lab_dir.create(hops, str(tmp_path / "file"), str(tmp_path / "file" / "b-0011aabb"), {}, then="true")
     assert lab_dir.create(hops, str(base), str(base / "c-0011aabb"), {}, then="exit 3").exited == 3  # then's own
+    base.chmod(0o2770)  # setgid, as a group's project directory often is: the lab's own is 0700 all the same
+    assert lab_dir.create(hops, str(base), str(base / "d-0011aabb"), {}, then="true").exited == 0
+    assert stat.S_IMODE((base / "d-0011aabb").stat().st_mode) == 0o700

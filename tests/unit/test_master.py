@@ -100,7 +100,7 @@ def _fake_ssh(monkeypatch, facts_output: str) -> list[list[str]]:
 
 @needs_ssh
 def test_a_master_learns_its_login_nodes_home_and_names_once_and_is_not_checked_twice_in_a_row(tmp_path, monkeypatch):
-    ran = _fake_ssh(monkeypatch, "/home/u\nlogin1\nlogin1.example.org\n")
+    ran = _fake_ssh(monkeypatch, "login1\nlogin1.example.org\n/home/u\n")
     plan = master.plan(_settings(tmp_path))
     assert plan.open(interactive=False) is False  # alive already
     assert plan.home() == "/home/u" and plan.landed() == ("login1", "login1.example.org")
@@ -110,7 +110,7 @@ def test_a_master_learns_its_login_nodes_home_and_names_once_and_is_not_checked_
 
 
 @needs_ssh
-@pytest.mark.parametrize("output", ["../etc\nlogin1\n", "/home/u\x1b[2J\nlogin1\n", "/home/u\n$(id)\n", ""])
+@pytest.mark.parametrize("output", ["login1\n../etc\n", "login1\n/home/u\x1b[2J\n", "$(id)\n/home/u\n", ""])
 def test_a_home_or_names_that_are_not_what_they_should_be_are_not_learnt(tmp_path, monkeypatch, output):
     from fabfile_lib.errors import ConnectError
 

@@ -70,6 +70,7 @@ def test_a_home_directory_is_an_absolute_plain_path(text, ok):
 
 
 def test_the_login_facts_are_the_home_then_the_names():
-    facts = untrusted.login_facts("/home/u\nlogin1\nlogin1.example.org\n")
+    facts = untrusted.login_facts("login1\nlogin1.example.org\n/home/u\n")
     assert facts == ("/home/u", ("login1", "login1.example.org"))
-    assert untrusted.login_facts("$(id)\nlogin1\n") == ("", ("login1",))
+    assert untrusted.login_facts("login1\n$(id)\n") == ("", ("login1",))
+    assert untrusted.login_facts("/etc\nlogin1\n/home/u\n")[0] == "/home/u"  # a login shell's noise comes first
