@@ -77,6 +77,10 @@ lab_end() {
     echo "$status" > "$LAB_DIR/ended"
 }
 trap lab_end EXIT
+# Slurm's warning before the time limit (--signal=B:USR1@...): said in the log, the job kept. Set before
+# anything else: a time limit under the warning's lead sends it as the job starts, and an untrapped USR1
+# ends the batch shell (and so the app) at once.
+trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
 # What the tool reads instead of asking Slurm: the node the job runs on, and that it has ended.
 printf '%s\n' "${SLURMD_NODENAME:-$(hostname)}" > "$LAB_DIR/node.new" && mv -f "$LAB_DIR/node.new" "$LAB_DIR/node"
 echo "fabfile-lab: job ${SLURM_JOB_ID:-?} on $(hostname), via $LAB_VIA, app $LAB_APP"
@@ -145,8 +149,6 @@ lab_await_app
 # --- once the app listens (this mode's) ---
 __AFTER_START__
 __IDLE__
-# Slurm's warning before the time limit (--signal=B:USR1@...): say so in the log, keep the app running.
-trap 'echo "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)"' USR1
 while :; do
     wait $APP_PID
     STATUS=$?

@@ -147,3 +147,21 @@ def test_the_lab_s_sbatch_marks_each_job_and_lists_it_and_its_end_cancels_them_o
     (lab / "keep-jobs").write_text("")
     subprocess.run(["bash", "-c", _function("lab_end_jobs") + "lab_end_jobs"], env=env, check=True)
     assert (tmp_path / "calls").read_text().splitlines()[3:] == ["scancel 41 42 43"]  # kept: not cancelled again
+
+
+def test_slurm_s_warning_at_any_moment_of_the_start_only_writes_a_line(tmp_path):
+    """The whole script, run by bash: a time limit under the warning's lead (``B:USR1@300``) sends USR1 as
+    the job starts, here during setup, and the job goes on (an untrapped USR1 ended the batch shell, and its
+    EXIT trap the app, a moment after it listened: seen in the sandbox)."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "token").write_text("s3cret\n")
+    settings = _settings(app="t", apps={"t": {"command": "true", "secret": "none", "login": "none"}}, open_apps=["t"],
+                         notebook_dir=str(tmp_path), setup=["kill -USR1 $$", "echo set up"])
+    script = batch_script.render(settings, str(lab))
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and (lab / "ended").read_text() == "0\n", proc.stdout + proc.stderr
+    assert "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)" in lines
+    assert "set up" in lines and "fabfile-lab: t exited with status 0" in lines
