@@ -148,16 +148,12 @@ def floor_ms(settings: LabSettings) -> float:
     """sbatch until Jupyter answers, measured on the login node (Jupyter on the node's address)."""
     s = LabSettings.from_config({**_lab_config(settings), "via": "login", "name": "floor"})
     with Hops(s) as hops:
-        sftp = hops.login().sftp()
         base = lab_dir.base(hops, s.remote_dir)
-        lab_dir.mkdir_private(sftp, base)
         where = posixpath.join(base, f"floor-{secrets.token_hex(4)}")
-        lab_dir.mkdir_private(sftp, where)
-        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.TOKEN_FILE), secrets.token_urlsafe(32))
-        lab_dir.write_private(sftp, posixpath.join(where, lab_dir.SCRIPT), batch_script.render(s, where))
-        lab_dir.write_private(sftp, posixpath.join(where, "probe.py"), FLOOR_PROBE)
-        try:
-            out = hops.login().run(f"/usr/bin/python3 {where}/probe.py {where}", hide=True, in_stream=False)
+        files = {lab_dir.TOKEN_FILE: secrets.token_urlsafe(32), lab_dir.SCRIPT: batch_script.render(s, where),
+                 "probe.py": FLOOR_PROBE}
+        try:  # made as a lab's directory is; the probe times sbatch until Jupyter answers, on the login node
+            out = lab_dir.create(hops, base, where, files, then='/usr/bin/python3 probe.py "$2"')
             return float(out.stdout.strip())
         finally:
             hops.login().run(f"rm -rf {where}", hide=True, in_stream=False)

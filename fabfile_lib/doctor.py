@@ -92,13 +92,11 @@ def _slurm(hops: Hops, settings: LabSettings) -> Iterator[Check]:
 
 def _remote_dir(hops: Hops, settings: LabSettings):
     try:
-        sftp = hops.login().sftp()
         base = lab_dir.base(hops, settings.remote_dir)
-        lab_dir.mkdir_private(sftp, base)
+        # What a start does there: a new 0700 directory with a file in it (then removed).
         probe = posixpath.join(base, f".doctor-{secrets.token_hex(4)}")
-        lab_dir.write_private(sftp, probe, "probe")
-        mode = sftp.stat(base).st_mode & 0o777
-        sftp.remove(probe)
+        lab_dir.create(hops, base, probe, {"probe": "probe"}, then='cd / && rm -rf -- "$2"')
+        mode = hops.login().sftp().stat(base).st_mode & 0o777
     except (LabError, OSError) as exc:
         yield Check(False, f"remote directory {settings.remote_dir}", f"not writable: {exc}",
                     "set lab.remote_dir to a directory of yours on a file system the nodes share")
@@ -130,15 +128,13 @@ def _program_on_login(hops: Hops, settings: LabSettings) -> Check:
 def _job(hops: Hops, settings: LabSettings, base: str, login) -> Iterator[Check]:
     """A one-minute job: does the node see the remote directory, and find the program after setup?"""
     where = posixpath.join(base, f"doctor-{secrets.token_hex(4)}")
-    sftp = login.sftp()
-    lab_dir.mkdir_private(sftp, where, new=True)
     marker = secrets.token_hex(8)
-    lab_dir.write_private(sftp, posixpath.join(where, "marker"), marker)
-    script = posixpath.join(where, "doctor.sh")
-    lab_dir.write_private(sftp, script, batch_script.doctor(settings, where))
+    files = {"marker": marker, "doctor.sh": batch_script.doctor(settings, where)}
     job_id = ""
-    try:
-        job_id = slurm.submit(login, script, where)
+    try:  # made, written and submitted as a lab is (lab.submit)
+        submitted = lab_dir.create(hops, base, where, files,
+                                   then=slurm.sbatch_command(posixpath.join(where, "doctor.sh")))
+        job_id = slurm.job_id_of(submitted)
         deadline = time.monotonic() + settings.wait_timeout
         info = slurm.query(login, job_id)
         while info.active and time.monotonic() < deadline:

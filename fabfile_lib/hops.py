@@ -22,7 +22,6 @@ from .remote import bash_script, run, run_command
 from .settings import LabSettings
 
 if TYPE_CHECKING:
-    import paramiko
     from fabric import Connection
 
 __all__ = ["HopSpec", "Hops", "Prompter", "bash_script", "choose_transport", "load_ssh_config", "pinned_unreachable",
@@ -71,7 +70,6 @@ class Hops:
     interactive: bool = True
     transport: str = ""
     pin: str = ""  # a login node's own name: reach that node, not whichever the cluster's name gives
-    _config: paramiko.SSHConfig | None = None
     _carrier: Carrier = field(init=False)
     _nodes: dict[str, Connection] = field(default_factory=dict)
 
@@ -90,7 +88,7 @@ class Hops:
         else:
             from .paramiko_hops import ParamikoCarrier as carrier
         self._carrier = carrier(self.settings, pin=self.pin, interactive=self.interactive,
-                                prompter=Prompter(self.interactive), resolve=self.resolve)
+                                prompter=Prompter(self.interactive))
 
     def __enter__(self) -> Hops:
         return self
@@ -101,19 +99,6 @@ class Hops:
     @property
     def openssh(self) -> bool:
         return self.transport == "openssh"
-
-    @property
-    def ssh_config(self) -> paramiko.SSHConfig:
-        if self._config is None:
-            self._config = load_ssh_config(self.settings.ssh_config_path)
-        return self._config
-
-    def resolve(self, spec: str) -> HopSpec:
-        """Where ``spec`` (an alias or ``[user@]host[:port]``) really is, as ``ssh -G`` says (or
-        Paramiko's SSHConfig where there is no OpenSSH)."""
-        if openssh.ssh_binary():
-            return resolve_openssh(spec, self.settings)
-        return resolve(spec, self.ssh_config, self.settings)
 
     @property
     def master(self) -> Master:

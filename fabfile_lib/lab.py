@@ -303,7 +303,7 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
     record = known_job(hops, record)
     started = tuple(dict.fromkeys((*record.jobs, *lab_dir.jobs(hops, record.remote_dir)))) if record.remote_dir else ()
     if keep_jobs and started:  # before the job is told to end: its trap would end them
-        lab_dir.write_private(login.sftp(), posixpath.join(record.remote_dir, lab_dir.KEEP_JOBS), "")
+        lab_dir.write(hops, posixpath.join(record.remote_dir, lab_dir.KEEP_JOBS), "")
     slurm.cancel_many(login, (record.job_id, *(() if keep_jobs else started)))
     if record.job_id:
         _await_end(hops, record)

@@ -92,33 +92,6 @@ def base(hops: Hops, remote_dir: str) -> str:
     return posixpath.join(home, remote_dir)
 
 
-def mkdir_private(sftp: paramiko.SFTPClient, path: str, *, new: bool = False) -> bool:
-    """Make ``path`` 0700; True if this call made it. A directory that exists is left as it is -- the
-    user's home or a group's project directory keeps its mode (each lab's own directory is new and 0700,
-    which is what keeps it private). ``new``: it must not exist yet."""
-    try:
-        sftp.mkdir(path, 0o700)
-    except OSError:
-        if new or not is_dir(sftp, path):
-            raise LabError(f"cannot create {path} on the login node.") from None
-        return False
-    sftp.chmod(path, 0o700)  # made here: 0700 whatever the umask (which can only take bits away) did
-    return True
-
-
-def is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
-    except OSError:
-        return False
-
-
-def write_private(sftp: paramiko.SFTPClient, path: str, text: str) -> None:
-    with sftp.open(path, "w") as fh:
-        fh.chmod(0o600)  # before any byte is written
-        fh.write(text)
-
-
 # One command on the login node: the base (if missing) and the lab's new directory made 0700, the files
 # unpacked from a tar stream on stdin (umask 077: 0600, whatever modes an archive claims), then the command
 # that uses them, run in that directory.

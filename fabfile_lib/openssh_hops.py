@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import openssh
@@ -32,10 +31,8 @@ class OpenSSHCarrier:
     """The hops of one run over the cluster's master: opened on first use, the master kept as
     ``lab.persist`` says."""
 
-    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter,
-                 resolve: Callable[[str], HopSpec]):
+    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter):
         self.settings, self.pin, self.interactive, self.prompter = settings, pin, interactive, prompter
-        self.resolve = resolve
         self._master: Master | None = None
         self._started_master = False
         self._opened: list = []

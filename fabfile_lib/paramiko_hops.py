@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import paramiko
 from fabric import Config, Connection
 
-from . import untrusted
+from . import openssh, untrusted
 from .errors import AuthenticationError, ConnectError, HostKeyError, LabError
-from .hop_spec import HopSpec, pinned
+from .hop_spec import HopSpec, load_ssh_config, pinned, resolve, resolve_openssh
 from .master_shell import Result, text_of
 from .prompts import Prompter
 from .remote import run
@@ -152,11 +151,22 @@ class ParamikoCarrier:
     """The hops of one run as Paramiko Connections: jump host (``lab.jump``, else the login alias's
     ProxyJump or ProxyCommand), login node, compute nodes through the login node."""
 
-    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter,
-                 resolve: Callable[[str], HopSpec]):
-        self.settings, self.pin, self.prompter, self.resolve = settings, pin, prompter, resolve
+    def __init__(self, settings: LabSettings, *, pin: str, interactive: bool, prompter: Prompter):
+        self.settings, self.pin, self.prompter = settings, pin, prompter
+        self._config: paramiko.SSHConfig | None = None
+        self._asked: dict = {}  # ssh -G's answers in this run
         self._opened: list[Connection] = []
         self._login: tuple[Connection, HopSpec] | None = None
+        self._learnt: tuple[str, tuple[str, ...]] | None = None
+
+    def resolve(self, spec: str) -> HopSpec:
+        """Where ``spec`` (an alias or ``[user@]host[:port]``) really is, as ``ssh -G`` says, or Paramiko's
+        SSHConfig where there is no OpenSSH."""
+        if openssh.ssh_binary():
+            return resolve_openssh(spec, self.settings, memo=self._asked)
+        if self._config is None:
+            self._config = load_ssh_config(self.settings.ssh_config_path)
+        return resolve(spec, self._config, self.settings)
 
     def _connect(self, spec: HopSpec, gateway: Connection | str | None, via: str) -> Connection:
         conn = connect(spec, gateway, self.settings, self.prompter, via=via)
@@ -214,10 +224,16 @@ class ParamikoCarrier:
         return FedShell(self.login())
 
     def home(self) -> str:
-        return self.login().sftp().normalize(".")
+        return self._facts()[0]
 
     def login_names(self) -> tuple[str, ...]:
-        return untrusted.host_names(run(self.login(), untrusted.NAMES_COMMAND, check=False))
+        return self._facts()[1]
+
+    def _facts(self) -> tuple[str, tuple[str, ...]]:
+        """The login node's home and names: one command per login, as the OpenSSH master learns them."""
+        if self._learnt is None:
+            self._learnt = untrusted.login_facts(run(self.login(), untrusted.FACTS_COMMAND, check=False))
+        return self._learnt
 
     def node(self, spec: HopSpec) -> Connection:
         return self._connect(spec, self.login(), f" via {self.settings.login}")
@@ -234,4 +250,4 @@ class ParamikoCarrier:
         for conn in reversed(self._opened):
             conn.close()
         self._opened.clear()
-        self._login = None
+        self._login = self._learnt = None

@@ -59,13 +59,9 @@ class JobInfo:
         return self.state == "RUNNING"
 
 
-def submit(login: Connection, script_path: str, workdir: str) -> str:
-    """``sbatch --parsable`` the script; return the job id. umask 077 keeps the job log private."""
-    return job_id_of(run_command(login, f"cd {shlex.quote(workdir)} && {sbatch_command(script_path)}"))
-
-
 def sbatch_command(script_path: str) -> str:
-    """The command that submits ``script_path`` (in its lab's directory), its output read by :func:`job_id_of`."""
+    """The command that submits ``script_path`` (in its lab's directory), its output read by :func:`job_id_of`.
+    umask 077 keeps the job log private."""
     return f"umask 077 && sbatch --parsable {shlex.quote(script_path)}"
 
 

@@ -75,10 +75,10 @@ def user_at_host(text: object) -> bool:
     return host(name) and (not at or _USER.fullmatch(user) is not None)
 
 
-NAMES_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true"]  # a host's own names, for host_names
-# The login node's names, then the home directory (physical, as SFTP's realpath gives it) on the last line:
-# whatever a login shell's rc file prints comes first, so the home is never taken from it.
-FACTS_COMMAND = ["sh", "-c", "hostname; hostname -f 2>/dev/null || true; cd && pwd -P"]
+# The login node's names and its home directory (physical, as SFTP's realpath gives it): always the last three
+# lines (a name said twice where `hostname -f` fails). Whatever a login shell's rc file prints comes before
+# them, ended by the first echo even where it printed no newline of its own.
+FACTS_COMMAND = ["sh", "-c", "echo; hostname; hostname -f 2>/dev/null || hostname; cd && pwd -P"]
 HOME_MAX = 1024
 
 
@@ -90,9 +90,10 @@ def home(text: object) -> bool:
 
 
 def login_facts(text: str) -> tuple[str, tuple[str, ...]]:
-    """What ``FACTS_COMMAND`` printed: the home ("" if it is not a valid one) and the host names."""
-    rest, _, last = text.rstrip("\n").rpartition("\n")
-    return (last if home(last) else ""), host_names(rest)
+    """What ``FACTS_COMMAND`` printed: the home ("" if it is not a valid one) and the host names, from its
+    last three lines only."""
+    *_, short, full, last = ["", "", "", *text.rstrip("\n").split("\n")]
+    return (last if home(last) else ""), host_names(f"{short}\n{full}")
 
 
 def host_names(text: str, most: int = 2) -> tuple[str, ...]:

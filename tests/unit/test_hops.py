@@ -112,3 +112,20 @@ def test_a_pinned_node_whose_name_does_not_resolve_is_reached_through_the_cluste
     else:
         with pytest.raises(ConnectError, match="login node login1 cannot be reached by its own name"):
             pinned.master  # noqa: B018 - the property opens the master
+
+
+def test_the_paramiko_carrier_learns_the_login_s_home_and_names_in_one_command(monkeypatch):
+    """As the OpenSSH master does (``untrusted.FACTS_COMMAND``): once per login, what an rc file prints
+    before it ignored, and learnt again after a close."""
+    from fabfile_lib import paramiko_hops, untrusted
+
+    carrier = paramiko_hops.ParamikoCarrier(_settings(transport="paramiko"), pin="", interactive=False,
+                                            prompter=Prompter(False))
+    ran = []
+    monkeypatch.setattr(carrier, "login", lambda: "conn")
+    monkeypatch.setattr(paramiko_hops, "run", lambda conn, argv, check: ran.append(argv) or
+                        "Welcome\n\nlogin1\nlogin1.example.org\n/home/u\n")
+    assert carrier.home() == "/home/u" and carrier.login_names() == ("login1", "login1.example.org")
+    assert ran == [untrusted.FACTS_COMMAND]
+    carrier.close()
+    assert carrier.home() == "/home/u" and len(ran) == 2

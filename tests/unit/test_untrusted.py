@@ -74,3 +74,7 @@ def test_the_login_facts_are_the_home_then_the_names():
     assert facts == ("/home/u", ("login1", "login1.example.org"))
     assert untrusted.login_facts("login1\n$(id)\n") == ("", ("login1",))
     assert untrusted.login_facts("/etc\nlogin1\n/home/u\n")[0] == "/home/u"  # a login shell's noise comes first
+    # What a login shell's rc file prints comes first, whatever it looks like: only the last three lines count.
+    chatty = "Welcome to the cluster\nquota ok\n\nlogin1\nlogin1.example.org\n/home/u\n"
+    assert untrusted.login_facts(chatty) == ("/home/u", ("login1", "login1.example.org"))
+    assert untrusted.login_facts("\nlogin1\nlogin1\n/home/u\n") == ("/home/u", ("login1",))  # no hostname -f
