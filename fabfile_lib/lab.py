@@ -125,7 +125,9 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     unreachable_since: float | None = None
     info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
-        seen = lab_dir.look(hops, record.remote_dir, node=record.node)
+        looked, step, known = time.monotonic(), look_interval(bool(record.node), time.monotonic() - begun), record.node
+        seen = lab_dir.look(hops, record.remote_dir, node=record.node, step=step,
+                            up_to=_look_for(record, asking, deadline))
         if seen.ended:
             raise JobEnded(ended_early(record, lab_dir.log_tail(hops, record.remote_dir, 30)))
         seen.checked_node(record.remote_dir)
@@ -162,7 +164,16 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
             why = f"pending: {info.reason}" if info.state == "PENDING" and info.reason else info.state.lower()
             raise WaitTimeout(f"{record.app_title} did not answer within {deadline - begun:.0f} s "
                               f"(job {record.job_id} {why})")
-        time.sleep(look_interval(bool(seen.node), time.monotonic() - begun))
+        if not seen.node or seen.node == known:  # no new sign (a look that waited for one has paced itself)
+            time.sleep(max(0.0, step - (time.monotonic() - looked)))
+
+
+def _look_for(record: LabRecord, asking: pacing.Asking, deadline: float, most: float = 30) -> float:
+    """How long the next look may wait on the login node for the job's next sign: until Slurm is due to be
+    asked (while the job has not started), never past the deadline."""
+    now = time.monotonic()
+    until = deadline if record.node else min(deadline, asking.next_at)
+    return max(0.0, min(until - now, most))
 
 
 _LEARNT = ("node", "node_addr", "app_port", "remote_host", "remote_port", "remote_socket",
@@ -205,9 +216,9 @@ def ended_early(record: LabRecord, log_text: str) -> str:
 
 
 def look_interval(started: bool, waited: float) -> float:
-    """How long to sleep between looks at the lab's directory (one SFTP listing on the login node, no
-    Slurm): often while the job starts -- free resources start it within seconds, and Jupyter answers a
-    second or two later --, gently on the shared filesystem once it has queued a while."""
+    """How often the lab's directory is looked at (on the login node, no Slurm): often while the job
+    starts -- free resources start it within seconds, and Jupyter answers a second or two later --, gently
+    on the shared filesystem once it has queued a while."""
     if started:
         return 0.1
     if waited < 10:

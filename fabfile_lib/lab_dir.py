@@ -197,8 +197,10 @@ def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
     """Where the app listens, as the batch script wrote it once the app did (``runtime/app.json``: its
     port or socket, and the host it bound), or None before that. From the cluster: checked here."""
     text = read(hops, lab_dir, RUNTIME_DIR, APP_FILE, limit=64 * 1024)
-    if text is None:
-        return None
+    return None if text is None else _runtime(text, lab_dir)
+
+
+def _runtime(text: str, lab_dir: str) -> dict | None:
     try:
         data = json.loads(text)
     except ValueError:
@@ -228,22 +230,37 @@ class Look:
         return self.node
 
 
-def look(hops: Hops, lab_dir: str, *, node: str = "") -> Look:
-    """One listing of the lab's directory on the shared filesystem, and the files it shows. ``node``: what
-    an earlier look read from the node file (the job writes it once as it starts), not read again."""
-    try:
-        with _session(hops) as sftp:
-            names = set(sftp.listdir(lab_dir))
-    except OSError:
+# One look at a lab's directory, on the login node: it may first wait there (``$4`` steps of ``$3`` seconds)
+# until something a wait is after appears -- the end mark, the node file, then (``$2``: the node is known)
+# the app's runtime file. Prints the names it saw, the node file (newlines as blanks: a forged one stays no
+# host name) and the runtime file; regular files only, bounded.
+_LOOK = ('cd -- "$1" 2>/dev/null || exit 3; n=$4; '
+         'while [ ! -e ended ] && { [ ! -e node ] || { [ -n "$2" ] && [ ! -e runtime/app.json ]; }; } '
+         '&& [ "$n" -gt 0 ]; do n=$((n-1)); sleep "$3" 2>/dev/null || sleep 1; done; '
+         'for f in ended node runtime; do [ -e "$f" ] && printf "%s " "$f"; done; echo; '
+         '[ -z "$2" ] && [ -f node ] && [ ! -L node ] && head -c 256 node | tr "\\r\\n" "  "; echo; '
+         'f=runtime/app.json; [ -e node ] && [ -f $f ] && [ ! -L $f ] && head -c 65536 $f; true')
+
+
+def look(hops: Hops, lab_dir: str, *, node: str = "", step: float = 0.1, up_to: float = 0.0) -> Look:
+    """What the lab's directory on the shared filesystem says now, in one command on the login node (no
+    file session). ``node``: what an earlier look read from the node file (the job writes it once as it
+    starts), not read again. ``up_to``: first wait there, looking every ``step`` seconds, until the job has
+    written its node (or, with ``node``, the app its runtime file) or has ended -- a wait costs one command,
+    not one per look."""
+    steps = max(0, int(up_to / step + 0.5)) if step > 0 else 0
+    command = (f"sh -c {shlex.quote(_LOOK)} sh {shlex.quote(lab_dir)} {shlex.quote(node)} "
+               f"{step:.2f} {steps}")
+    result = run_command(hops.shell(), command, timeout=up_to + hops.settings.connect_timeout + 20)
+    if result.exited != 0:
         return Look()
-    if NODE not in names:
-        node = ""
-    elif not node:
-        node = (read(hops, lab_dir, NODE) or "").strip()
+    names, written, app = (result.stdout.split("\n", 2) + ["", ""])[:3]
+    seen = set(names.split())
+    node = (node or written.strip()) if NODE in seen else ""
     if node and not valid_host(node):
-        return Look("", ENDED in names, None, forged_node=untrusted.quoted(node, 40))
-    runtime = runtime_info(hops, lab_dir) if node and RUNTIME_DIR in names else None
-    return Look(node, ENDED in names, runtime)
+        return Look("", ENDED in seen, None, forged_node=untrusted.quoted(node, 40))
+    runtime = _runtime(app, lab_dir) if node and RUNTIME_DIR in seen and app.strip() else None
+    return Look(node, ENDED in seen, runtime)
 
 
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:

@@ -130,9 +130,10 @@ def _ssh_exception() -> type[Exception]:
 def _current_endpoint(hops: Hops, record: LabRecord) -> LabRecord:
     """The record with where Jupyter's far end is now (a hop the job made again has a new port); JobEnded
     once the job's own end mark is there (its hop is gone for good)."""
-    if lab_dir.look(hops, record.remote_dir).ended:
+    seen = lab_dir.look(hops, record.remote_dir)
+    if seen.ended:
         raise JobEnded(f"job {record.job_id} has ended: `{commands.run('status')} --name {record.name}` says why.")
-    runtime = lab_dir.runtime_info(hops, record.remote_dir)
+    runtime = seen.runtime
     if not runtime or not isinstance(runtime.get("port"), int):
         return record
     endpoint = modes.mode(record.via).endpoint(runtime, record.node_addr,

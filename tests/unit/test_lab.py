@@ -69,7 +69,7 @@ def _waiting(monkeypatch, tmp_path, answers, probe=None, log="", timeout=3.0, lo
     monkeypatch.setattr(lab, "time", clock)
     monkeypatch.setattr(lab.slurm, "query", query)
     monkeypatch.setattr(lab.slurm, "on_start", lambda login, node, job: ("10.0.0.9", Resources(1)))
-    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where, node="": (looks or (lambda t: lab_dir.Look()))(
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where, node="", **wait: (looks or (lambda t: lab_dir.Look()))(
         clock.now - 1000.0))
     monkeypatch.setattr(lab, "_probe", probe or (lambda hops, record, seen, probe=True: (record, False, "")))
     monkeypatch.setattr(lab.lab_dir, "log_tail", lambda hops, where, lines: log)
@@ -183,7 +183,7 @@ def test_a_failing_scheduler_is_never_taken_as_the_end_and_is_asked_more_slowly(
 
     monkeypatch.setattr(lab, "time", clock)
     monkeypatch.setattr(lab.slurm, "query", broken)
-    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where, node="": lab_dir.Look())
+    monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where, node="", **wait: lab_dir.Look())
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
     record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
     with pytest.raises(SchedulerError, match="Slurm is not answering.*kept"):  # not a timeout of the job

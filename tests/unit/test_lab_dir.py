@@ -109,3 +109,79 @@ def test_a_base_that_exists_keeps_its_mode_and_what_cannot_be_made_says_which_di
     base.chmod(0o2770)  # setgid, as a group's project directory often is: the lab's own is 0700 all the same
     assert lab_dir.create(hops, str(base), str(base / "d-0011aabb"), {}, then="true").exited == 0
     assert stat.S_IMODE((base / "d-0011aabb").stat().st_mode) == 0o700
+
+
+class _ShellHops:
+    def __init__(self):
+        from fabfile_lib.settings import LabSettings
+
+        self.settings, self.local = LabSettings.from_config({"login": "l"}), _LocalShell()
+
+    def shell(self):
+        return self.local
+
+
+def _look(where, **kw):
+    return lab_dir.look(_ShellHops(), str(where), **kw)
+
+
+def test_a_look_says_what_the_lab_s_directory_holds_in_one_command(tmp_path):
+    where = tmp_path / "lab-0011aabb"
+    assert _look(where) == lab_dir.Look()  # not there (yet)
+    where.mkdir()
+    assert _look(where) == lab_dir.Look()
+    (where / "node").write_text("c1\n")
+    (where / "runtime").mkdir()
+    assert _look(where) == lab_dir.Look("c1")
+    (where / "runtime" / "app.json").write_text('{"port": 0, "sock": "/tmp/fl-x/app.sock", "hostname": ""}\n')
+    assert _look(where).runtime == {"port": 0, "sock": "/tmp/fl-x/app.sock", "hostname": ""}
+    assert _look(where, node="c1").node == "c1"  # known: not read again
+    (where / "ended").write_text("0\n")
+    assert _look(where).ended
+
+
+@pytest.mark.parametrize("node", ["c1\nevil", "c1\rother", "$(id)", "-oProxyCommand=x"])
+def test_a_forged_node_file_stays_forged(tmp_path, node):
+    where = tmp_path / "lab-0011aabb"
+    where.mkdir()
+    (where / "node").write_text(node)
+    seen = _look(where)
+    assert seen.node == "" and seen.forged_node
+    with pytest.raises(lab_dir.LabError, match="not a host name"):
+        seen.checked_node(str(where))
+
+
+def test_a_node_or_runtime_file_that_is_no_regular_file_is_not_read(tmp_path):
+    import os
+
+    where = tmp_path / "lab-0011aabb"
+    (where / "runtime").mkdir(parents=True)
+    (tmp_path / "elsewhere").write_text("c9\n")
+    os.symlink(tmp_path / "elsewhere", where / "node")
+    os.mkfifo(where / "runtime" / "app.json")  # a FIFO would never end
+    seen = _look(where)
+    assert seen.node == "" and seen.runtime is None
+
+
+def test_a_look_waits_on_the_login_node_for_the_job_s_next_sign_and_no_longer(tmp_path):
+    import threading
+    import time
+
+    where = tmp_path / "lab-0011aabb"
+    where.mkdir()
+    began = time.monotonic()
+    assert _look(where, step=0.05, up_to=0.3) == lab_dir.Look()  # nothing came: back after up_to
+    assert 0.25 <= time.monotonic() - began < 3
+    threading.Timer(0.3, lambda: (where / "node").write_text("c1\n")).start()
+    began = time.monotonic()
+    assert _look(where, step=0.05, up_to=20).node == "c1"  # the node: back at once
+    assert time.monotonic() - began < 5
+    (where / "runtime").mkdir()
+    app = where / "runtime" / "app.json"
+    threading.Timer(0.3, lambda: app.write_text('{"port": 8888}')).start()
+    began = time.monotonic()
+    assert _look(where, node="c1", step=0.05, up_to=20).runtime == {"port": 8888}  # the node known: the app
+    assert time.monotonic() - began < 5
+    threading.Timer(0.3, lambda: (where / "ended").write_text("1\n")).start()
+    app.unlink()
+    assert _look(where, node="c1", step=0.05, up_to=20).ended  # or the end, whichever comes first

@@ -112,10 +112,9 @@ def test_a_reverse_hop_that_is_down_waits_and_an_ended_job_ends_the_hold(monkeyp
     from fabfile_lib.errors import ConnectError, JobEnded
 
     rec = LabRecord("r", {}, "42", "/h/.fabfile-lab/r-0011aabb", "t", "reverse", login_host="login2")
-    monkeypatch.setattr(tunnel.lab_dir, "runtime_info", lambda hops, where: {"port": 8888})
     monkeypatch.setattr(tunnel.lab_dir, "read", lambda hops, where, name:
                         "Allocated port 4100 for remote forward\nfabfile-lab: reverse ssh exited with status 255\n")
-    monkeypatch.setattr(tunnel.lab_dir, "look", lambda hops, where: lab_dir.Look(node="c1"))
+    monkeypatch.setattr(tunnel.lab_dir, "look", lambda hops, where: lab_dir.Look(node="c1", runtime={"port": 8888}))
     with pytest.raises(ConnectError, match="being made again"):
         tunnel._current_endpoint(_Hops(), rec)
     monkeypatch.setattr(tunnel.lab_dir, "read", lambda hops, where, name: "Allocated port 4100 for remote forward\n"
