@@ -220,3 +220,34 @@ def test_a_cancel_waits_a_bounded_time_for_a_scheduler_that_does_not_answer(monk
     monkeypatch.setattr(lab.lab_dir, "look", lambda hops, where: lab_dir.Look("c1", ended=True))
     lab._await_end(_Hops(), LabRecord("w", {}, "42", "/d", "t", "compute"), within=20)
     assert 20 <= clock.now - 1000.0 < 21
+
+
+def test_a_pending_lab_is_looked_at_once_per_question_to_slurm_not_once_per_step(monkeypatch, tmp_path):
+    """Each look waits on the login node until Slurm is next due (a fake that waits that long and sees
+    nothing): two minutes of queueing are a handful of commands, not one every 0.2-1 s; once the node is
+    there the next look waits for the app, and none waits past the deadline."""
+    clock, looks, asked = _Clock(), [], []
+
+    def look(hops, where, node="", step=0.1, up_to=0.0):
+        looks.append((clock.now - 1000.0, node, step, up_to))
+        clock.now += up_to  # nothing came meanwhile
+        return lab_dir.Look("c1" if clock.now - 1000.0 >= 120 else "")
+
+    monkeypatch.setattr(lab, "time", clock)
+    monkeypatch.setattr(lab.pacing.random, "random", lambda: 0.5)
+    monkeypatch.setattr(lab.slurm, "query", lambda login, job, timeout: asked.append(1) or
+                        slurm.JobInfo("42", "PENDING", "Priority"))
+    monkeypatch.setattr(lab.slurm, "on_start", lambda login, node, job: ("10.0.0.9", Resources(1)))
+    monkeypatch.setattr(lab.lab_dir, "look", look)
+    monkeypatch.setattr(lab, "_probe", lambda hops, record, seen, probe=True: (record, False, ""))
+    settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
+    record = LabRecord("w", {}, "42", "/h/.fabfile-lab/w-0011aabb", "t", "compute")
+    state.create(tmp_path, record)
+    with pytest.raises(WaitTimeout):
+        lab.wait(settings, record, _Hops(), None, timeout=150)
+    pending = [entry for entry in looks if not entry[1]]
+    assert len(pending) <= 2 * len(asked) + 2 and len(asked) <= 10, (looks, asked)
+    assert all(up_to <= 30 for _, _, _, up_to in looks)
+    started = [entry for entry in looks if entry[1] == "c1"]
+    assert started and all(step == 0.1 for _, _, step, _ in started)  # waiting for the app: every 0.1 s there
+    assert max(t + up_to for t, _, _, up_to in looks) <= 150 + 1  # never past the deadline
