@@ -121,7 +121,7 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     """
     begun = time.monotonic()
     deadline = begun + (timeout if timeout is not None else settings.wait_timeout)
-    asking = pacing.Asking(pacing.WHILE_PENDING)
+    asking = pacing.Asking(pacing.WHILE_PENDING, next_at=begun + pacing.FIRST_ASK)
     unreachable_since: float | None = None
     info = slurm.JobInfo(record.job_id, "PENDING")
     while True:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 PROBE_EVERY = 2.0  # seconds between end-to-end probes of a held lab (Jupyter's /api through our listener)
 TIME_LIMIT_EVERY = 600.0  # a held lab reads its end time again at most this often (an admin may extend it)
+FIRST_ASK = 1.0  # seconds from a wait's start to its first question: a job on free resources writes its node sooner
 JOBS_EVERY = 10.0  # seconds between looks at the list of jobs a held lab has started (a file, not Slurm)
 
 

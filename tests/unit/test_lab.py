@@ -90,7 +90,7 @@ def test_a_pending_job_is_asked_about_rarely_with_backoff(monkeypatch, tmp_path)
         _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING", "Priority")], timeout=130)
     asked = list(_ASKED)
     in_window = [t for t in asked if 10 <= t <= 130]
-    assert len(in_window) <= 8 and asked[0] == 0  # ≤ 8 RPCs in the 2 minutes after the first 10 s
+    assert len(in_window) <= 8 and asked[0] == pytest.approx(lab.pacing.FIRST_ASK)  # ≤ 8 RPCs after the first 10 s
     assert max(b - a for a, b in zip(asked, asked[1:], strict=False)) <= 45 * 1.2 + 5
 
 
@@ -251,3 +251,12 @@ def test_a_pending_lab_is_looked_at_once_per_question_to_slurm_not_once_per_step
     started = [entry for entry in looks if entry[1] == "c1"]
     assert started and all(step == 0.1 for _, _, step, _ in started)  # waiting for the app: every 0.1 s there
     assert max(t + up_to for t, _, _, up_to in looks) <= 150 + 1  # never past the deadline
+
+
+def test_a_job_that_starts_within_a_second_costs_slurm_no_question(monkeypatch, tmp_path):
+    """Free resources: the job writes its node before the first question is due, and the wait says it runs."""
+    ready = lambda hops, record, seen, probe=True: (record, True, "")  # noqa: E731
+    record, seen, asked = _waiting(monkeypatch, tmp_path, [slurm.JobInfo("42", "PENDING")], probe=ready,
+                                   looks=lambda t: lab_dir.Look("c1") if t >= 0.5 else lab_dir.Look())
+    assert asked == [] and record.node == "c1"
+    assert [info.state for info in seen] == ["RUNNING"]
