@@ -232,13 +232,13 @@ class Look:
 
 # One look at a lab's directory, on the login node: it may first wait there (``$4`` steps of ``$3`` seconds)
 # until something a wait is after appears -- the end mark, the node file, then (``$2``: the node is known)
-# the app's runtime file. Prints the names it saw, the node file (newlines as blanks: a forged one stays no
-# host name) and the runtime file; regular files only, bounded.
+# the app's runtime file. Prints the names it saw, the node file (in hex: whatever bytes a forged one holds
+# come back as they are) and the runtime file; regular files only, bounded.
 _LOOK = ('cd -- "$1" 2>/dev/null || exit 3; n=$4; '
          'while [ ! -e ended ] && { [ ! -e node ] || { [ -n "$2" ] && [ ! -e runtime/app.json ]; }; } '
          '&& [ "$n" -gt 0 ]; do n=$((n-1)); sleep "$3" 2>/dev/null || sleep 1; done; '
          'for f in ended node runtime; do [ -e "$f" ] && printf "%s " "$f"; done; echo; '
-         '[ -z "$2" ] && [ -f node ] && [ ! -L node ] && head -c 256 node | tr "\\r\\n" "  "; echo; '
+         '[ -z "$2" ] && [ -f node ] && [ ! -L node ] && head -c 256 node | od -An -tx1 -v | tr -d " \\n"; echo; '
          'f=runtime/app.json; [ -e node ] && [ -f $f ] && [ ! -L $f ] && head -c 65536 $f; true')
 
 
@@ -256,11 +256,18 @@ def look(hops: Hops, lab_dir: str, *, node: str = "", step: float = 0.1, up_to: 
         return Look()
     names, written, app = (result.stdout.split("\n", 2) + ["", ""])[:3]
     seen = set(names.split())
-    node = (node or written.strip()) if NODE in seen else ""
+    node = (node or _unhex(written)) if NODE in seen else ""
     if node and not valid_host(node):
         return Look("", ENDED in seen, None, forged_node=untrusted.quoted(node, 40))
     runtime = _runtime(app, lab_dir) if node and RUNTIME_DIR in seen and app.strip() else None
     return Look(node, ENDED in seen, runtime)
+
+
+def _unhex(text: str) -> str:
+    try:
+        return bytes.fromhex(text.strip()).decode(errors="replace").strip()
+    except ValueError:
+        return "?"  # not what od prints: refused as no host name
 
 
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:
