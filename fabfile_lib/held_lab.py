@@ -73,7 +73,9 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event,
             deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
         if time.monotonic() > deadline:
             return None
-        stop.wait(0.05)
+        # A read of a small local file: often once the job runs (the start returns as soon as this hold's
+        # forward answers), seldom while it queues, which may take hours.
+        stop.wait(0.02 if record.node_addr else 0.25)
     return None
 
 

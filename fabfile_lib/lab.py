@@ -220,7 +220,7 @@ def look_interval(started: bool, waited: float) -> float:
     starts -- free resources start it within seconds, and Jupyter answers a second or two later --, gently
     on the shared filesystem once it has queued a while."""
     if started:
-        return 0.1
+        return 0.05
     if waited < 10:
         return 0.2
     return 1.0 if waited < 120 else 5.0
