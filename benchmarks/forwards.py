@@ -47,7 +47,7 @@ import glob, json, os, subprocess, sys, time, urllib.request
 lab_dir = sys.argv[1]
 os.chdir(lab_dir)
 os.umask(0o077)
-t0 = time.monotonic()
+t0, w0 = time.monotonic(), time.time()
 job = subprocess.run(["sbatch", "--parsable", "launch.sh"], capture_output=True, text=True).stdout.strip().split(";")[0]
 token = open("token").read().strip()
 while time.monotonic() - t0 < 120:
@@ -57,7 +57,7 @@ while time.monotonic() - t0 < 120:
             req = urllib.request.Request(f"http://{info['hostname']}:{info['port']}/api/status",
                                          headers={"Authorization": f"token {token}"})
             if urllib.request.urlopen(req, timeout=2).status == 200:
-                print(int((time.monotonic() - t0) * 1000))
+                print(int((time.monotonic() - t0) * 1000), int((os.stat(path).st_mtime - w0) * 1000))
                 subprocess.run(["scancel", job])
                 sys.exit(0)
         except Exception:
@@ -144,8 +144,9 @@ def _lab_config(settings: LabSettings) -> dict:
             "transport": settings.transport, "sbatch": dict(settings.sbatch), "setup": list(settings.setup)}
 
 
-def floor_ms(settings: LabSettings) -> float:
-    """sbatch until Jupyter answers, measured on the login node (Jupyter on the node's address)."""
+def floor_ms(settings: LabSettings) -> tuple[float, float]:
+    """sbatch until Jupyter answers, measured on the login node (Jupyter on the node's address); and until
+    Jupyter's runtime file appeared (Slurm's and Jupyter's own share of it)."""
     s = LabSettings.from_config({**_lab_config(settings), "via": "login", "name": "floor"})
     with Hops(s) as hops:
         base = lab_dir.base(hops, s.remote_dir)
@@ -154,7 +155,8 @@ def floor_ms(settings: LabSettings) -> float:
                  "probe.py": FLOOR_PROBE}
         try:  # made as a lab's directory is; the probe times sbatch until Jupyter answers, on the login node
             out = lab_dir.create(hops, base, where, files, then='/usr/bin/python3 probe.py "$2"')
-            return float(out.stdout.strip())
+            answered, listening = out.stdout.split()
+            return float(answered), float(listening)
         finally:
             hops.login().run(f"rm -rf {where}", hide=True, in_stream=False)
 
@@ -184,19 +186,28 @@ def bench_tasks(settings: LabSettings, args) -> tuple[list[float], ...]:
     config.write_text(yaml.safe_dump({"lab": _lab_config(settings)}))
     if settings.transport != "paramiko":
         _inv(config, "lab.login")
-    starts, floors, statuses, versions, pythons = [], [], [], [], []
+    starts, floors, statuses, versions, pythons, rest = [], [], [], [], [], []
     for i in range(args.rounds):
         wait_idle(settings)
-        floors.append(floor_ms(settings) / 1000)
+        answered, listening = floor_ms(settings)
+        floors.append(answered / 1000)
         wait_idle(settings)
         starts.append(_inv(config, "lab.start", "--detach", "--no-browser", "--name", f"t{i}"))
+        # What is left of each once Slurm's and Jupyter's own time -- from sbatch (the launch script is
+        # written in the same command) until the app listens (its runtime file) -- is taken out.
+        remote = Path(state.load(Path(settings.state_dir), f"t{i}").remote_dir)
+        job = ((remote / lab_dir.RUNTIME_DIR / lab_dir.APP_FILE).stat().st_mtime
+               - (remote / lab_dir.SCRIPT).stat().st_mtime)
+        rest.append((starts[-1] - job, (answered - listening) / 1000))
+        print(f"  round {i + 1}: start {starts[-1]:.2f} s (sbatch until the app listened {job:.2f} s), floor "
+              f"{answered / 1000:.2f} s ({listening / 1000:.2f} s)", flush=True)
         time.sleep(10)  # status as a user runs it: not while the new Jupyter still loads on the sandbox's 2 cores
         for _ in range(5):  # side by side: the status line, Invoke's own start-up, Python's
             statuses.append(_inv(config, "lab.status", "--name", f"t{i}"))
             versions.append(_timed(sys.executable, "-m", "invoke", "--version"))
             pythons.append(_timed(sys.executable, "-c", "pass"))
         _inv(config, "lab.cancel", "--name", f"t{i}")
-    return starts, floors, statuses, versions, pythons
+    return starts, floors, statuses, versions, pythons, rest
 
 
 def main() -> None:
@@ -242,7 +253,7 @@ def main() -> None:
         o_ms, t_ms = med(ms for _, ms in ours), med(ms for _, ms in theirs)
         print(f"  via {via:8} throughput ours {o_mb:7.1f} MB/s  ssh -L {t_mb:7.1f} MB/s  ratio {o_mb / t_mb:.2f}x   "
               f"latency ours {o_ms:6.2f} ms  ssh -L {t_ms:6.2f} ms  ratio {o_ms / t_ms:.2f}x")
-    starts, floors, statuses, versions, pythons = tasks
+    starts, floors, statuses, versions, pythons, rest = tasks
     print(f"  inv lab.status           {med(statuses):5.2f} s (median of {len(statuses)}, login kept) = "
           f"{med(statuses) / med(versions):.2f}x inv --version ({med(versions):.2f} s; goal <= 1.5x); "
           f"python -c pass {med(pythons):.2f} s")
@@ -250,6 +261,9 @@ def main() -> None:
     print(f"  inv lab.start --detach   {med(starts):5.2f} s; floor (sbatch until Jupyter answers, on the login "
           f"node) {med(floors):5.2f} s; over the floor, round by round: median {med(over):+.2f} s "
           f"(min {min(over):+.2f}, max {max(over):+.2f})")
+    print(f"  ... without Slurm's and Jupyter's own time (until the app listened): the command "
+          f"{med(r for r, _ in rest):.2f} s, the floor {med(f for _, f in rest):.2f} s: "
+          f"{med(r - f for r, f in rest):+.2f} s")
 
 if __name__ == "__main__":
     main()
