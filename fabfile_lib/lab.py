@@ -125,7 +125,8 @@ def wait(settings: LabSettings, record: LabRecord, hops: Hops, progress: Progres
     unreachable_since: float | None = None
     info = slurm.JobInfo(record.job_id, "PENDING")
     while True:
-        looked, step, known = time.monotonic(), look_interval(bool(record.node), time.monotonic() - begun), record.node
+        looked, known = time.monotonic(), record.node
+        step = look_interval(bool(known), looked - begun)
         seen = lab_dir.look(hops, record.remote_dir, node=record.node, step=step,
                             up_to=_look_for(record, asking, deadline))
         if seen.ended:

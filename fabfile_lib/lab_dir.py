@@ -193,14 +193,9 @@ def read_by_command(shell, lab_dir: str, name: str, limit: int = 256 * 1024) -> 
     return result.stdout if result.exited == 0 else None
 
 
-def runtime_info(hops: Hops, lab_dir: str) -> dict | None:
-    """Where the app listens, as the batch script wrote it once the app did (``runtime/app.json``: its
-    port or socket, and the host it bound), or None before that. From the cluster: checked here."""
-    text = read(hops, lab_dir, RUNTIME_DIR, APP_FILE, limit=64 * 1024)
-    return None if text is None else _runtime(text, lab_dir)
-
-
 def _runtime(text: str, lab_dir: str) -> dict | None:
+    """Where the app listens, as the batch script wrote it once the app did (``runtime/app.json``: its
+    port or socket, and the host it bound). From the cluster: checked here."""
     try:
         data = json.loads(text)
     except ValueError:
