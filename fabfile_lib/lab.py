@@ -17,6 +17,7 @@ from any machine: ``remote_labs.py``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import posixpath
 import secrets
@@ -26,33 +27,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from . import (
-    commands,
-    detached,
-    lab_dir,
-    modes,
-    pacing,
-    probes,
-    slurm,
-    state,
-    untrusted,
-    version,
-    via_memory,
-)
-from .detached import ensure_watcher, forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
+from . import commands, lab_dir, modes, pacing, slurm, state, untrusted, version, via_memory
 from .errors import JobEnded, LabError, ModeUnreachable, SchedulerError, WaitTimeout
 from .forwards.forward import check_port_free
-from .lab_status import LabStatus, added_forwards, ended_because, known_job, listens, not_answering, status, statuses
-from .probes import check_url, http_status
 from .remote import run
 from .settings import LabSettings
 from .state import LabRecord
 from .state import settings_of as settings_for
 
 if TYPE_CHECKING:  # imported when first used (``__getattr__`` below)
+    from .detached import ensure_watcher, forward_alive, forwarding_labs, request_hold, start_detached, stop_detached
     from .forwards.holding import hold
     from .forwards.lab_forward import tunnel
     from .hops import Hops
+    from .lab_status import LabStatus, added_forwards, ended_because, listens, not_answering, status, statuses
+    from .probes import check_url, http_status
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[slurm.JobInfo], None]
@@ -243,7 +232,9 @@ def _probe(hops: Hops, record: LabRecord, seen: lab_dir.Look, probe: bool = True
     record = record.reaching(endpoint)
     if not probe:
         return record, True, ""
-    code, unreachable = probes.http_status(hops, record)
+    from .probes import http_status  # once Jupyter listens: not before sbatch
+
+    code, unreachable = http_status(hops, record)
     return record, code == 200, unreachable
 
 
@@ -251,7 +242,9 @@ def unreachable(hops: Hops, record: LabRecord, failure: LabError) -> LabError:
     """Why a started lab's Jupyter could not be reached through a forward (``failure``): one probe along the
     lab's path tells a refusal (raised) from a mode that cannot reach it here, or from a forward of ours
     that failed while Jupyter answers (``failure`` itself: the job is kept)."""
-    code, why = probes.http_status(hops, record)
+    from .probes import http_status
+
+    code, why = http_status(hops, record)
     return failure if code == 200 else _mode_unreachable(record, why or str(failure))
 
 
@@ -309,8 +302,11 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
            keep_jobs: bool = False) -> Cancelled:
     """End the job, the jobs it started (unless ``keep_jobs``), the background forward, the lab's directory
     on the cluster and (``forget``) the local record."""
+    from .detached import stop_detached
+    from .lab_status import known_job
+
     if state.exists(settings.state_path, record.name):
-        detached.stop_detached(settings, record)  # its forwards close first; the watcher holds the others on
+        stop_detached(settings, record)  # its forwards close first; the watcher holds the others on
     login = hops.login()
     record = known_job(hops, record)
     started = tuple(dict.fromkeys((*record.jobs, *lab_dir.jobs(hops, record.remote_dir)))) if record.remote_dir else ()
@@ -361,15 +357,18 @@ __all__ = ["Cancelled", "LabRecord", "LabStatus", "added_forwards", "cancel", "c
            "stop_detached", "submit", "tunnel", "wait"]
 
 
+# The names this module offers from the steps around it, imported on first use (PEP 562): a start reaches
+# sbatch without loading the watcher's, the status's or the forwards' modules.
+_LATER = {
+    **dict.fromkeys(("ensure_watcher", "forward_alive", "forwarding_labs", "request_hold", "start_detached",
+                     "stop_detached"), "detached"),
+    **dict.fromkeys(("LabStatus", "added_forwards", "ended_because", "known_job", "listens", "not_answering",
+                     "status", "statuses"), "lab_status"),
+    "check_url": "probes", "http_status": "probes", "hold": "forwards.holding", "tunnel": "forwards.lab_forward",
+}
+
+
 def __getattr__(name: str):
-    """``hold`` and ``tunnel``, the forwards' machinery, imported when a task first holds a forward:
-    ``status`` and ``cancel`` never do."""
-    if name == "hold":
-        from .forwards.holding import hold
-
-        return hold
-    if name == "tunnel":
-        from .forwards.lab_forward import tunnel
-
-        return tunnel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LATER:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LATER[name]}", __package__), name)

@@ -68,8 +68,6 @@ def _in_mode(settings: LabSettings, hops: Hops, *, detach: bool,
              events: StartEvents) -> Started | tuple[LabRecord, ModeUnreachable]:
     """Submit and wait in one mode: Started, or (the record, why) if the mode cannot reach Jupyter here (its
     job then cancelled)."""
-    if detach:  # its start-up (a Python process, the forwards' imports) while we submit, not while Jupyter starts
-        lab.ensure_watcher(settings.state_path)
     record = lab.submit(settings, hops)
     if events.submitted:
         events.submitted(record)

@@ -138,12 +138,29 @@ def _write(state_dir: Path, record: LabRecord) -> None:
 
 
 def create(state_dir: Path, record: LabRecord) -> bool:
-    """Record a new lab; False (and nothing written) if one of that name is recorded already."""
-    with _locked(state_dir):
-        if exists(state_dir, record.name):
-            return False
-        _write(state_dir, record)
+    """Record a new lab; False (and nothing written) if one of that name is recorded already.
+
+    The whole record is written to a private temporary file and hard-linked into place: the link is the
+    claim, atomic and exclusive as ``O_EXCL`` is, and a reader never sees half a record. No lock is
+    needed, so a start reaches ``sbatch`` without loading the lock library; a file system without hard
+    links falls back to the lock."""
+    path = path_for(state_dir, record.name)
+    make_dirs(state_dir)
+    tmp = path.with_suffix(f".new{os.getpid()}")
+    write_private(tmp, json.dumps(asdict(record), indent=2))
+    try:
+        os.link(tmp, path)
         return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here
+        with _locked(state_dir):
+            if exists(state_dir, record.name):
+                return False
+            _write(state_dir, record)
+            return True
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save(state_dir: Path, record: LabRecord) -> None:

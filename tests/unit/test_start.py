@@ -114,9 +114,8 @@ def test_what_a_refusal_leaves_possible():
 def test_detached_the_watcher_s_forward_is_the_probe_and_its_failure_is_judged_as_the_wait_would(monkeypatch,
                                                                                                 settings):
     cluster = FakeCluster(monkeypatch, {"compute": None, "login": None, "reverse": None})
-    monkeypatch.setattr(lab, "request_hold", lambda settings, record: record)
-    watchers = []
-    monkeypatch.setattr(lab, "ensure_watcher", watchers.append)  # before each submit: paid while sbatch runs
+    watchers = []  # asked to hold each lab as soon as its job is submitted (the watcher starts then)
+    monkeypatch.setattr(lab, "request_hold", lambda settings, record: watchers.append(record.job_id) or record)
     handed = []
     monkeypatch.setattr(cluster, "wait", lambda *a, handoff=False, **kw: handed.append(handoff) or replace(
         a[1], remote_port=8888, node="n1"))
@@ -130,4 +129,4 @@ def test_detached_the_watcher_s_forward_is_the_probe_and_its_failure_is_judged_a
     with pytest.raises(ModeUnreachable, match="reverse: nothing answers via reverse"):
         start.start(settings, hops=None, detach=True)
     assert handed == [True, True, True] and cluster.cancelled == ["40", "41", "42"]  # each mode, then none
-    assert len(watchers) == 3
+    assert watchers == ["40", "41", "42"]

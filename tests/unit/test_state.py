@@ -69,3 +69,43 @@ def test_the_records_lock_holds_across_processes(tmp_path):
 def test_an_update_of_a_lab_cancelled_meanwhile_writes_nothing(tmp_path):
     assert state.update(tmp_path, "gone", forward_port=1) is None
     assert not state.exists(tmp_path, "gone")
+
+
+def _racers(tmp_path: Path, count: int) -> list[int]:
+    """``count`` forks of this process each try to create the same lab at once; their exit codes (0: won)."""
+    pids = []
+    for i in range(count):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 2
+            try:
+                code = 0 if state.create(tmp_path, _record(local_port=1000 + i)) else 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    return [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+
+
+def test_a_name_is_claimed_by_exactly_one_start_whole_and_private(tmp_path):
+    codes = _racers(tmp_path, 6)
+    assert sorted(codes) == [0, 1, 1, 1, 1, 1]
+    winner = 1000 + codes.index(0)
+    path = tmp_path / "labs" / "a.json"
+    assert state.load(tmp_path, "a").local_port == winner and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in (tmp_path / "labs").iterdir()] == ["a.json"]  # no temporary file left by anyone
+    assert not state.create(tmp_path, _record(local_port=1)) and state.load(tmp_path, "a").local_port == winner
+
+
+def test_create_takes_no_lock_unless_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    locked = []
+    real = state.locks.exclusive
+    monkeypatch.setattr(state.locks, "exclusive", lambda path: locked.append(path) or real(path))
+    assert state.create(tmp_path / "a", _record()) and locked == []  # sbatch is reached without the lock library
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(state.os, "link", no_links)
+    assert state.create(tmp_path / "b", _record()) and len(locked) == 1
+    assert not state.create(tmp_path / "b", _record()) and state.names(tmp_path / "b") == ["a"]
+    assert sorted(p.name for p in (tmp_path / "b" / "labs").iterdir()) == ["a.json"]
