@@ -111,7 +111,11 @@ lab_free_port() {
 # Until the app listens: its socket, or its port (an app that picks its own writes it in Jupyter's
 # runtime file); then what it listens on goes to runtime/app.json, which the tool reads.
 lab_await_app() {
-    local port
+    local port step=0.05 tick=
+    # A socket is looked at without a process per look: often. Each pause is a read, with that timeout,
+    # of a pipe that never has data (no `sleep` process either), opened here so the app does not inherit it.
+    [ -n "${LAB_SOCKET:-}" ] && step=0.02
+    exec {tick}<> <(:) 2>/dev/null || tick=
     while kill -0 $APP_PID 2>/dev/null; do
         if [ -n "${LAB_SOCKET:-}" ]; then
             [ -S "$LAB_SOCKET" ] && { LAB_END=$LAB_SOCKET; port=0; break; }
@@ -121,8 +125,9 @@ lab_await_app() {
                                       "$LAB_DIR/runtime/jpserver-$APP_PID.json" 2>/dev/null)
             [ -n "$port" ] && lab_port listens "$port" && { LAB_END="127.0.0.1:$port"; break; }
         fi
-        sleep 0.1
+        if [ -n "$tick" ]; then read -r -t "$step" -u "$tick" _ || :; else sleep "$step"; fi
     done
+    [ -n "$tick" ] && exec {tick}>&-
     [ -n "${LAB_END:-}" ] || return 1
     printf '{"port": %s, "sock": "%s", "hostname": "%s"}\n' "$port" "${LAB_SOCKET:-}" "${LAB_HOST:-}" \
         > "$LAB_DIR/runtime/app.json.new" && mv -f "$LAB_DIR/runtime/app.json.new" "$LAB_DIR/runtime/app.json"

@@ -61,7 +61,7 @@ def request_hold(settings: LabSettings, record: LabRecord) -> LabRecord:
     """Ask the watcher to hold the lab's forwards from now on (while the job still starts, it waits for
     Jupyter, riding the login meanwhile); the record as asked."""
     asked = state.update(settings.state_path, record.name, hold=secrets.token_hex(4), forward_note="",
-                         forward_error="", forward_refused="")
+                         forward_error="", forward_refused="", forward_port=0)  # a port from now on is this hold's
     if asked is None:
         raise LabError(f"lab {record.name!r} is no longer recorded.")
     ensure_watcher(settings.state_path)
@@ -75,11 +75,15 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     if not (current.hold and watcher_pid(settings.state_path)):
         current = request_hold(settings, current)
     request, deadline, restarted = current.hold, time.monotonic() + timeout, False
+    # The watcher writes the port only once the app has answered through its listener: a port that appears
+    # under this request is proof enough; one that was there already (a lab held before) is tried first.
+    proven = not current.forward_port
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
         if current.hold != request:  # it ended by itself: why is in the note and the lab's log
             raise _why_not(settings, current)
-        if forward_alive(current) and current.forward_port and probes.answers(current.forward_port, current.app_spec):
+        if forward_alive(current) and current.forward_port and (
+                proven or probes.answers(current.forward_port, current.app_spec)):
             return current
         if not watcher_pid(settings.state_path):
             if restarted:

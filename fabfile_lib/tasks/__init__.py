@@ -5,10 +5,11 @@ import os
 
 from invoke import Collection
 
-from . import lab, sandbox
+from . import _exit, lab, sandbox
 from ._errors import install_guard, user_errors
 
 install_guard()
+_exit.install()
 
 if os.environ.get("INVOKE_LAB_DEBUG"):  # the library's own debug log, hop by hop (inv -d shows every library's)
     _handler = logging.StreamHandler()

@@ -165,3 +165,27 @@ def test_slurm_s_warning_at_any_moment_of_the_start_only_writes_a_line(tmp_path)
     assert proc.returncode == 0 and (lab / "ended").read_text() == "0\n", proc.stdout + proc.stderr
     assert "fabfile-lab: Slurm warns that the job reaches its time limit soon (walltime)" in lines
     assert "set up" in lines and "fabfile-lab: t exited with status 0" in lines
+
+
+def test_the_app_s_socket_is_seen_within_moments_without_a_process_per_look(tmp_path):
+    """The whole script, run by bash, with an app that makes its socket after a while: runtime/app.json
+    names it at most a few looks (0.02 s each) later, and no look started a process (a ``sleep`` on PATH
+    would have said so)."""
+    lab, bin_dir, calls = tmp_path / "lab", tmp_path / "bin", tmp_path / "sleeps"
+    lab.mkdir()
+    bin_dir.mkdir()
+    (lab / "token").write_text("s3cret\n")
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /bin/sleep "$@"\n')
+    (bin_dir / "sleep").chmod(0o755)
+    app = ("import socket, sys, time; time.sleep(0.6); s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+           "open(sys.argv[2], 'w').write(repr(time.time())); s.listen(); time.sleep(1)")
+    settings = _settings(app="s", apps={"s": {"command": "python3", "args": ["-c", app],
+                                              "socket_args": ["{socket}", f"{tmp_path}/bound"],
+                                              "secret": "none", "login": "none"}},
+                         open_apps=["s"], notebook_dir=str(tmp_path), via="compute")
+    proc = subprocess.run(["bash", "-c", batch_script.render(settings, str(lab))], capture_output=True, text=True,
+                          timeout=30, check=False, env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen_after = (lab / "runtime" / "app.json").stat().st_mtime - float((tmp_path / "bound").read_text())
+    assert 0 <= seen_after < 0.5, seen_after  # 0.02 s looks; a generous bound for a loaded machine
+    assert not calls.exists(), calls.read_text()  # no `sleep` process per look (nor any other here)

@@ -168,3 +168,33 @@ def test_a_watcher_started_ahead_of_its_lab_waits_for_it_and_ends_if_it_never_co
     lonely.start()
     lonely.join(5)  # the start failed before it asked: the watcher ends by itself
     assert not lonely.is_alive() and 0.15 <= time.monotonic() - began < 2
+
+
+def _held_by_a_fake_watcher(tmp_path: Path, monkeypatch, port_before: int) -> list[int]:
+    """start_detached against a record that a thread (standing for the watcher) answers: the ports probed."""
+    from fabfile_lib import detached
+    from fabfile_lib.settings import LabSettings
+
+    settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
+    state.save(tmp_path, LabRecord("a", {"login": "l"}, "1", "/r/a-00000000", "t", "compute", hold="h1",
+                                   forward_port=port_before))
+    monkeypatch.setattr(detached, "watcher_pid", lambda state_dir: os.getpid())  # a live watcher holds it
+    monkeypatch.setattr(detached, "forward_alive", lambda record: True)
+    probed: list[int] = []
+    monkeypatch.setattr(detached.probes, "answers", lambda port, app: probed.append(port) or True)
+
+    def watcher_answers() -> None:  # its own probe answered through its listener: it writes the port
+        time.sleep(0.1)
+        state.update(tmp_path, "a", forward_port=4242, forward_pid=os.getpid())
+
+    thread = threading.Thread(target=watcher_answers)
+    thread.start()
+    held = detached.start_detached(settings, state.load(tmp_path, "a"), timeout=5)
+    thread.join()
+    assert held.forward_port in (port_before or 4242, 4242)
+    return probed
+
+
+def test_a_port_the_watcher_writes_for_this_hold_is_proof_and_an_older_one_is_tried(tmp_path, monkeypatch):
+    assert _held_by_a_fake_watcher(tmp_path / "new", monkeypatch, port_before=0) == []  # no second probe
+    assert _held_by_a_fake_watcher(tmp_path / "old", monkeypatch, port_before=5151) == [5151]
