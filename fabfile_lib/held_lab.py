@@ -59,9 +59,11 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event,
     """The record once it says where Jupyter answers (``start --detach`` asks for the hold while the job is
     still starting); None if the lab is cancelled or stopped meanwhile, or never gets there. ``on_node``
     hears the record once, as soon as it names the job's node (Jupyter is starting there)."""
-    deadline = None
+    deadline, seen, record = None, (), None
     while not stop.is_set():
-        record = _asked(state_dir, name, request)
+        now_stamp = state.stamp(state_dir, name)
+        if now_stamp != seen:  # written since the last look (or the first look): read it again
+            seen, record = now_stamp, _asked(state_dir, name, request)
         if record is None:
             return None
         if record.reachable:
@@ -73,9 +75,9 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event,
             deadline = time.monotonic() + float(record.settings.get("wait_timeout", 300)) + 30
         if time.monotonic() > deadline:
             return None
-        # A read of a small local file: often once the job runs (the start returns as soon as this hold's
+        # A stat of a small local file: often once the job runs (the start returns as soon as this hold's
         # forward answers), seldom while it queues, which may take hours.
-        stop.wait(0.02 if record.node_addr else 0.25)
+        stop.wait(0.01 if record.node_addr else 0.25)
     return None
 
 

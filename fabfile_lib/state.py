@@ -218,6 +218,16 @@ def exists(state_dir: Path, name: str) -> bool:
     return path_for(state_dir, name).exists()
 
 
+def stamp(state_dir: Path, name: str) -> tuple[int, int, int] | None:
+    """What changes whenever lab ``name``'s record is written (each write replaces the file), None while
+    there is none: a watcher that looks often reads and checks the record only when it has changed."""
+    try:
+        info = os.stat(path_for(state_dir, name))
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def find(state_dir: Path, name: str) -> LabRecord | None:
     """The record of lab ``name``, or None if there is none (a damaged one is a LabError, as in :func:`load`)."""
     return load(state_dir, name) if exists(state_dir, name) else None

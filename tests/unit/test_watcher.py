@@ -198,3 +198,16 @@ def _held_by_a_fake_watcher(tmp_path: Path, monkeypatch, port_before: int) -> li
 def test_a_port_the_watcher_writes_for_this_hold_is_proof_and_an_older_one_is_tried(tmp_path, monkeypatch):
     assert _held_by_a_fake_watcher(tmp_path / "new", monkeypatch, port_before=0) == []  # no second probe
     assert _held_by_a_fake_watcher(tmp_path / "old", monkeypatch, port_before=5151) == [5151]
+
+
+def test_a_waiting_hold_reads_the_record_only_when_it_was_written(tmp_path, monkeypatch):
+    from fabfile_lib import held_lab
+
+    _record(tmp_path, "a", hold="1")
+    state.update(tmp_path, "a", node="n1", node_addr="10.0.0.9")  # the job runs: looked at every 0.01 s
+    reads = []
+    real = held_lab._asked
+    monkeypatch.setattr(held_lab, "_asked", lambda *a: reads.append(1) or real(*a))
+    threading.Timer(0.4, lambda: state.update(tmp_path, "a", remote_socket="/tmp/fl-x/jupyter.sock")).start()
+    ready = held_lab.await_ready(tmp_path, "a", "1", threading.Event())
+    assert ready is not None and ready.remote_socket and len(reads) == 2  # the first look, and after the write
