@@ -92,8 +92,11 @@ def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, 
         browser_page.open_lab(state.settings_of(record).state_path, record, port)
 
 
-def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, as_json: bool = False) -> None:
-    record = lab.start_detached(settings, record)
+def _detached(settings: LabSettings, record: state.LabRecord, browser: bool, as_json: bool = False, *,
+              held: bool = False) -> None:
+    """Announce the lab held in the background: ``held``, its URL has just answered there (a start), else
+    it is asked for and awaited first."""
+    record = record if held else lab.start_detached(settings, record)
     if as_json:
         with hops_.Hops(settings) as hops:
             _announce(record, record.forward_port, browser, True, hops)
@@ -269,7 +272,7 @@ def start(c, name=None, app=None, no_browser=False, detach=False, via=None, loca
             started = start_.start(settings, hops, detach=detach, events=events)
         if detach:
             hops.close()
-            _detached(started.settings, started.record, browser=not no_browser, as_json=json_)
+            _detached(started.settings, started.record, browser=not no_browser, as_json=json_, held=started.detached)
         else:
             _foreground(started.settings, started.record, browser=not no_browser, hops=hops, as_json=json_)
 

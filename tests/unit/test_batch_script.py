@@ -177,8 +177,8 @@ def test_the_app_s_socket_is_seen_within_moments_without_a_process_per_look(tmp_
     (lab / "token").write_text("s3cret\n")
     (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /bin/sleep "$@"\n')
     (bin_dir / "sleep").chmod(0o755)
-    app = ("import socket, sys, time; time.sleep(0.6); s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
-           "open(sys.argv[2], 'w').write(repr(time.time())); s.listen(); time.sleep(1)")
+    app = ("import socket, sys, time; time.sleep(0.3); s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+           "open(sys.argv[2], 'w').write(repr(time.time())); s.listen(); time.sleep(0.2)")
     settings = _settings(app="s", apps={"s": {"command": "python3", "args": ["-c", app],
                                               "socket_args": ["{socket}", f"{tmp_path}/bound"],
                                               "secret": "none", "login": "none"}},

@@ -186,3 +186,39 @@ def test_a_look_waits_on_the_login_node_for_the_job_s_next_sign_and_no_longer(tm
     threading.Timer(0.3, lambda: (where / "ended").write_text("1\n")).start()
     app.unlink()
     assert _look(where, node="c1", step=0.05, up_to=20).ended  # or the end, whichever comes first
+
+
+def _login_node_path(tmp_path, with_bash: bool) -> str:
+    """A PATH for a login node with (or without) bash, whose ``sleep`` notes each pause it makes."""
+    import shutil
+
+    bin_dir = tmp_path / ("bin-bash" if with_bash else "bin-sh")
+    bin_dir.mkdir()
+    for tool in ("sh", "head", "od", "tr", "cat", *(("bash",) if with_bash else ())):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    sleep = shutil.which("sleep")
+    (bin_dir / "sleep").write_text(f'#!{shutil.which("sh")}\necho "$1" >> {bin_dir}/sleeps\nexec {sleep} "$1"\n')
+    (bin_dir / "sleep").chmod(0o755)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("with_bash", [True, False])
+def test_a_wait_with_bash_starts_no_process_per_look_and_plain_sh_looks_less_often(tmp_path, monkeypatch, with_bash):
+    import threading
+    import time
+
+    path = _login_node_path(tmp_path, with_bash)
+    monkeypatch.setenv("PATH", path)
+    where = tmp_path / "lab-0011aabb"
+    (where / "runtime").mkdir(parents=True)
+    (where / "node").write_text("c1\n")
+    threading.Timer(0.5, lambda: (where / "runtime" / "app.json").write_text('{"port": 8888}')).start()
+    began = time.monotonic()
+    assert _look(where, node="c1", step=0.02, up_to=20).runtime == {"port": 8888}
+    assert time.monotonic() - began < 5
+    sleeps = (tmp_path / ("bin-bash" if with_bash else "bin-sh") / "sleeps")
+    if with_bash:
+        assert not sleeps.exists()  # each pause a read with a timeout: no process
+    else:
+        assert set(sleeps.read_text().split()) == {"0.05"} and len(sleeps.read_text().split()) <= 15
+    assert _look(where, step=0.02, up_to=0.3).node == "c1"  # the rest of the look is the same in both

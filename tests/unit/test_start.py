@@ -130,3 +130,15 @@ def test_detached_the_watcher_s_forward_is_the_probe_and_its_failure_is_judged_a
         start.start(settings, hops=None, detach=True)
     assert handed == [True, True, True] and cluster.cancelled == ["40", "41", "42"]  # each mode, then none
     assert watchers == ["40", "41", "42"]
+
+
+def test_a_start_whose_url_answered_in_the_background_is_announced_without_asking_again(monkeypatch, settings):
+    from fabfile_lib.tasks import lab as lab_tasks
+
+    asked, announced = [], []
+    monkeypatch.setattr(lab_tasks.lab, "start_detached", lambda s, rec: asked.append(rec.name) or rec)
+    monkeypatch.setattr(lab_tasks, "_announce", lambda rec, port, *a: announced.append((rec.name, port)))
+    record = LabRecord("a", {}, "42", "/h/.fabfile-lab/a-0011aabb", "t", "compute", forward_port=4242)
+    lab_tasks._detached(settings, record, browser=False, held=True)  # start --detach: its URL just answered
+    lab_tasks._detached(settings, record, browser=False)  # tunnel --detach: asked for and awaited
+    assert asked == ["a"] and announced == [("a", 4242), ("a", 4242)]
