@@ -301,8 +301,9 @@ def _print_statuses(results: list[lab_status.LabStatus]) -> None:
         print(f"no labs recorded; start one with `{commands.run('start')}`")
     for st in results:
         if st.ended_because:
-            print(f"{st.name}: job {st.job_id} has ended: {st.ended_because}. "
-                  f"`{commands.run('cancel')} --name {st.name}` removes its files and record.")
+            what = (f"job {st.job_id} has ended: {st.ended_because}" if st.job_id else
+                    "no job: its start was stopped before sbatch answered, and none runs in its directory")
+            print(f"{st.name}: {what}. `{commands.run('cancel')} --name {st.name}` removes its files and record.")
             continue
         reason = f" ({st.reason})" if st.reason else ""
         ends = f" (ends {st.end.replace('T', ' ')})" if st.end else ""

@@ -45,3 +45,17 @@ def test_labs_held_and_answering_cost_slurm_nothing_and_the_others_one_question(
 
 def test_a_time_left_counted_down_reads_back_as_slurm_s():
     assert slurm.parse_duration(slurm.clock(90061)) == 90061 and slurm.clock(3661) == "1:01:01"
+
+
+def test_a_lab_whose_start_was_stopped_before_sbatch_answered_says_so(capsys):
+    from fabfile_lib.lab_status import LabStatus
+    from fabfile_lib.tasks import lab as lab_tasks
+
+    def ended(job_id: str) -> LabStatus:
+        return LabStatus("pp", job_id, "ENDED", "", "", "", "compute", 0, 0, 0, "", False, "/h/.fabfile-lab/pp-00",
+                         ended_because="the scheduler no longer lists it")
+
+    lab_tasks._print_statuses([ended(""), ended("42")])
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("pp: no job: its start was stopped before sbatch answered") and "job  " not in first
+    assert second.startswith("pp: job 42 has ended: the scheduler no longer lists it.") and "--name pp" in second
