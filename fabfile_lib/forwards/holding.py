@@ -82,8 +82,8 @@ def hold(settings: LabSettings, record: LabRecord, on_ready: Callable[[Forward],
                     if not _until_answering(current, record, fwd, vigil, stop):
                         return
                     failures, failing_since, connected_once, waiting_since = 0, None, True, None
+                    on_ready(fwd)  # first: a start waits for it, not for the condition's note
                     vigil.condition("")
-                    on_ready(fwd)
                     with _extras(added, current, record, fwd, log) as extras, contextlib.ExitStack() as stack:
                         seen = [stack.enter_context(r) for r in _readers(settings, current, record, log, jobs_learnt)]
                         if _held(current, record, fwd, vigil, stop, sync=functools.partial(_beside, extras, seen)):
