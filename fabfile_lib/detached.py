@@ -61,7 +61,7 @@ def request_hold(settings: LabSettings, record: LabRecord) -> LabRecord:
     """Ask the watcher to hold the lab's forwards from now on (while the job still starts, it waits for
     Jupyter, riding the login meanwhile); the record as asked."""
     asked = state.update(settings.state_path, record.name, hold=secrets.token_hex(4), forward_note="",
-                         forward_error="", forward_refused="", forward_port=0)  # a port from now on is this hold's
+                         forward_error="", forward_refused="")  # its port is kept: the lab's URL stays the same
     if asked is None:
         raise LabError(f"lab {record.name!r} is no longer recorded.")
     ensure_watcher(settings.state_path)
@@ -75,9 +75,9 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     if not (current.hold and watcher_pid(settings.state_path)):
         current = request_hold(settings, current)
     request, deadline, restarted = current.hold, time.monotonic() + timeout, False
-    # The watcher writes the port only once the app has answered through its listener: a port that appears
-    # under this request is proof enough; one that was there already (a lab held before) is tried first.
-    proven = not current.forward_port
+    # The watcher records its forward (pid and port) only once the app has answered through its listener: a
+    # live forward recorded after this call began is proof enough; one that was live already is tried first.
+    proven = not forward_alive(current)
     while time.monotonic() < deadline:
         current = state.load(settings.state_path, record.name)
         if current.hold != request:  # it ended by itself: why is in the note and the lab's log

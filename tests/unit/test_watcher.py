@@ -171,15 +171,16 @@ def test_a_watcher_started_ahead_of_its_lab_waits_for_it_and_ends_if_it_never_co
 
 
 def _held_by_a_fake_watcher(tmp_path: Path, monkeypatch, port_before: int) -> list[int]:
-    """start_detached against a record that a thread (standing for the watcher) answers: the ports probed."""
+    """start_detached against a record that a thread (standing for the watcher) answers: the ports probed.
+    ``port_before``: a live forward held the lab already on that port (0: none)."""
     from fabfile_lib import detached
     from fabfile_lib.settings import LabSettings
 
     settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
     state.save(tmp_path, LabRecord("a", {"login": "l"}, "1", "/r/a-00000000", "t", "compute", hold="h1",
-                                   forward_port=port_before))
+                                   forward_port=port_before, forward_pid=os.getpid() if port_before else 0))
     monkeypatch.setattr(detached, "watcher_pid", lambda state_dir: os.getpid())  # a live watcher holds it
-    monkeypatch.setattr(detached, "forward_alive", lambda record: True)
+    monkeypatch.setattr(detached, "forward_alive", lambda record: record.forward_pid == os.getpid())
     probed: list[int] = []
     monkeypatch.setattr(detached.probes, "answers", lambda port, app: probed.append(port) or True)
 
@@ -211,3 +212,16 @@ def test_a_waiting_hold_reads_the_record_only_when_it_was_written(tmp_path, monk
     threading.Timer(0.4, lambda: state.update(tmp_path, "a", remote_socket="/tmp/fl-x/jupyter.sock")).start()
     ready = held_lab.await_ready(tmp_path, "a", "1", threading.Event())
     assert ready is not None and ready.remote_socket and len(reads) == 2  # the first look, and after the write
+
+
+def test_a_hold_asked_anew_keeps_the_lab_s_port(tmp_path, monkeypatch):
+    """A watcher brought back (``tunnel --detach``) holds the lab on the port it had: the same URL."""
+    from fabfile_lib import detached
+    from fabfile_lib.settings import LabSettings
+
+    settings = LabSettings.from_config({"login": "l", "state_dir": str(tmp_path)})
+    state.save(tmp_path, LabRecord("a", {"login": "l"}, "1", "/r/a-00000000", "t", "compute", hold="h1",
+                                   forward_port=5151, forward_pid=999999))
+    monkeypatch.setattr(detached, "ensure_watcher", lambda state_dir: 1)
+    asked = detached.request_hold(settings, state.load(tmp_path, "a"))
+    assert asked.hold != "h1" and asked.forward_port == 5151 and state.load(tmp_path, "a").forward_port == 5151
