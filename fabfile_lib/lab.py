@@ -278,7 +278,7 @@ def follow_logs(record: LabRecord, hops: Hops, write: Callable[[str], None], sto
             offset += len(new)
             tail = (tail + text)[-4000:]
         if ended:
-            return slurm.end_reason(hops.login(), record.job_id, tail)
+            return slurm.end_reason(hops.shell(), record.job_id, tail)
         if stop.wait(interval):
             return ""
         seen = lab_dir.look(hops, record.remote_dir)
@@ -308,17 +308,17 @@ def cancel(settings: LabSettings, record: LabRecord, hops: Hops, forget: bool = 
 
     if state.exists(settings.state_path, record.name):
         stop_detached(settings, record)  # its forwards close first; the watcher holds the others on
-    login = hops.login()
+    shell = hops.shell()
     record = known_job(hops, record)
     started = tuple(dict.fromkeys((*record.jobs, *lab_dir.jobs(hops, record.remote_dir)))) if record.remote_dir else ()
     if keep_jobs and started:  # before the job is told to end: its trap would end them
         lab_dir.write(hops, posixpath.join(record.remote_dir, lab_dir.KEEP_JOBS), "")
-    slurm.cancel_many(login, (record.job_id, *(() if keep_jobs else started)))
+    slurm.cancel_many(shell, (record.job_id, *(() if keep_jobs else started)))
     if record.job_id:
         _await_end(hops, record)
     # Never rm -rf anything the tool did not make: BASE/NAME-<8 hex>, right under this config's base.
     if lab_dir.is_lab_dir(record.remote_dir, lab_dir.base(hops, settings.remote_dir)):
-        run(login, ["rm", "-rf", "--", record.remote_dir])
+        run(shell, ["rm", "-rf", "--", record.remote_dir])
     else:
         _log.warning("not removing %r: it is not a lab directory under %s", record.remote_dir, settings.remote_dir)
     if forget:

@@ -14,7 +14,6 @@ import logging
 import posixpath
 import re
 import shlex
-import stat
 import threading
 import weakref
 from collections.abc import Iterator
@@ -162,16 +161,13 @@ def _session(hops: Hops) -> Iterator[paramiko.SFTPClient]:
 
 def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str | None:
     """A text file in a lab's directory (at most ``limit`` bytes of it), or None while it does not exist
-    (yet) or is not a regular file (a FIFO would never end)."""
-    path = posixpath.join(lab_dir, *parts)
-    try:
-        with _session(hops) as sftp:
-            if not stat.S_ISREG(sftp.lstat(path).st_mode or 0):
-                return None
-            with sftp.open(path) as fh:
-                return fh.read(limit).decode(errors="replace")
-    except OSError:
-        return None
+    (yet) or is not a regular file (a FIFO would never end, a link may point anywhere): one command on the
+    login node (``hops.shell()``, a plain ``ssh -S`` on OpenSSH), so a watcher that only reads never loads
+    Fabric or Paramiko, and no file session stays open for it."""
+    path = shlex.quote(posixpath.join(lab_dir, *parts))
+    command = f"[ -f {path} ] && [ ! -L {path} ] && head -c {int(limit)} -- {path}"
+    result = run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 20)
+    return result.stdout if result.exited == 0 else None
 
 
 def jobs(hops: Hops, lab_dir: str) -> tuple[str, ...]:
@@ -182,15 +178,6 @@ def jobs(hops: Hops, lab_dir: str) -> tuple[str, ...]:
 def job_ids(text: str | None) -> tuple[str, ...]:
     """Job ids only (anything else in the file is left out), each once, in the order submitted."""
     return tuple(dict.fromkeys(w for w in (text or "").split() if untrusted.job_id(w)))
-
-
-def read_by_command(shell, lab_dir: str, name: str, limit: int = 256 * 1024) -> str | None:
-    """A small regular file of the lab's directory read by one command on the login node (``hops.shell()``:
-    a plain ``ssh -S`` on OpenSSH), or None while it is not there: for a look now and then beside a hold,
-    which keeps no file session open for it."""
-    path = shlex.quote(posixpath.join(lab_dir, name))
-    result = run_command(shell, f"test -f {path} && head -c {int(limit)} -- {path}", timeout=30)
-    return result.stdout if result.exited == 0 else None
 
 
 def _runtime(text: str, lab_dir: str) -> dict | None:
@@ -273,18 +260,12 @@ def _unhex(text: str) -> str:
 
 
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:
-    """The last ``lines`` of the job's log, from its last ``limit`` bytes (a huge log is not downloaded)."""
-    path = posixpath.join(lab_dir, JOB_LOG)
-    try:
-        with _session(hops) as sftp:
-            info = sftp.lstat(path)
-            if not stat.S_ISREG(info.st_mode or 0):
-                return ""
-            with sftp.open(path) as fh:
-                fh.seek(max(0, (info.st_size or 0) - limit))
-                text = fh.read(limit).decode(errors="replace")
-    except OSError:
-        return ""
+    """The last ``lines`` of the job's log, from its last ``limit`` bytes (a huge log is not downloaded),
+    read as :func:`read` reads."""
+    path = shlex.quote(posixpath.join(lab_dir, JOB_LOG))
+    command = f"[ -f {path} ] && [ ! -L {path} ] && tail -c {int(limit)} -- {path}"
+    result = run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 20)
+    text = result.stdout if result.exited == 0 else ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
@@ -316,7 +297,7 @@ def find(hops: Hops, remote_dir: str) -> list[LabMeta]:
     script = ('for f in "$1"/*/lab.json; do [ -f "$f" ] && [ ! -L "$f" ] && { head -c 4096 "$f" | tr -d "\\n"; '
               'echo; }; done; true')
     command = f"sh -c {shlex.quote(script)} sh {shlex.quote(root)}"
-    result = run_command(hops.login(), command, timeout=hops.settings.connect_timeout + 10)
+    result = run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 10)
     return sorted(parse(result.stdout, root), key=lambda meta: meta.created)
 
 

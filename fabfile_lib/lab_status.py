@@ -182,4 +182,4 @@ def not_answering(record: LabRecord, info: slurm.JobInfo, forwarding: bool) -> s
 
 def ended_because(hops: Hops, record: LabRecord) -> str:
     """Why the lab's job ended, in a few words (sacct, else the job log)."""
-    return slurm.end_reason(hops.login(), record.job_id, lab_dir.log_tail(hops, record.remote_dir, 30))
+    return slurm.end_reason(hops.shell(), record.job_id, lab_dir.log_tail(hops, record.remote_dir, 30))

@@ -100,7 +100,7 @@ def _socket_refused(hops: Hops, record: LabRecord, said: str) -> bool:
     tells them apart (one command over the kept login, only after such a failure)."""
     if "connect failed" not in said or not record.remote_socket or modes.mode(record.via).through_node:
         return False
-    return run_command(hops.login(), f"test -S {shlex.quote(record.remote_socket)}", timeout=15).exited == 0
+    return run_command(hops.shell(), f"test -S {shlex.quote(record.remote_socket)}", timeout=15).exited == 0
 
 
 def http_status(hops: Hops, record: LabRecord) -> tuple[int, str]:

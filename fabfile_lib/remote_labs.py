@@ -30,7 +30,7 @@ class RemoteLab:
 def remote_labs(settings: LabSettings, hops: Hops) -> list[RemoteLab]:
     """The user's labs under ``lab.remote_dir`` on this cluster, joined with squeue (oldest first)."""
     metas = lab_dir.find(hops, settings.remote_dir)
-    jobs = slurm.my_jobs(hops.login(), timeout=settings.connect_timeout + 10) if metas else {}
+    jobs = slurm.my_jobs(hops.shell(), timeout=settings.connect_timeout + 10) if metas else {}
     found = []
     for meta in metas:
         if not meta.job_id:  # the tool was killed inside sbatch: the job is the one in the lab's directory

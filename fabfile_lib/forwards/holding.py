@@ -187,11 +187,9 @@ def _readers(settings: LabSettings, hops: Hops, record: LabRecord, log: Log,
 
     readers = []
     if jobs_learnt:
-        readers.append(JobsSeen(lambda: lab_dir.job_ids(lab_dir.read_by_command(hops.shell(), record.remote_dir,
-                                                                                  lab_dir.JOBS)), jobs_learnt))
+        readers.append(JobsSeen(lambda: lab_dir.jobs(hops, record.remote_dir), jobs_learnt))
     if settings.idle_seconds:
-        readers.append(JobsSeen(lambda: idle_note(lab_dir.read_by_command(hops.shell(), record.remote_dir,
-                                                                          idle_watch.NOTE)), heard))
+        readers.append(JobsSeen(lambda: idle_note(lab_dir.read(hops, record.remote_dir, idle_watch.NOTE)), heard))
     return readers
 
 
@@ -243,7 +241,7 @@ def _held(hops: Hops, record: LabRecord, fwd: Forward, vigil: Vigil, stop: threa
                     vigil.asking.now(now)
             vigil.watch.tick(now)
             if asking is None and (doubt or vigil.watch.stale(now)) and vigil.asking.due(now):
-                asking = pool.submit(slurm.query, hops.login(), record.job_id, timeout)
+                asking = pool.submit(slurm.query, hops.shell(), record.job_id, timeout)
             if asking is None or not asking.done():
                 continue
             future, asking = asking, None

@@ -76,6 +76,6 @@ def end_with_the_lab(hops: Hops, record: LabRecord, log_tail: str) -> str:
     if not started or lab_dir.read(hops, record.remote_dir, lab_dir.KEEP_JOBS) is not None:
         return ""
     if ENDED_BY_THE_JOB not in log_tail:  # the job could not end them itself
-        slurm.cancel_many(hops.login(), started)
+        slurm.cancel_many(hops.shell(), started)
     plural = "s" if len(started) != 1 else ""
     return f"the {len(started)} job{plural} it had started ({' '.join(started)}) ended with it"

@@ -50,9 +50,9 @@ class Vigil:
         if info.state == "COMPLETING":  # its processes are being killed: the final state says why, soon
             time.sleep(2)
             with contextlib.suppress(LabError):
-                info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
+                info = slurm.query(hops.shell(), record.job_id, hops.settings.connect_timeout + 10)
         tail = lab_dir.log_tail(hops, record.remote_dir, 30)
-        why = slurm.end_reason(hops.login(), record.job_id, tail, info.state)
+        why = slurm.end_reason(hops.shell(), record.job_id, tail, info.state)
         with contextlib.suppress(LabError, OSError):
             jobs = end_with_the_lab(hops, record, tail)
             why = f"{why}; {jobs}" if jobs else why
@@ -66,7 +66,7 @@ class Vigil:
         if not self.asking.due(now):
             return None
         try:
-            info = slurm.query(hops.login(), record.job_id, hops.settings.connect_timeout + 10)
+            info = slurm.query(hops.shell(), record.job_id, hops.settings.connect_timeout + 10)
         except SchedulerError as exc:
             self.log(f"{exc} (asking again in {self.asking.unanswered(now):.0f} s)")
             return None

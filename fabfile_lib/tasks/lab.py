@@ -84,7 +84,7 @@ def _summary(record: state.LabRecord, port: int, time_left: str = "") -> str:
 
 def _announce(record: state.LabRecord, port: int, browser: bool, as_json: bool, hops: Hops | None = None) -> None:
     if as_json:
-        left = slurm.query(hops.login(), record.job_id).time_left if hops else ""
+        left = slurm.query(hops.shell(), record.job_id).time_left if hops else ""
         print(_summary(record, port, left), flush=True)
     else:
         print(f"{record.app_spec.title}: {record.url(port)}", flush=True)

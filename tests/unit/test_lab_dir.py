@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -153,8 +154,6 @@ def test_a_forged_node_file_stays_forged(tmp_path, node):
 
 
 def test_a_node_or_runtime_file_that_is_no_regular_file_is_not_read(tmp_path):
-    import os
-
     where = tmp_path / "lab-0011aabb"
     (where / "runtime").mkdir(parents=True)
     (tmp_path / "elsewhere").write_text("c9\n")
@@ -162,6 +161,22 @@ def test_a_node_or_runtime_file_that_is_no_regular_file_is_not_read(tmp_path):
     os.mkfifo(where / "runtime" / "app.json")  # a FIFO would never end
     seen = _look(where)
     assert seen.node == "" and seen.runtime is None
+
+
+def test_a_file_and_the_log_s_tail_are_read_by_one_command_regular_files_only_and_bounded(tmp_path):
+    hops, where = _ShellHops(), tmp_path / "lab-0011aabb"
+    assert lab_dir.read(hops, str(where), "token") is None and lab_dir.log_tail(hops, str(where)) == ""
+    where.mkdir()
+    (where / "token").write_text("s3cret\n")
+    assert lab_dir.read(hops, str(where), "token") == "s3cret\n"
+    assert lab_dir.read(hops, str(where), "token", limit=3) == "s3c"
+    (where / "elsewhere").symlink_to(where / "token")
+    assert lab_dir.read(hops, str(where), "elsewhere") is None  # a link may point anywhere
+    os.mkfifo(where / "fifo")
+    assert lab_dir.read(hops, str(where), "fifo") is None  # would never end
+    (where / lab_dir.JOB_LOG).write_text("".join(f"line {i}\n" for i in range(100)))
+    assert lab_dir.log_tail(hops, str(where), lines=2) == "line 98\nline 99"
+    assert lab_dir.log_tail(hops, str(where), lines=50, limit=12) == " 98\nline 99"  # the last bytes only
 
 
 def test_a_look_waits_on_the_login_node_for_the_job_s_next_sign_and_no_longer(tmp_path):

@@ -16,7 +16,7 @@ from fabfile_lib.state import LabRecord
 class _Hops:
     settings = LabSettings.from_config({"login": "l", "connect_timeout": 1})
 
-    def login(self):
+    def shell(self):  # the watcher asks Slurm over a plain ssh -S, never a Fabric Connection
         return "login-connection"
 
 
