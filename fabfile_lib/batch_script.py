@@ -114,7 +114,7 @@ lab_await_app() {
     local port step=0.05 tick=
     # A socket is looked at without a process per look: often. Each pause is a read, with that timeout,
     # of a pipe that never has data (no `sleep` process either), opened here so the app does not inherit it.
-    [ -n "${LAB_SOCKET:-}" ] && step=0.02
+    [ -n "${LAB_SOCKET:-}" ] && step=0.01
     exec {tick}<> <(:) 2>/dev/null || tick=
     while kill -0 $APP_PID 2>/dev/null; do
         if [ -n "${LAB_SOCKET:-}" ]; then

@@ -78,19 +78,25 @@ def start_detached(settings: LabSettings, record: LabRecord, timeout: float = 60
     # The watcher records its forward (pid and port) only once the app has answered through its listener: a
     # live forward recorded after this call began is proof enough; one that was live already is tried first.
     proven = not forward_alive(current)
+    seen, watcher_seen = None, time.monotonic()
     while time.monotonic() < deadline:
-        current = state.load(settings.state_path, record.name)
-        if current.hold != request:  # it ended by itself: why is in the note and the lab's log
-            raise _why_not(settings, current)
-        if forward_alive(current) and current.forward_port and (
-                proven or probes.answers(current.forward_port, current.app_spec)):
-            return current
-        if not watcher_pid(settings.state_path):
-            if restarted:
-                break
-            ensure_watcher(settings.state_path)  # it was ending as we asked (told to end, or by itself)
-            restarted = True
-        time.sleep(0.02)  # a read of a small local file: the start ends as soon as the watcher's URL answers
+        written = state.stamp(settings.state_path, record.name)
+        if written != seen or not proven:  # the record is read again only once written (or to probe again)
+            seen, current = written, state.load(settings.state_path, record.name)
+            if current.hold != request:  # it ended by itself: why is in the note and the lab's log
+                raise _why_not(settings, current)
+            if forward_alive(current) and current.forward_port and (
+                    proven or probes.answers(current.forward_port, current.app_spec)):
+                return current
+        if time.monotonic() - watcher_seen > 0.2:
+            watcher_seen = time.monotonic()
+            if not watcher_pid(settings.state_path):
+                if restarted:
+                    break
+                ensure_watcher(settings.state_path)  # it was ending as we asked (told to end, or by itself)
+                restarted = True
+        # A stat of a small local file: the start ends moments after the watcher's URL answers.
+        time.sleep(0.005 if proven else 0.05)
     stop_detached(settings, record)
     raise _why_not(settings, state.load(settings.state_path, record.name), within=timeout)
 

@@ -77,7 +77,7 @@ def await_ready(state_dir: Path, name: str, request: str, stop: threading.Event,
             return None
         # A stat of a small local file: often once the job runs (the start returns as soon as this hold's
         # forward answers), seldom while it queues, which may take hours.
-        stop.wait(0.01 if record.node_addr else 0.25)
+        stop.wait(0.005 if record.node_addr else 0.25)
     return None
 
 

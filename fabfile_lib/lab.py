@@ -211,7 +211,7 @@ def look_interval(started: bool, waited: float) -> float:
     on the shared filesystem once it has queued a while. (Where the login node has bash, a look that
     waits there starts no process per step; plain sh steps every 0.05 s at the most.)"""
     if started:
-        return 0.02
+        return 0.01
     if waited < 10:
         return 0.2
     return 1.0 if waited < 120 else 5.0

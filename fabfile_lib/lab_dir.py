@@ -217,7 +217,7 @@ class Look:
 # the app's runtime file. Prints the names it saw, the node file (in hex: whatever bytes a forged one holds
 # come back as they are) and the runtime file; regular files only, bounded. Run by bash where the login
 # node has it: its pauses are reads, with a timeout, of a pipe that never has data, so a wait that looks
-# every 0.02 s starts no process; plain sh pauses with `sleep`, no more often than every 0.05 s.
+# every 0.01 s starts no process; plain sh pauses with `sleep`, no more often than every 0.05 s.
 _WAIT_THEN_SAY = ('while [ ! -e ended ] && { [ ! -e node ] || { [ -n "$2" ] && [ ! -e runtime/app.json ]; }; } '
                   '&& [ "$n" -gt 0 ]; do n=$((n-1)); pause; done; '
                   'for f in ended node runtime; do [ -e "$f" ] && printf "%s " "$f"; done; echo; '
@@ -227,7 +227,7 @@ _LOOK_BASH = ('cd -- "$1" 2>/dev/null || exit 3; n=$4 s=$3 t=; exec {t}<> <(:) |
               'pause() { if [ -n "$t" ]; then read -r -t "$s" -u "$t" _; else sleep "$s"; fi; }; ' + _WAIT_THEN_SAY)
 _LOOK = ('command -v bash >/dev/null 2>&1 && exec bash -c "$0" sh "$@" 2>/dev/null; '
          'cd -- "$1" 2>/dev/null || exit 3; n=$4 s=$3; '
-         'case $s in 0.0[0-4]*) n=$((n * 2 / 5)) s=0.05;; esac; '
+         'case $s in 0.0[0-4]) n=$((n * ${s#0.0} / 5)) s=0.05;; esac; '
          'pause() { sleep "$s" 2>/dev/null || sleep 1; }; ' + _WAIT_THEN_SAY)
 
 

@@ -27,7 +27,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 from . import commands, locks, master_login, openssh, untrusted
 from .errors import ConnectError, LabError, PromptNeeded
@@ -74,13 +73,20 @@ class Master:
         info = MasterInfo(proc.returncode == 0, int(match.group(1)) if match else 0, self.marks.created())
         if info.alive:
             self._seen.update(info=info, when=time.monotonic())
+            self.marks.seen_process(info.pid)
         return info
 
     def _alive(self) -> MasterInfo:
-        """The master as just seen (by ``open``), else as ``-O check`` finds it now."""
+        """The master as just seen, or as the process a ``-O check`` last named (that very process still
+        running, its socket in place: a command's first hop then starts no ``ssh -O check``, which proves
+        no more -- it asks the local master process, not the cluster), else as ``-O check`` finds it now."""
         if self._seen and time.monotonic() - self._seen["when"] < _SEEN_FOR:
             return self._seen["info"]
-        return self.check()
+        pid = self.marks.running()
+        if not pid:
+            return self.check()
+        self._seen.update(info=MasterInfo(True, pid, self.marks.created()), when=time.monotonic())
+        return self._seen["info"]
 
     def landed(self) -> tuple[str, ...]:
         """The names of the login node this (live) master is connected to -- ``hostname`` and, where it
@@ -121,7 +127,7 @@ class Master:
         whatever the site wants on the user's terminal. ``interactive=False`` forbids any prompt: a login
         that needs one fails with :class:`PromptNeeded` instead of hanging.
         """
-        if self.check().alive:
+        if self._alive().alive:
             return False
         with self._starting():  # one start per cluster at a time: two would leave an untracked session
             if self.check().alive:  # started by another process while this one waited for the lock
@@ -129,7 +135,7 @@ class Master:
             if not interactive and self.marks.logged_out.exists():
                 raise PromptNeeded(f"you logged out of {self.label} (`{commands.run('logout')}`): "
                                    f"`{commands.run('login')}` to resume.")
-            self._clear_stale_socket()
+            self.marks.clear_stale_socket()
             self.marks.logged_out.unlink(missing_ok=True)
             master_login.log_in(self.address, self.marks, batch=not interactive or not openssh.tty_available())
             self.marks.started(time.time())
@@ -143,16 +149,6 @@ class Master:
         self.address.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with locks.exclusive(self.address.socket_dir / f"{self.address.key}.lock"):
             yield
-
-    def _clear_stale_socket(self) -> None:
-        """A socket left by a master that was killed (no ``-O check`` answers it): OpenSSH would start a
-        master without multiplexing beside it ("already exists, disabling multiplexing")."""
-        if self.address.user_managed:
-            return
-        path = Path(self.address.control_path)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink(missing_ok=True)
 
     def close(self, *, logout: bool = False) -> bool:
         """End the master (``ssh -O exit``); True if one was running. ``logout``: and keep background

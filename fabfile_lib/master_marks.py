@@ -3,6 +3,8 @@
 - ``KEY.json`` beside the socket: when the tool started that master and for which cluster and login
   node (so ``logout`` finds the masters pinned to the cluster's login nodes).
 - ``KEY.log``: what the master says once in the background (a channel sshd refused), via ``ssh -E``.
+- ``KEY.process``: the master process now on the socket (pid and start time), once a ``-O check`` has
+  named it, so that a later command knows it lives without starting an ``ssh -O check`` of its own.
 - ``KEY.PID.landed``: the names of the login node that master process landed on, and the home directory
   there, learnt once.
 - ``CLUSTER.logged-out``: the user logged out; nothing logs in again by itself until they log in.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import untrusted
+from . import procs, untrusted
 from .master_address import MasterAddress
 
 
@@ -98,6 +100,36 @@ class MasterMarks:
             _write_json(Path(f"{a.control_path}.json"),
                         {"created": when, "persist": a.persist, "label": a.label, "cluster": a.cluster, "pin": a.pin})
 
+    @property
+    def _process_path(self) -> Path:
+        return self._dir / f"{self.address.key}.process"
+
+    def running(self) -> int:
+        """The pid of the master process a ``-O check`` last named on the socket, if that very process (pid
+        and start time) still runs and its socket is in place; else 0 (unknown: ask ``-O check``)."""
+        data = None if self.address.user_managed else _read_json(self._process_path)
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or not data.get("started"):
+            return 0
+        alive = procs.alive(data["pid"], data["started"]) and Path(self.address.control_path).is_socket()
+        return data["pid"] if alive else 0
+
+    def clear_stale_socket(self) -> None:
+        """A socket left by a master that was killed (no ``-O check`` answers it): OpenSSH would start a
+        master without multiplexing beside it ("already exists, disabling multiplexing")."""
+        if self.address.user_managed:
+            return
+        path = Path(self.address.control_path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink(missing_ok=True)
+
+    def seen_process(self, pid: int) -> None:
+        """A ``-O check`` named master process ``pid`` on the socket (ours only: the user's own master is
+        theirs to keep)."""
+        started = procs.start_time(pid) if pid and not self.address.user_managed else None
+        if started and _read_json(self._process_path) != {"pid": pid, "started": started}:
+            _write_json(self._process_path, {"pid": pid, "started": started})
+
     def landed(self, pid: int) -> LoginFacts | None:
         """What master process ``pid`` learnt of its login node, if it did (checked again as it is read)."""
         data = _read_json(self._landed_path(pid))
@@ -120,6 +152,7 @@ class MasterMarks:
         if self.address.control_path:
             Path(f"{self.address.control_path}.json").unlink(missing_ok=True)
             self.log_path.unlink(missing_ok=True)
+            self._process_path.unlink(missing_ok=True)
         self.forget_landed()
 
     def _landed_path(self, pid: int) -> Path:

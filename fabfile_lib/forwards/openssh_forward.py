@@ -67,12 +67,9 @@ def _added(forward: Callable[..., None], far: str, local_port: int) -> tuple[int
 def on_master(master: Master, far: str, local_port: int) -> Iterator[Forward]:
     """``-L`` on the master itself; alive while the master is."""
     port, spec = _added(master.forward, far, local_port)
-    pid = master.check().pid
     logged = master.marks.log_size()
-    # A master replaced between two looks (a logout and login back to back) is alive but has lost the
-    # forwards of the old one: only the very master that carries this forward counts.
     try:
-        yield Forward(port, far, alive=lambda: _same_master(master, pid),
+        yield Forward(port, far, alive=_carrier_alive(master),
                       refusals=lambda: master.marks.said_since(logged).count("open failed"))
     finally:
         master.forward(spec, cancel=True)
@@ -144,9 +141,15 @@ def on_link(link: NodeLink, far: str, local_port: int) -> Iterator[Forward]:
             link.forward(spec, cancel=True)
 
 
-def _same_master(master: Master, pid: int) -> bool:
-    info = master.check()
-    return info.alive and (not pid or info.pid == pid)
+def _carrier_alive(master: Master) -> Callable[[], bool]:
+    """Whether the very master process that carries a forward still runs (the forward lives in it): by its
+    pid and start time, no ``ssh -O check`` per look. A master replaced between two looks (a logout and a
+    login back to back) is alive but has lost the old one's forwards: it does not count."""
+    pid = master.check().pid
+    started = procs.start_time(pid) if pid else None
+    if started:
+        return lambda: procs.alive(pid, started)
+    return lambda: master.check().alive  # an ssh that names no pid: ask it each time
 
 
 def _held_by_another(port: int) -> LabError:

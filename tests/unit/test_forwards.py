@@ -149,3 +149,33 @@ def test_a_dead_hop_is_noticed_after_three_unanswered_keepalives():
         assert beat.alive()
         time.sleep(0.3)  # 3 intervals and the slack (one more, at most 1 s)
         assert not beat.alive() and not dead.active  # and the transport is closed, so waiters fail now
+
+
+def test_a_forward_on_the_master_is_alive_while_that_very_master_process_runs_and_asks_no_ssh_to_know():
+    import subprocess
+    import sys
+
+    from fabfile_lib.forwards import openssh_forward
+    from fabfile_lib.master import MasterInfo
+
+    carrier = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    checks: list[int] = []
+
+    class _Master:  # what the forward asks of the master: one -O check, when it is added
+        def check(self):
+            checks.append(1)
+            return MasterInfo(True, carrier.pid)
+
+    alive = openssh_forward._carrier_alive(_Master())
+    assert alive() and alive() and len(checks) == 1  # by pid and start time, each look after the first
+    carrier.kill()
+    carrier.wait()
+    assert not alive() and len(checks) == 1
+
+    class _Nameless(_Master):  # an ssh whose -O check names no pid: asked each time
+        def check(self):
+            checks.append(1)
+            return MasterInfo(True, 0)
+
+    nameless = openssh_forward._carrier_alive(_Nameless())
+    assert nameless() and len(checks) == 3

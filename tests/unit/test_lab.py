@@ -17,7 +17,7 @@ from fabfile_lib.state import LabRecord
 def test_wait_looks_often_while_a_job_starts_and_gently_once_it_queues():
     from fabfile_lib.lab import look_interval
 
-    assert look_interval(True, 500) == 0.02 and look_interval(False, 3) == 0.2
+    assert look_interval(True, 500) == 0.01 and look_interval(False, 3) == 0.2
     assert look_interval(False, 60) == 1.0 and look_interval(False, 600) == 5.0
 
 
@@ -249,7 +249,7 @@ def test_a_pending_lab_is_looked_at_once_per_question_to_slurm_not_once_per_step
     assert len(pending) <= 2 * len(asked) + 2 and len(asked) <= 10, (looks, asked)
     assert all(up_to <= 30 for _, _, _, up_to in looks)
     started = [entry for entry in looks if entry[1] == "c1"]
-    assert started and all(step == 0.02 for _, _, step, _ in started)  # waiting for the app: every 0.02 s there
+    assert started and all(step == 0.01 for _, _, step, _ in started)  # waiting for the app: every 0.01 s there
     assert max(t + up_to for t, _, _, up_to in looks) <= 150 + 1  # never past the deadline
 
 

@@ -229,7 +229,7 @@ def test_a_wait_with_bash_starts_no_process_per_look_and_plain_sh_looks_less_oft
     (where / "node").write_text("c1\n")
     threading.Timer(0.5, lambda: (where / "runtime" / "app.json").write_text('{"port": 8888}')).start()
     began = time.monotonic()
-    assert _look(where, node="c1", step=0.02, up_to=20).runtime == {"port": 8888}
+    assert _look(where, node="c1", step=0.01, up_to=20).runtime == {"port": 8888}
     assert time.monotonic() - began < 5
     sleeps = (tmp_path / ("bin-bash" if with_bash else "bin-sh") / "sleeps")
     if with_bash:

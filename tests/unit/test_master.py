@@ -110,6 +110,33 @@ def test_a_master_learns_its_login_nodes_home_and_names_once_and_is_not_checked_
 
 
 @needs_ssh
+def test_a_master_a_check_named_is_known_alive_by_its_process_without_a_second_check(tmp_path, monkeypatch):
+    import json
+    import os
+    import socket
+
+    ran: list[list[str]] = []
+
+    def run(argv, timeout, detach=False):  # a live master: this very test process stands for it
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", f"Master running (pid={os.getpid()})\n")
+
+    monkeypatch.setattr(master, "_run", run)
+    plan = master.plan(_settings(tmp_path))
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(plan.address.control_path)
+        assert plan.open(interactive=False) is False and len(ran) == 1  # the first run asks -O check once
+        assert master.plan(_settings(tmp_path)).open(interactive=False) is False and len(ran) == 1  # then none
+        recorded = plan.address.socket_dir / f"{plan.address.key}.process"
+        assert recorded.stat().st_mode & 0o777 == 0o600
+        recorded.write_text(json.dumps({"pid": os.getpid(), "started": "1"}))  # another process on that pid
+        assert master.plan(_settings(tmp_path)).open(interactive=False) is False and len(ran) == 2
+    os.unlink(plan.address.control_path)  # the socket gone: whatever runs, -O check decides
+    master.plan(_settings(tmp_path)).open(interactive=False)
+    assert len(ran) >= 3 and "check" in ran[2]
+
+
+@needs_ssh
 @pytest.mark.parametrize("output", ["login1\n../etc\n", "login1\n/home/u\x1b[2J\n", "$(id)\n/home/u\n", ""])
 def test_a_home_or_names_that_are_not_what_they_should_be_are_not_learnt(tmp_path, monkeypatch, output):
     from fabfile_lib.errors import ConnectError
