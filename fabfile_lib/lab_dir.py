@@ -164,10 +164,17 @@ def read(hops: Hops, lab_dir: str, *parts: str, limit: int = READ_LIMIT) -> str 
     (yet) or is not a regular file (a FIFO would never end, a link may point anywhere): one command on the
     login node (``hops.shell()``, a plain ``ssh -S`` on OpenSSH), so a watcher that only reads never loads
     Fabric or Paramiko, and no file session stays open for it."""
-    path = shlex.quote(posixpath.join(lab_dir, *parts))
-    command = f"[ -f {path} ] && [ ! -L {path} ] && head -c {int(limit)} -- {path}"
-    result = run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 20)
+    result = _regular_file(hops, "head", posixpath.join(lab_dir, *parts), limit)
     return result.stdout if result.exited == 0 else None
+
+
+# A regular file's first or last bytes (``$1``: head or tail), under sh whatever the login shell is.
+_REGULAR = 'test -f "$2" && test ! -L "$2" && exec "$1" -c "$3" -- "$2"'
+
+
+def _regular_file(hops: Hops, which: str, path: str, limit: int):
+    command = f"sh -c {shlex.quote(_REGULAR)} sh {which} {shlex.quote(path)} {int(limit)}"
+    return run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 20)
 
 
 def jobs(hops: Hops, lab_dir: str) -> tuple[str, ...]:
@@ -262,9 +269,7 @@ def _unhex(text: str) -> str:
 def log_tail(hops: Hops, lab_dir: str, lines: int = 20, limit: int = 64 * 1024) -> str:
     """The last ``lines`` of the job's log, from its last ``limit`` bytes (a huge log is not downloaded),
     read as :func:`read` reads."""
-    path = shlex.quote(posixpath.join(lab_dir, JOB_LOG))
-    command = f"[ -f {path} ] && [ ! -L {path} ] && tail -c {int(limit)} -- {path}"
-    result = run_command(hops.shell(), command, timeout=hops.settings.connect_timeout + 20)
+    result = _regular_file(hops, "tail", posixpath.join(lab_dir, JOB_LOG), limit)
     text = result.stdout if result.exited == 0 else ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
