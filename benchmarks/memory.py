@@ -139,7 +139,10 @@ def main() -> None:
         labs = [_record(state_dir, n) for n in names]
         made = traffic(labs, 1.0)  # the first minute fills ssh's channel buffers: their high-water mark
         warm, warm_py = settle(state_dir)
-        made += traffic(labs, args.minutes)
+        series = []  # minute by minute: a leak grows with the traffic, a high-water mark levels off
+        for _ in range(max(1, round(args.minutes))):
+            made += traffic(labs, args.minutes / max(1, round(args.minutes)))
+            series.append(pss_mib(kept_running(state_dir)))
         after, after_py = settle(state_dir)
     finally:
         for name in names:
@@ -159,6 +162,7 @@ def main() -> None:
           "ssh's channel buffers at their high-water mark)")
     print(f"  after {args.minutes:g} more minutes ({made} requests in all): {after:6.1f} MiB (the watcher "
           f"{after_py:.1f} MiB) = {(after / warm - 1) * 100:+.1f}% over the first minute (goal <= +5%)")
+    print(f"  minute by minute: {' '.join(f'{mib:.1f}' for mib in series)} MiB")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ def test_a_background_python_gets_the_environment_it_needs_only():
     for kept in ("HOME", "SSH_AUTH_SOCK", "LC_ALL", "XDG_STATE_HOME", "FLAB_COMMAND_STYLE"):
         assert kept in env
     assert (Path(python_child.package_root()) / "fabfile_lib" / "watcher.py").is_file()
+    assert env["MALLOC_ARENA_MAX"] == "2"  # a thread per lab: not an allocator arena per thread
 
 
 # -- what the cluster says ---------------------------------------------------------------------------
