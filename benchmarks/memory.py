@@ -68,16 +68,22 @@ def kept_running(state_dir: Path) -> list[int]:
     return sorted(ours)
 
 
-def pss_mib(pids: list[int]) -> float:
+def pss_mib(pids: list[int], fields: tuple[str, ...] = ("Pss:",)) -> float:
     total_kib = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+                if line.startswith(fields):
                     total_kib += int(line.split()[1])
         except OSError:
             continue
     return total_kib / 1024
+
+
+def private_mib(pids: list[int]) -> float:
+    """What the processes hold alone (USS): unlike PSS, it does not move as other processes map the same
+    libraries, so its growth is theirs."""
+    return pss_mib(pids, ("Private_Clean:", "Private_Dirty:"))
 
 
 def _inv(config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -142,7 +148,10 @@ def main() -> None:
         series = []  # minute by minute: a leak grows with the traffic, a high-water mark levels off
         for _ in range(max(1, round(args.minutes))):
             made += traffic(labs, args.minutes / max(1, round(args.minutes)))
-            series.append(pss_mib(kept_running(state_dir)))
+            pids, known = kept_running(state_dir), watcher.recorded(state_dir)
+            watcher_pids = [known[0]] if known else []
+            others = [p for p in pids if p not in watcher_pids]
+            series.append((pss_mib(pids), private_mib(watcher_pids), private_mib(others)))
         after, after_py = settle(state_dir)
     finally:
         for name in names:
@@ -162,7 +171,9 @@ def main() -> None:
           "ssh's channel buffers at their high-water mark)")
     print(f"  after {args.minutes:g} more minutes ({made} requests in all): {after:6.1f} MiB (the watcher "
           f"{after_py:.1f} MiB) = {(after / warm - 1) * 100:+.1f}% over the first minute (goal <= +5%)")
-    print(f"  minute by minute: {' '.join(f'{mib:.1f}' for mib in series)} MiB")
+    print(f"  minute by minute, PSS: {' '.join(f'{mib:.1f}' for mib, _, _ in series)} MiB")
+    print(f"  ... held alone (USS) by the watcher: {' '.join(f'{mib:.1f}' for _, mib, _ in series)} MiB; "
+          f"by the ssh processes: {' '.join(f'{mib:.1f}' for _, _, mib in series)} MiB")
 
 
 if __name__ == "__main__":
