@@ -14,6 +14,7 @@ A master on the user's own ControlPath leaves nothing here but the logout mark.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -56,7 +57,7 @@ class MasterMarks:
     def _dir(self) -> Path:
         return self.address.socket_dir
 
-    @property
+    @functools.cached_property  # read at every look of a held forward: made once (see state._record_path)
     def log_path(self) -> Path:
         return self._dir / f"{self.address.key}.log"
 

@@ -19,10 +19,11 @@ def start_time(pid: int) -> str | None:
     macOS), or None if it is gone or a zombie."""
     if pid <= 0:
         return None
-    if not Path("/proc/self/stat").exists():
+    if not os.path.exists("/proc/self/stat"):
         return _ps_start_time(pid)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+    try:  # a str, not a Path: a held forward looks every second, and pathlib would intern the pid
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()

@@ -12,6 +12,7 @@ Reads never create anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -113,7 +114,16 @@ def make_dirs(state_dir: Path) -> Path:
 
 def path_for(state_dir: Path, name: str) -> Path:
     """The record of lab ``name``; a name that could leave the state directory is refused."""
-    return _labs(state_dir) / f"{check_name(name)}.json"
+    return _record_path(state_dir, check_name(name))
+
+
+@functools.lru_cache(maxsize=256)
+def _record_path(state_dir: Path, name: str) -> Path:
+    # Kept, not made anew at each look: pathlib interns every part it parses (CPython 3.11), and an
+    # interned string that dies leaves its slot behind, so a watcher that looks at the records a few
+    # times a second would re-size the interpreter's table of interned strings (about 1 MiB) every few
+    # minutes, and keep the memory.
+    return _labs(state_dir) / f"{name}.json"
 
 
 @contextlib.contextmanager

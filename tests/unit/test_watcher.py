@@ -225,3 +225,31 @@ def test_a_hold_asked_anew_keeps_the_lab_s_port(tmp_path, monkeypatch):
     monkeypatch.setattr(detached, "ensure_watcher", lambda state_dir: 1)
     asked = detached.request_hold(settings, state.load(tmp_path, "a"))
     assert asked.hold != "h1" and asked.forward_port == 5151 and state.load(tmp_path, "a").forward_port == 5151
+
+
+def test_the_watchers_looks_intern_nothing_made_of_a_lab_name_or_a_pid(tmp_path, monkeypatch):
+    """pathlib interns each part of a path it parses (CPython 3.11), and an interned string that dies leaves
+    its slot behind: built anew at every look (a few a second per lab), the records' paths made the
+    watcher re-size the interpreter's table of interned strings every few minutes, about 1 MiB each time."""
+    import sys
+    from types import SimpleNamespace
+
+    from fabfile_lib.master_marks import MasterMarks
+
+    _record(tmp_path, "alpha", hold="1")
+    marks = MasterMarks(SimpleNamespace(socket_dir=tmp_path, key="k3y", user_managed=False))
+    me = os.getpid()
+
+    def looks() -> None:  # what the watcher does each turn, and a held lab each tick
+        watcher.wanted(tmp_path)
+        state.find(tmp_path, "alpha")
+        state.stamp(tmp_path, "alpha")
+        procs.alive(me, procs.start_time(me))
+        marks.said_since(0)
+
+    looks()  # the first look makes what it keeps
+    interned, real = [], sys.intern
+    monkeypatch.setattr(sys, "intern", lambda s: interned.append(s) or real(s))
+    for _ in range(3):
+        looks()
+    assert not [s for s in interned if "alpha" in s or str(me) in s or "k3y" in s]
