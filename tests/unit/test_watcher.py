@@ -237,7 +237,8 @@ def test_the_watchers_looks_intern_nothing_made_of_a_lab_name_or_a_pid(tmp_path,
     from fabfile_lib.master_marks import MasterMarks
 
     _record(tmp_path, "alpha", hold="1")
-    marks = MasterMarks(SimpleNamespace(socket_dir=tmp_path, key="k3y", user_managed=False))
+    marks = MasterMarks(SimpleNamespace(socket_dir=tmp_path, key="k3y", user_managed=False,
+                                        control_path=str(tmp_path / "k3y")))
     me = os.getpid()
 
     def looks() -> None:  # what the watcher does each turn, and a held lab each tick
@@ -246,6 +247,7 @@ def test_the_watchers_looks_intern_nothing_made_of_a_lab_name_or_a_pid(tmp_path,
         state.stamp(tmp_path, "alpha")
         procs.alive(me, procs.start_time(me))
         marks.said_since(0)
+        marks.running()
 
     looks()  # the first look makes what it keeps
     interned, real = [], sys.intern
