@@ -17,13 +17,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import procs, untrusted
+from . import paths, procs, untrusted
 from .master_address import MasterAddress
 
 
@@ -31,13 +30,6 @@ def _write_json(path: Path, data: object) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)
-
-
-def _is_socket(path: str) -> bool:
-    try:  # os.stat of a str: no Path parsed (and interned) at each look
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _read_json(path: Path) -> object:
@@ -119,7 +111,7 @@ class MasterMarks:
         data = None if self.address.user_managed else _read_json(self._process_path)
         if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or not data.get("started"):
             return 0
-        alive = procs.alive(data["pid"], data["started"]) and _is_socket(self.address.control_path)
+        alive = procs.alive(data["pid"], data["started"]) and paths.is_socket(self.address.control_path)
         return data["pid"] if alive else 0
 
     def clear_stale_socket(self) -> None:

@@ -9,6 +9,7 @@ followed by hand here, in these few lines.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def shared_tmp(owner: str) -> Path:
     """A directory of ``owner``'s in the shared temporary directory (a last resort for short socket paths:
     its caller checks it is a real directory of the user's)."""
     return Path(tempfile.gettempdir()) / f"{APP}-{owner}"
+
+
+def is_socket(path: str) -> bool:
+    """Whether ``path`` is a Unix socket itself (not a link to one). A str, not a Path: it is looked at
+    every second by held forwards, and pathlib interns every part of a path it parses."""
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False

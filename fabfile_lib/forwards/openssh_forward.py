@@ -18,13 +18,12 @@ import contextlib
 import functools
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-from .. import openssh, procs
+from .. import openssh, paths, procs
 from ..errors import ConnectError, LabError
 from ..master import Master
 from .forward import Forward, bind_loopback, free_port, port_taken
@@ -97,7 +96,7 @@ class NodeLink:
 
     def _until_up(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not is_socket(self.control):
+        while not paths.is_socket(self.control):
             if self.proc.poll() is not None:
                 raise openssh.explain(self.said(), self.what, self.proc.returncode)
             if time.monotonic() > deadline:
@@ -156,9 +155,3 @@ def _held_by_another(port: int) -> LabError:
     return LabError(f"local port {port} is held by another process on 127.0.0.1 or ::1: nothing was sent to it. "
                     "Choose another lab.local_port (or 0 for any free one).")
 
-
-def is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except OSError:
-        return False

@@ -13,10 +13,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-from .. import openssh, procs
+from .. import openssh, paths, procs
 from ..errors import ConnectError, LabError
 from ..master import Master
-from .openssh_forward import is_socket
 
 
 class _OverSocket:
@@ -68,7 +67,7 @@ def unix_via_ssh(argv: list[str], local: str, what: str, timeout: float = 30) ->
                                 start_new_session=True, preexec_fn=procs.die_with_parent)
         try:
             deadline = time.monotonic() + timeout
-            while not is_socket(local):
+            while not paths.is_socket(local):
                 if proc.poll() is not None:
                     err.seek(0)
                     raise openssh.explain(err.read(), what, proc.returncode)
