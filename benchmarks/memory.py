@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fabfile_lib import master, sandbox, watcher  # noqa: E402
+from fabfile_lib import master, procs, sandbox, watcher  # noqa: E402
 from fabfile_lib.sandbox import SandboxConfig  # noqa: E402
 from fabfile_lib.settings import LabSettings  # noqa: E402
 
@@ -124,10 +123,9 @@ def settle(state_dir: Path) -> tuple[float, float]:
     return pss_mib(kept_running(state_dir)), pss_mib([known[0]] if known else [])
 
 
-def split_mib(state_dir: Path) -> tuple[float, float]:
+def split_mib(pids: list[int]) -> tuple[float, float]:
     """The PSS in two: anonymous (heaps and stacks: what a leak grows) and file-backed (libraries and
     code, whose share moves as other processes -- here the sandbox's own sshd -- map the same files)."""
-    pids = kept_running(state_dir)
     return pss_mib(pids, ("Pss_Anon:",)), pss_mib(pids, ("Pss_File:",))
 
 
@@ -146,11 +144,7 @@ def reconnect(settings: LabSettings, labs: list[dict]) -> float:
     if not pid:
         raise SystemExit("no kept login to end")
     started = time.monotonic()
-    os.kill(pid, signal.SIGTERM)
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() - started > 30:
-            raise SystemExit("the kept login did not end")
-        time.sleep(0.1)
+    procs.terminate(pid)  # by pid and start time, as the tool ends what it started
     time.sleep(2)  # the watcher sees a forward's master gone within its tick (1 s)
     while not all(_answers(rec) for rec in labs):
         if time.monotonic() - started > 120:
@@ -185,17 +179,16 @@ def main() -> None:
         labs = [_record(state_dir, n) for n in names]
         made = traffic(labs, 1.0)  # the first minute fills ssh's channel buffers: their high-water mark
         warm, warm_py = settle(state_dir)
-        warm_anon, warm_file = split_mib(state_dir)
+        warm_anon, warm_file = split_mib(kept_running(state_dir))
         series = []  # minute by minute: a leak grows with the traffic, a high-water mark levels off
         for _ in range(max(1, round(args.minutes))):
             made += traffic(labs, args.minutes / max(1, round(args.minutes)))
             pids, known = kept_running(state_dir), watcher.recorded(state_dir)
             watcher_pids = [known[0]] if known else []
             others = [p for p in pids if p not in watcher_pids]
-            series.append((pss_mib(pids), private_mib(watcher_pids), private_mib(others),
-                           pss_mib(pids, ("Pss_Anon:",))))
+            series.append((pss_mib(pids), private_mib(watcher_pids), private_mib(others), split_mib(pids)[0]))
         after, after_py = settle(state_dir)
-        after_anon, after_file = split_mib(state_dir)
+        after_anon, after_file = split_mib(kept_running(state_dir))
         settings, again = LabSettings.from_config(base), []  # per reconnect: (seconds, watcher's USS)
         for _ in range(args.reconnects):
             took = reconnect(settings, labs)
